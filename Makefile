@@ -1,0 +1,29 @@
+# Two commands (see README): `make claims DEVICE=mps` runs the claims suite, `make test` passes the tests.
+# Both create .venv and install into it first; nothing else has to be typed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEVICE ?= auto
+TORCH ?= torch==2.13.0
+SHARED_TEXT := ../shared/data/wikitext-2-raw/wiki.test.raw
+PYTEST_ARGS ?=
+
+.PHONY: setup claims test bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The main job: every claim of the write-up on GPT-2 small (downloaded once with network).
+claims: setup
+	$(PY) -m pytest claims/ --device=$(DEVICE) $(PYTEST_ARGS)
+
+# The library's tests, then the claims suite end to end on the embedded model (offline).
+test: setup
+	$(PY) -m pytest tests/ -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest claims/ --model tiny-wikitext --dataset $(SHARED_TEXT) --device=cpu --claims-xfail $(PYTEST_ARGS)

@@ -1,0 +1,112 @@
+"""The frozen run config: a run's identity and the one cache key (STYLE.md 2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from lib.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run's numbers depend on; its hash names the cache entries."""
+
+    model: str
+    """Hub name or absolute path of a local Hugging Face directory."""
+    model_revision: str
+    """Fingerprint of the weights: Hub commit, sha256 of local files, or 'unavailable: <reason>'."""
+    dataset: str
+    """`wikitext-2-raw-v1` (through `datasets`) or the absolute path of a text file."""
+    dataset_revision: str
+    """sha256 of the text file, the `datasets` config name, or 'unavailable: <reason>'."""
+    n_tokens: int
+    """Number of token positions collected (write-up: 1000)."""
+    device: str
+    """Resolved torch device: cpu, cuda or mps. Δφ differs slightly per device."""
+    dtype: str
+    """Model dtype for the forward passes."""
+    numerics: str
+    """compat (HookedTransformer-equivalent weight processing) or raw (Hugging Face)."""
+    positions: str
+    """all: every position counts, BOS included; text: BOS positions left out."""
+    pca: str
+    """centred (default) or uncentred PCA."""
+
+    def key(self, *, exclude: tuple[str, ...] = ()) -> str:
+        """16 hex digits of sha256 over the fields (minus `exclude`)."""
+        data = {k: v for k, v in asdict(self).items() if k not in exclude}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def capture_key(self) -> str:
+        """Key of the captured Δφ: the PCA convention does not change the capture."""
+        return self.key(exclude=("pca",))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why the model or dataset cannot be had here, or None."""
+        for rev in (self.model_revision, self.dataset_revision):
+            if rev.startswith("unavailable: "):
+                return rev.removeprefix("unavailable: ")
+        return None
+
+    def describe(self) -> str:
+        """One line for the pytest report header and the command line."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k, v in shown.items():
+            if isinstance(v, str) and v.startswith("unavailable: "):
+                shown[k] = "unavailable"
+        return " ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def build_config(
+    *,
+    model: str,
+    dataset: str,
+    n_tokens: int,
+    device: str,
+    numerics: str,
+    positions: str,
+    pca: str,
+    dtype: str = "float32",
+) -> RunConfig:
+    """Validate the user's values (cheap checks first) and resolve them into a RunConfig.
+
+    Raises ConfigError naming the bad value and what is allowed. A model or dataset that
+    cannot be had here (offline) does not raise: its revision says 'unavailable: why'.
+    """
+    from lib.corpus import resolve_dataset
+    from lib.device import resolve_device
+    from lib.models import resolve_model
+
+    if n_tokens < 2:
+        raise ConfigError(f"--n-tokens {n_tokens} is too small; it must be at least 2 (PCA needs two positions)")
+    for name, value, allowed in (
+        ("numerics", numerics, ("compat", "raw")),
+        ("positions", positions, ("all", "text")),
+        ("pca", pca, ("centred", "uncentred")),
+        ("dtype", dtype, ("float32",)),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"--{name} {value!r} is not allowed; allowed: {', '.join(allowed)}")
+    resolved_device = resolve_device(device)
+    model_path, model_revision = resolve_model(model)
+    dataset_path, dataset_revision = resolve_dataset(dataset)
+    return RunConfig(
+        model=model_path,
+        model_revision=model_revision,
+        dataset=dataset_path,
+        dataset_revision=dataset_revision,
+        n_tokens=n_tokens,
+        device=resolved_device,
+        dtype=dtype,
+        numerics=numerics,
+        positions=positions,
+        pca=pca,
+    )

@@ -1,0 +1,134 @@
+"""Load the text and select the token positions Δφ is collected at.
+
+Default (DESIGN.md): WikiText-2 raw, test split, rows joined as they come
+(`"".join(rows)`); BOS prepended, then the first `n_tokens` tokens as one sequence;
+past the model's context, consecutive chunks of `n_ctx`, each starting with BOS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from lib.errors import ConfigError, ResourceUnavailable
+from lib.options import DEFAULT_DATASET
+
+if TYPE_CHECKING:
+    import torch
+
+HF_DATASET = ("wikitext", DEFAULT_DATASET, "test")
+
+
+@contextmanager
+def _datasets_offline() -> Iterator[None]:
+    """Make `datasets` answer from its cache only, without 20 s of retries."""
+    import datasets.config
+
+    saved = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE = saved
+
+
+def _load_hf_text(offline: bool) -> str:
+    import datasets
+
+    path, name, split = HF_DATASET
+    if offline:
+        with _datasets_offline():
+            rows = datasets.load_dataset(path, name, split=split)["text"]
+    else:
+        rows = datasets.load_dataset(path, name, split=split)["text"]
+    return "".join(rows)
+
+
+def resolve_dataset(name: str) -> tuple[str, str]:
+    """(location, revision) for --dataset; revision is 'unavailable: why' when it cannot be had."""
+    if name == DEFAULT_DATASET:
+        from lib.models import hub_reachable
+
+        if hub_reachable():
+            return name, "datasets:" + "/".join(HF_DATASET)
+        try:
+            _load_hf_text(offline=True)
+        except Exception:  # noqa: BLE001 - datasets raises many kinds when the cache is empty
+            return name, (
+                "unavailable: WikiText-2 (datasets: wikitext/wikitext-2-raw-v1, test) is not in the "
+                "`datasets` cache and the Hub cannot be reached from here. Run once with network "
+                "access, or pass --dataset <text file> (e.g. ../shared/data/wikitext-2-raw/wiki.test.raw)"
+            )
+        return name, "datasets:" + "/".join(HF_DATASET)
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"--dataset {name!r}: no such file; expected {DEFAULT_DATASET!r} (WikiText-2 raw test "
+            "through `datasets`) or the path of a UTF-8 text file"
+        )
+    return str(path.resolve()), "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def load_text(dataset: str) -> str:
+    """The whole text of a resolved dataset location."""
+    if dataset == DEFAULT_DATASET:
+        from lib.models import hub_reachable
+
+        try:
+            return _load_hf_text(offline=not hub_reachable())
+        except Exception as e:  # noqa: BLE001
+            raise ResourceUnavailable(f"WikiText-2 could not be loaded through `datasets`: {e}") from e
+    return Path(dataset).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The token chunks fed to the model and which of their positions are collected."""
+
+    chunks: tuple[torch.Tensor, ...]
+    """Each (T_i,) int64, starting with BOS; T_i <= n_ctx."""
+    counted: tuple[torch.Tensor, ...]
+    """Each (T_i,) bool: the positions whose Δφ is collected."""
+
+    @property
+    def n_positions(self) -> int:
+        return int(sum(int(c.sum()) for c in self.counted))
+
+
+def select_tokens(text_ids: list[int], bos_id: int, n_tokens: int, n_ctx: int, positions: str) -> Selection:
+    """The first `n_tokens` collected positions: chunks of BOS + up to n_ctx - 1 text tokens.
+
+    positions='all' counts every position (BOS too, as `to_tokens(text)[:, :n_tokens]`);
+    'text' counts only the text tokens.
+    """
+    import torch
+
+    count_bos = positions == "all"
+    chunks, counted, used, remaining = [], [], 0, n_tokens
+    while remaining > 0:
+        n_text = min(n_ctx - 1, remaining - 1 if count_bos else remaining)
+        if used + n_text > len(text_ids):
+            most = len(text_ids) + (-(-len(text_ids) // (n_ctx - 1)) if count_bos else 0)
+            raise ConfigError(
+                f"--n-tokens {n_tokens} is larger than the text provides: it has {len(text_ids)} "
+                f"tokens, enough for at most {most} positions with --positions {positions}"
+            )
+        chunk = torch.tensor([bos_id, *text_ids[used : used + n_text]], dtype=torch.long)  # (T,)
+        mask = torch.ones_like(chunk, dtype=torch.bool)
+        mask[0] = count_bos
+        chunks.append(chunk)
+        counted.append(mask)
+        used += n_text
+        remaining -= int(mask.sum())
+    return Selection(tuple(chunks), tuple(counted))
+
+
+def tokenize(tokenizer: object, text: str) -> list[int]:
+    """Token ids of the whole text, without special tokens."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return list(backend.encode(text, add_special_tokens=False).ids)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]

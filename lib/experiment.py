@@ -1,0 +1,188 @@
+"""Tables 7A-7E for one run config, each a pure function of the captured Δφ, cached on disk."""
+
+from __future__ import annotations
+
+import math
+import sys
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import torch
+
+from lib.capture import Capture, capture
+from lib.corpus import Selection, load_text, select_tokens, tokenize
+from lib.lowrank import Projection, lowrank_nll
+from lib.spectra import RECONSTRUCTION_KS, THRESHOLDS, Moments, Pca, pca, reconstruction
+from lib.store import Store
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from lib.config import RunConfig
+
+LOWRANK_KS = (8, 16, 32, 64, 128, 256, 512)
+"""7D's K list; d_model is appended and values above it dropped."""
+TABLES_VERSION = 1
+"""Bump when a table's definition changes, so cached tables are recomputed."""
+
+
+def _k_columns(basis: Pca) -> dict[str, int]:
+    return {f"k{round(t * 100)}": k for t, k in zip(THRESHOLDS, basis.ks())}
+
+
+def norms_table(delta_phi: torch.Tensor) -> list[dict[str, Any]]:
+    """7A: per layer, mean and std (ddof=1, as torch.std) of ||Δφ(l)|| over positions.
+
+    delta_phi: (n_layers, n_positions, d_model).
+    """
+    norms = delta_phi.to(torch.float64).norm(dim=-1)  # (L, N)
+    return [
+        {"layer": layer, "mean_norm": float(row.mean()), "std_norm": float(row.std())}
+        for layer, row in enumerate(norms)
+    ]
+
+
+def layer_bases(vectors: torch.Tensor, centred: bool) -> list[Pca]:
+    """One PCA per layer; vectors: (n_layers, n_positions, d_model)."""
+    return [pca(Moments.of(x), centred) for x in vectors]
+
+
+def shared_basis(delta_phi: torch.Tensor, centred: bool) -> Pca:
+    """7C: PCA of all layers stacked, (n_layers * n_positions, d_model)."""
+    return pca(Moments.of(delta_phi.reshape(-1, delta_phi.shape[-1])), centred)
+
+
+def layer_pca_table(bases: Sequence[Pca]) -> list[dict[str, Any]]:
+    """7B: per layer, K at 50/80/90/95%."""
+    return [{"layer": layer, **_k_columns(b)} for layer, b in enumerate(bases)]
+
+
+def reconstruction_tables(
+    delta_phi: torch.Tensor, shared: Pca, ks: Sequence[int] = RECONSTRUCTION_KS
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """7C: (over layers, per layer) mean cos_sim and relative L2 with K shared components.
+
+    Per position, averaged per layer, then over layers.
+    """
+    ks = [k for k in ks if k <= delta_phi.shape[-1]]
+    per_layer = []
+    for layer, x in enumerate(delta_phi):
+        cos, rel = reconstruction(x, shared, ks)  # (len(ks), N) each
+        per_layer.append((cos.mean(-1), rel.mean(-1)))
+    cos_l = torch.stack([c for c, _ in per_layer])  # (L, len(ks))
+    rel_l = torch.stack([r for _, r in per_layer])
+    overall = [
+        {"k": k, "cos_sim": float(cos_l[:, i].mean()), "relative_l2": float(rel_l[:, i].mean())}
+        for i, k in enumerate(ks)
+    ]
+    layers = [
+        {"layer": layer, "k": k, "cos_sim": float(cos_l[layer, i]), "relative_l2": float(rel_l[layer, i])}
+        for layer in range(len(delta_phi))
+        for i, k in enumerate(ks)
+    ]
+    return overall, layers
+
+
+def lowrank_ks(d_model: int, ks: Sequence[int] = LOWRANK_KS) -> list[int]:
+    return [k for k in ks if k < d_model] + [d_model]
+
+
+def projections(bases: Sequence[Pca], shared: Pca, ks: Sequence[int]) -> list[Projection]:
+    """Individual variants for each K, then shared ones."""
+    means = torch.stack([b.mean for b in bases]).float()  # (L, d)
+    components = torch.stack([b.components for b in bases]).float()  # (L, d, d)
+    shared_mean = shared.mean.float().expand(len(bases), -1)  # (L, d)
+    shared_components = shared.components.float().expand(len(bases), -1, -1)  # (L, d, d)
+    individual = [Projection(means, components[..., :k]) for k in ks]
+    return individual + [Projection(shared_mean, shared_components[..., :k]) for k in ks]
+
+
+def lowrank_table(baseline_nll: float, nll: Sequence[float], ks: Sequence[int]) -> list[dict[str, Any]]:
+    """7D: perplexity under each K with individual and shared bases, and the ratio to baseline."""
+    base = math.exp(baseline_nll)
+    individual, shared = nll[: len(ks)], nll[len(ks) :]
+    return [
+        {
+            "k": k,
+            "individual_ppl": math.exp(i),
+            "individual_ratio": math.exp(i) / base,
+            "shared_ppl": math.exp(s),
+            "shared_ratio": math.exp(s) / base,
+        }
+        for k, i, s in zip(ks, individual, shared)
+    ]
+
+
+def attn_ffn_table(attn: Sequence[Pca], ffn: Sequence[Pca]) -> list[dict[str, Any]]:
+    """7E: per layer, K90 of Δφ_attn and Δφ_ffn and their ratio."""
+    rows = []
+    for layer, (a, f) in enumerate(zip(attn, ffn)):
+        ka, kf = a.k_at(0.9), f.k_at(0.9)
+        rows.append({"layer": layer, "attn_k90": ka, "ffn_k90": kf, "ratio": ka / kf if kf else math.inf})
+    return rows
+
+
+def _tqdm(desc: str) -> Callable[[Iterator], Iterator]:
+    from tqdm.auto import tqdm
+
+    return lambda it: tqdm(it, desc=desc, file=sys.stderr, leave=False, disable=None)
+
+
+class Run:
+    """One run config's data: model, tokens and Δφ loaded lazily, results cached in `store`."""
+
+    def __init__(self, config: RunConfig, store: Store, batch_size: int = 8) -> None:
+        self.config, self.store, self.batch_size = config, store, batch_size
+
+    @cached_property
+    def bridge(self) -> TransformerBridge:
+        from lib.models import load_model
+
+        return load_model(self.config)
+
+    @cached_property
+    def selection(self) -> Selection:
+        text = load_text(self.config.dataset)
+        tokenizer = self.bridge.tokenizer
+        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        return select_tokens(
+            tokenize(tokenizer, text), bos, self.config.n_tokens, self.bridge.cfg.n_ctx, self.config.positions
+        )
+
+    @cached_property
+    def capture(self) -> Capture:
+        meta = {"stage": "capture", **self.config.to_json()}
+        meta.pop("pca")
+
+        def compute() -> dict[str, torch.Tensor]:
+            return capture(self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ")).tensors()
+
+        t = self.store.get_or_compute("capture", self.config.capture_key, meta, compute)
+        return Capture(t["delta_phi"], t["delta_phi_attn"], t["delta_phi_ffn"], t["nll"])
+
+    @cached_property
+    def tables(self) -> dict[str, Any]:
+        meta = {"stage": "tables", "version": TABLES_VERSION, **self.config.to_json()}
+        return self.store.get_or_compute_json("tables", self.config.key(), meta, self.compute_tables)
+
+    def compute_tables(self) -> dict[str, Any]:
+        c, centred = self.capture, self.config.pca == "centred"
+        bases = layer_bases(c.delta_phi, centred)
+        shared = shared_basis(c.delta_phi, centred)
+        reconstruction_rows, reconstruction_per_layer = reconstruction_tables(c.delta_phi, shared)
+        ks = lowrank_ks(c.delta_phi.shape[-1])
+        nll = lowrank_nll(
+            self.bridge, self.selection, projections(bases, shared, ks), self.batch_size, _tqdm("7D low-rank passes")
+        )
+        return {
+            "config": self.config.to_json(),
+            "norms": norms_table(c.delta_phi),
+            "layer_pca": layer_pca_table(bases),
+            "shared_pca": _k_columns(shared),
+            "reconstruction": reconstruction_rows,
+            "baseline_ppl": math.exp(float(c.nll.mean())),
+            "lowrank_ppl": lowrank_table(float(c.nll.mean()), nll, ks),
+            "attn_ffn": attn_ffn_table(layer_bases(c.delta_phi_attn, centred), layer_bases(c.delta_phi_ffn, centred)),
+            "reconstruction_per_layer": reconstruction_per_layer,
+            "layer_spectra": [b.ratio.tolist() for b in bases],
+        }

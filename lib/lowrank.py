@@ -1,0 +1,96 @@
+"""Low-rank inference (7D): project every layer's Δφ onto K components during the pass.
+
+At every layer at once (DESIGN.md):
+    resid_post(l) := resid_pre(l) + mu_l + P_l (Δφ(l) - mu_l),   P_l = U_K U_K^T
+with the layer's own basis (individual) or the shared one. Several projections run in
+one batched pass: row g of the batch is the chunk under projection g.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+import torch
+
+from lib.capture import token_nll
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from lib.corpus import Selection
+
+
+@dataclass(frozen=True)
+class Projection:
+    """One low-rank variant: what replaces Δφ at each layer."""
+
+    mean: torch.Tensor
+    """(n_layers, d_model) mu_l."""
+    components: torch.Tensor
+    """(n_layers, d_model, K) U_K: layer l's top-K principal directions."""
+
+
+def _hooks(means: torch.Tensor, components: torch.Tensor) -> list[tuple[str, Callable[..., torch.Tensor]]]:
+    """means (G, L, d), components (G, L, d, K): row g of the batch uses variant g.
+
+    Variants with fewer than K components are padded with zero columns, which leaves
+    U U^T unchanged.
+    """
+    saved: dict[int, torch.Tensor] = {}
+    hooks = []
+    for layer in range(means.shape[1]):
+
+        def pre(x: torch.Tensor, hook: object, layer: int = layer) -> torch.Tensor:
+            saved[layer] = x  # (G, T, d)
+            return x
+
+        def post(x: torch.Tensor, hook: object, layer: int = layer) -> torch.Tensor:
+            resid_pre = saved.pop(layer)
+            mu = means[:, layer, None, :]  # (G, 1, d)
+            centred = x - resid_pre - mu  # (G, T, d)
+            u = components[:, layer]  # (G, d, K)
+            return resid_pre + mu + (centred @ u) @ u.transpose(1, 2)
+
+        hooks += [(f"blocks.{layer}.hook_resid_pre", pre), (f"blocks.{layer}.hook_resid_post", post)]
+    return hooks
+
+
+def _padded(components: list[torch.Tensor]) -> torch.Tensor:
+    """Stack (L, d, K_g) tensors into (G, L, d, max K_g) float32, zero-padded."""
+    k_max = max(c.shape[-1] for c in components)
+    out = torch.zeros(len(components), *components[0].shape[:-1], k_max)
+    for g, c in enumerate(components):
+        out[g, ..., : c.shape[-1]] = c
+    return out
+
+
+def lowrank_nll(
+    bridge: TransformerBridge,
+    selection: Selection,
+    variants: Sequence[Projection],
+    batch_size: int = 8,
+    progress: Callable[[Iterator], Iterator] = iter,
+) -> list[float]:
+    """Mean next-token NLL on the selection's text tokens under each variant.
+
+    Runs ceil(len(variants) / batch_size) * n_chunks forward passes.
+    """
+    device = bridge.cfg.device
+    totals = torch.zeros(len(variants), dtype=torch.float64)
+    count = 0
+    groups = [list(range(i, min(i + batch_size, len(variants)))) for i in range(0, len(variants), batch_size)]
+    steps = [(g, c) for g in groups for c in selection.chunks]
+    with torch.inference_mode():
+        current = None
+        for group, chunk in progress(iter(steps)):
+            if group is not current:
+                means = torch.stack([variants[i].mean for i in group]).to(device, torch.float32)
+                components = _padded([variants[i].components for i in group]).to(device)
+                hooks, current = _hooks(means, components), group
+            tokens = chunk.to(device).expand(len(group), -1)  # (G, T)
+            logits = bridge.run_with_hooks(tokens, fwd_hooks=hooks)  # (G, T, vocab)
+            totals[group] += token_nll(logits, tokens).sum(-1)
+            if group is groups[0]:
+                count += tokens.shape[1] - 1
+    return (totals / count).tolist()

@@ -1,0 +1,88 @@
+"""The run options, defined once for both the pytest group and `python -m lib`.
+
+Every option is a default and a named choice (DESIGN.md): where the write-up is
+ambiguous the default is its most plausible reading and the alternative is an option.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+DEFAULT_MODEL = "gpt2"  # GPT-2 small (Hub: openai-community/gpt2), the write-up's model
+DEFAULT_DATASET = "wikitext-2-raw-v1"  # WikiText-2 raw, test split, through `datasets`
+CACHE_ENV = "DPHI_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One run option: `--name` on the command line and in pytest."""
+
+    name: str
+    """Long flag without dashes, e.g. `n-tokens`."""
+    default: Any
+    """Value when the flag is absent."""
+    help: str
+    """One line for `--help`."""
+    type: Callable[[str], Any] = str
+    """Parser for the flag's text."""
+    choices: tuple[str, ...] | None = None
+    """Allowed values, when the set is closed."""
+    flag: bool = field(default=False)
+    """A switch taking no value."""
+
+    @property
+    def dest(self) -> str:
+        return "dphi_" + self.name.replace("-", "_")
+
+
+def _default_cache_dir() -> str:
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    from platformdirs import user_cache_dir
+
+    return user_cache_dir("dphi-claims")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("device", "auto", "device for the forward passes", choices=("auto", "cpu", "cuda", "mps")),
+    Option(
+        "model",
+        DEFAULT_MODEL,
+        "Hub name (default GPT-2 small), a local directory in Hugging Face format, "
+        "or an embedded model's name (tiny-wikitext)",
+    ),
+    Option(
+        "dataset",
+        DEFAULT_DATASET,
+        "WikiText-2 raw test split through `datasets` (default), or a path to a UTF-8 text file",
+    ),
+    Option("n-tokens", 1000, "number of token positions collected (the write-up: 1000)", type=int),
+    Option(
+        "numerics",
+        "compat",
+        "compat: HookedTransformer-equivalent (fold LayerNorm, centre writing weights), "
+        "as the write-up's legacy loader; raw: Hugging Face numerics",
+        choices=("compat", "raw"),
+    ),
+    Option(
+        "positions",
+        "all",
+        "which positions count: all (BOS included, as to_tokens(text)[:, :n]) or text (BOS positions left out)",
+        choices=("all", "text"),
+    ),
+    Option(
+        "pca",
+        "centred",
+        "centred PCA (mean removed, as scikit-learn) or uncentred (second moment)",
+        choices=("centred", "uncentred"),
+    ),
+    Option("batch-size", 8, "sequences (chunks x projections) per forward pass", type=int),
+    Option("cache-dir", None, f"on-disk cache (default: ${CACHE_ENV} or the user cache dir)"),
+)
+
+
+def cache_dir(value: str | None) -> str:
+    """The cache directory: the option, else $DPHI_CACHE_DIR, else the user cache dir."""
+    return value if value else _default_cache_dir()

@@ -1,0 +1,109 @@
+"""PCA of Δφ: K at variance thresholds, the shared basis, reconstruction quality.
+
+PCA here is the eigendecomposition of the float64 covariance, built from running
+moments (count, sum, sum of outer products) so that it can be accumulated chunk by
+chunk. Centred PCA matches scikit-learn's `PCA` (Pedregosa et al., JMLR 2011):
+    C = (S - n mu mu^T) / (n - 1),  S = sum_i x_i x_i^T,  mu = sum_i x_i / n
+Uncentred PCA uses the second moment S / n and mu = 0.
+K(t) is the smallest k whose cumulative explained-variance ratio is >= t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+THRESHOLDS = (0.50, 0.80, 0.90, 0.95)
+RECONSTRUCTION_KS = (8, 16, 32, 64, 128, 256)
+# Cumulative ratios are sums of float64 ratios: a ratio that should equal t exactly may land
+# a few ulps below it; 1e-12 is far above that rounding and far below any real difference.
+RATIO_ATOL = 1e-12
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Running moments of vectors x_i in R^d, in float64."""
+
+    count: int
+    total: torch.Tensor
+    """(d,) sum_i x_i."""
+    outer: torch.Tensor
+    """(d, d) sum_i x_i x_i^T."""
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> Moments:
+        """x: (n_samples, d)."""
+        x = x.detach().to("cpu", torch.float64)
+        return cls(x.shape[0], x.sum(0), x.T @ x)
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(self.count + other.count, self.total + other.total, self.outer + other.outer)
+
+
+@dataclass(frozen=True)
+class Pca:
+    """Principal axes of a set of vectors, largest variance first."""
+
+    mean: torch.Tensor
+    """(d,) float64; zeros for uncentred PCA."""
+    components: torch.Tensor
+    """(d, d) float64; column j is the j-th principal direction."""
+    variance: torch.Tensor
+    """(d,) float64 explained variance per component, non-increasing, >= 0."""
+
+    @property
+    def ratio(self) -> torch.Tensor:
+        """(d,) explained-variance ratio; all zeros when the data has no variance."""
+        total = self.variance.sum()
+        return self.variance / total if total > 0 else torch.zeros_like(self.variance)
+
+    def k_at(self, threshold: float) -> int:
+        """Smallest k with cumulative ratio >= threshold (0 when there is no variance)."""
+        if self.variance.sum() <= 0:
+            return 0
+        cumulative = torch.cumsum(self.ratio, 0)
+        return min(int((cumulative < threshold - RATIO_ATOL).sum()) + 1, len(cumulative))
+
+    def ks(self, thresholds: Sequence[float] = THRESHOLDS) -> tuple[int, ...]:
+        return tuple(self.k_at(t) for t in thresholds)
+
+    def project(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """x_hat = mu + U_K U_K^T (x - mu); x: (n, d) -> (n, d) float64."""
+        u = self.components[:, :k]  # (d, K)
+        xc = x.to(torch.float64) - self.mean  # (n, d)
+        return self.mean + (xc @ u) @ u.T
+
+
+def pca(moments: Moments, centred: bool = True) -> Pca:
+    """PCA from moments; centred (mean removed) or uncentred (second moment)."""
+    n, d = moments.count, moments.total.shape[0]
+    if centred:
+        if n < 2:
+            raise ValueError(f"centred PCA needs at least 2 samples, got {n}")
+        mean = moments.total / n
+        cov = (moments.outer - n * torch.outer(mean, mean)) / (n - 1)
+    else:
+        mean = torch.zeros(d, dtype=torch.float64)
+        cov = moments.outer / n
+    cov = (cov + cov.T) / 2  # exact symmetry for eigh
+    variance, vectors = torch.linalg.eigh(cov)  # ascending
+    return Pca(mean, vectors.flip(-1), variance.flip(-1).clamp_min(0))
+
+
+def reconstruction(x: torch.Tensor, basis: Pca, ks: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position quality of x_hat = mu + U_K U_K^T (x - mu) for each K.
+
+    x: (n, d). Returns (cos_sim, relative_l2), each (len(ks), n) float64:
+    cos(x, x_hat) and ||x - x_hat|| / ||x||.
+    """
+    x = x.to(torch.float64)
+    coeffs = (x - basis.mean) @ basis.components  # (n, d)
+    norm = x.norm(dim=-1).clamp_min(torch.finfo(torch.float64).tiny)  # (n,)
+    cos, rel = [], []
+    for k in ks:
+        x_hat = basis.mean + coeffs[:, :k] @ basis.components[:, :k].T  # (n, d)
+        cos.append((x * x_hat).sum(-1) / (norm * x_hat.norm(dim=-1).clamp_min(torch.finfo(torch.float64).tiny)))
+        rel.append((x - x_hat).norm(dim=-1) / norm)
+    return torch.stack(cos), torch.stack(rel)
