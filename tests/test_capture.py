@@ -1,0 +1,92 @@
+"""Δφ capture against an independent computation with plain PyTorch hooks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lib.capture import capture
+from lib.experiment import Run
+from lib.store import Store
+
+# float32 forward passes through a few layers: the two computations differ only in
+# summation order, ~1e-6 relative; 1e-5 leaves room without hiding a real mismatch.
+ATOL = RTOL = 1e-5
+
+
+def reference_delta_phi(model_dir, selection) -> torch.Tensor:
+    """(n_layers, n_positions, d_model) block output - block input, by nn.Module hooks on HF GPT-2."""
+    from transformers import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(model_dir, attn_implementation="eager").eval()
+    per_layer: list[list[torch.Tensor]] = [[] for _ in model.transformer.h]
+    for chunk, counted in zip(selection.chunks, selection.counted):
+        handles = []
+        for layer, block in enumerate(model.transformer.h):
+
+            def hook(module, args, output, layer=layer, counted=counted):
+                x_in = args[0]  # (1, T, d_model)
+                x_out = output[0] if isinstance(output, tuple) else output
+                per_layer[layer].append((x_out - x_in)[0][counted])
+
+            handles.append(block.register_forward_hook(hook))
+        with torch.no_grad():
+            model(chunk[None])
+        for h in handles:
+            h.remove()
+    return torch.stack([torch.cat(rows) for rows in per_layer])
+
+
+def test_delta_phi_matches_plain_pytorch_hooks(make_model, make_config, text_file, store):
+    config = make_config(make_model(n_ctx=32), text_file, n_tokens=80)  # 3 chunks past the context
+    run = Run(config, store)
+    expected = reference_delta_phi(config.model, run.selection)
+    assert run.capture.delta_phi.shape == expected.shape == (2, 80, 32)
+    torch.testing.assert_close(run.capture.delta_phi, expected, atol=ATOL, rtol=RTOL)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n_layer=st.integers(1, 3),
+    d_model=st.sampled_from([8, 16, 32]),
+    n_tokens=st.integers(2, 90),
+    positions=st.sampled_from(["all", "text"]),
+)
+def test_delta_phi_is_attn_plus_ffn(make_model, make_config, text_file, tmp_path_factory, n_layer, d_model, n_tokens, positions):
+    config = make_config(make_model(n_layer=n_layer, d_model=d_model, n_ctx=40), text_file, n_tokens=n_tokens, positions=positions)
+    run = Run(config, Store(tmp_path_factory.mktemp("cache")))
+    c = run.capture
+    assert c.delta_phi.shape == (n_layer, n_tokens, d_model)
+    # resid_post = resid_pre + attn_out + mlp_out in GPT-2; float32 rounding of three adds
+    torch.testing.assert_close(c.delta_phi, c.delta_phi_attn + c.delta_phi_ffn, atol=ATOL, rtol=RTOL)
+    # every text token is predicted exactly once
+    assert len(c.nll) == sum(len(chunk) - 1 for chunk in run.selection.chunks)
+
+
+def test_compat_delta_phi_is_raw_minus_its_mean(make_model, make_config, text_file, store):
+    model = make_model()
+    raw = Run(make_config(model, text_file, numerics="raw"), store).capture
+    compat = Run(make_config(model, text_file, numerics="compat"), store).capture
+    # compat centres the writing weights: each write loses its mean over d_model
+    expected = raw.delta_phi - raw.delta_phi.mean(-1, keepdim=True)
+    torch.testing.assert_close(compat.delta_phi, expected, atol=ATOL, rtol=RTOL)
+    # folding LayerNorm and centring the unembedding leave the log-probabilities unchanged
+    torch.testing.assert_close(compat.nll, raw.nll, atol=1e-4, rtol=1e-4)
+
+
+def test_same_config_same_numbers(make_model, make_config, text_file, tmp_path):
+    config = make_config(make_model(), text_file)
+    first = Run(config, Store(tmp_path / "a")).capture
+    second = Run(config, Store(tmp_path / "b")).capture  # recomputed, not cached
+    assert torch.equal(first.delta_phi, second.delta_phi)
+    assert torch.equal(first.nll, second.nll)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_batching_does_not_change_delta_phi(make_model, make_config, text_file, store, batch_size):
+    config = make_config(make_model(n_ctx=16), text_file, n_tokens=70)
+    run = Run(config, store)
+    batched = capture(run.bridge, run.selection, batch_size=batch_size)
+    torch.testing.assert_close(batched.delta_phi, reference_delta_phi(config.model, run.selection), atol=ATOL, rtol=RTOL)

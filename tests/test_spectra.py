@@ -1,0 +1,120 @@
+"""Properties of the PCA, K-at-threshold and projection code (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from lib.experiment import shared_basis
+from lib.spectra import THRESHOLDS, Moments, pca, reconstruction
+
+# float64 eigendecompositions of well-conditioned data: errors ~1e-12; 1e-8 is safe and tight.
+ATOL = 1e-8
+
+
+@st.composite
+def planted(draw: st.DrawFn) -> tuple[torch.Tensor, int]:
+    """(n, d) data of rank r around a random mean: mean + Z A, Z (n, r), A (r, d)."""
+    d = draw(st.integers(2, 24))
+    r = draw(st.integers(1, d))
+    n = draw(st.integers(r + 2, 80))
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, r, generator=g, dtype=torch.float64)
+    a = torch.randn(r, d, generator=g, dtype=torch.float64)
+    mean = torch.randn(d, generator=g, dtype=torch.float64) * draw(st.sampled_from([0.0, 1.0, 10.0]))
+    return mean + z @ a, r
+
+
+centred = st.booleans()
+
+
+@given(planted(), centred)
+def test_planted_rank_bounds_k(data, centre):
+    x, r = data
+    basis = pca(Moments.of(x), centre)
+    # uncentred PCA also spends (at most) one direction on the mean
+    assert all(k <= r + (not centre) for k in basis.ks())
+
+
+@given(planted(), centred)
+def test_k_is_non_decreasing_in_the_threshold(data, centre):
+    ks = pca(Moments.of(data[0]), centre).ks(sorted({*THRESHOLDS, 0.1, 0.99, 1.0}))
+    assert list(ks) == sorted(ks)
+
+
+@given(planted(), centred, st.sampled_from([1e-3, 0.5, 7.0, 1e4]))
+def test_k_is_invariant_to_scaling(data, centre, scale):
+    x = data[0]
+    assert pca(Moments.of(x), centre).ks() == pca(Moments.of(x * scale), centre).ks()
+
+
+@given(planted(), centred)
+def test_reconstruction_error_falls_with_k_and_vanishes_at_d(data, centre):
+    x = data[0]
+    d = x.shape[1]
+    basis = pca(Moments.of(x), centre)
+    cos, rel = reconstruction(x, basis, range(d + 1))
+    mean_rel = rel.mean(-1)
+    assert bool((mean_rel[1:] <= mean_rel[:-1] + ATOL).all())
+    assert float(rel[-1].max()) < ATOL
+    assert float((cos[-1] - 1).abs().max()) < ATOL
+
+
+@given(planted(), centred)
+def test_projection_with_all_components_is_identity(data, centre):
+    x = data[0]
+    basis = pca(Moments.of(x), centre)
+    torch.testing.assert_close(basis.project(x, x.shape[1]), x, atol=ATOL, rtol=ATOL)
+
+
+@given(planted())
+def test_shared_basis_of_one_layer_is_that_layer_basis(data):
+    x = data[0]
+    shared = shared_basis(x[None], centred=True)
+    own = pca(Moments.of(x), True)
+    assert shared.ks() == own.ks()
+    torch.testing.assert_close(shared.variance, own.variance)
+    torch.testing.assert_close(shared.mean, own.mean)
+    torch.testing.assert_close(shared.project(x, x.shape[1] // 2), own.project(x, x.shape[1] // 2), atol=1e-6, rtol=1e-6)
+
+
+@settings(max_examples=30)
+@given(planted(), centred)
+def test_matches_numpy_svd(data, centre):
+    """The covariance route equals a dense SVD of the (centred) data, the scikit-learn way."""
+    x, _ = data
+    xn = x.numpy()
+    xc = xn - xn.mean(0) if centre else xn
+    s = np.linalg.svd(xc, compute_uv=False)
+    variance = s**2 / (len(xn) - 1 if centre else len(xn))
+    ours = pca(Moments.of(x), centre).variance.numpy()[: len(variance)]
+    np.testing.assert_allclose(ours, variance, atol=1e-8 * variance.max(), rtol=1e-7)
+
+
+@given(planted())
+def test_streamed_moments_equal_one_batch(data):
+    x = data[0]
+    assume(len(x) >= 4)
+    half = len(x) // 2
+    streamed = pca(Moments.of(x[:half]) + Moments.of(x[half:]))
+    whole = pca(Moments.of(x))
+    torch.testing.assert_close(streamed.variance, whole.variance, atol=ATOL, rtol=ATOL)
+
+
+def test_rank_one_data_needs_one_component():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 1, generator=g, dtype=torch.float64) * torch.randn(1, 16, generator=g, dtype=torch.float64)
+    assert pca(Moments.of(x)).ks() == (1, 1, 1, 1)
+
+
+def test_data_without_variance_needs_no_component():
+    assert pca(Moments.of(torch.ones(5, 3, dtype=torch.float64))).ks() == (0, 0, 0, 0)
+
+
+def test_centred_pca_needs_two_samples():
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        pca(Moments.of(torch.ones(1, 3)))

@@ -1,0 +1,89 @@
+"""The on-disk cache: hits, misses, corruption, concurrent writers."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import torch
+
+from lib.experiment import Run
+from lib.store import CacheWarning, Store
+
+META = {"stage": "test", "n": 1}
+
+
+def test_cache_hit_returns_identical_tensors_without_the_model(make_model, make_config, text_file, store):
+    config = make_config(make_model(), text_file)
+    first = Run(config, store).capture
+    warm = Run(config, store)
+    again = warm.capture
+    assert "bridge" not in vars(warm), "a cache hit must not load the model"
+    for name, tensor in first.tensors().items():
+        assert torch.equal(tensor, again.tensors()[name]), name
+
+
+@pytest.mark.parametrize(
+    "change", [{"device": "mps"}, {"n_tokens": 51}, {"numerics": "compat"}, {"positions": "text"}, {"model_revision": "x"}]
+)
+def test_changed_config_or_device_misses(make_model, make_config, text_file, store, change):
+    config = make_config(make_model(), text_file)
+    other = dataclasses.replace(config, **change)
+    assert other.capture_key != config.capture_key
+    Run(config, store).capture
+    meta = {"stage": "capture", **other.to_json()}
+    meta.pop("pca")
+    assert store.load("capture", other.capture_key, meta) is None
+
+
+def test_pca_convention_shares_the_capture(make_model, make_config, text_file):
+    config = make_config(make_model(), text_file)
+    assert dataclasses.replace(config, pca="uncentred").capture_key == config.capture_key
+    assert dataclasses.replace(config, pca="uncentred").key() != config.key()
+
+
+def test_entry_written_for_another_config_is_not_used(store):
+    store.save("x", "k", META, {"a": torch.ones(3)})
+    with pytest.warns(CacheWarning, match="another config"):
+        assert store.load("x", "k", {**META, "n": 2}) is None
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_corrupt_entry_is_detected_and_recomputed(store, damage):
+    path = store.save("x", "k", META, {"a": torch.arange(1000.0)})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else data[:-8] + b"\x01" * 8)
+    with pytest.warns(CacheWarning, match="corrupt"):
+        out = store.get_or_compute("x", "k", META, lambda: {"a": torch.arange(1000.0)})
+    assert torch.equal(out["a"], torch.arange(1000.0))
+    assert torch.equal(store.load("x", "k", META)["a"], torch.arange(1000.0))  # repaired on disk
+
+
+def test_interrupted_write_leaves_no_entry(store):
+    def boom() -> dict[str, torch.Tensor]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.get_or_compute("x", "k", META, boom)
+    assert store.load("x", "k", META) is None
+    assert not list(store.root.glob("*.tmp"))
+
+
+def _fill(root: str, counter: str) -> float:
+    def compute() -> dict[str, torch.Tensor]:
+        with open(counter, "a") as f:
+            f.write("x")
+        return {"a": torch.full((4,), 7.0)}
+
+    return float(Store(root).get_or_compute("x", "k", META, compute)["a"].sum())
+
+
+def test_two_workers_fill_once(tmp_path: Path):
+    counter = tmp_path / "computed"
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        results = pool.starmap(_fill, [(str(tmp_path / "c"), str(counter))] * 4)
+    assert results == [28.0] * 4
+    assert counter.read_text() == "x"
