@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from lib.experiment import Run
 
 RUN_CONFIG = pytest.StashKey["RunConfig"]()
+CLAIM_ROWS: dict[str, Any] = {}
+"""nodeid -> lib.report.Row of every claim test that ran, for the summary."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,6 +61,39 @@ def pytest_report_header(config: pytest.Config) -> str:
     if run.unavailable:
         lines.append(f"dphi: model-dependent tests will skip: {run.unavailable}")
     return "\n".join(lines)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep each claim test's row, with the verdict of its deciding phase."""
+    from lib.report import Row, verdict
+
+    props = [v for k, v in report.user_properties if k == "claim"]
+    decided = report.when == "call" or report.outcome != "passed"
+    if not props or not decided:
+        return
+    row = Row(**props[-1])
+    xfail = getattr(report, "wasxfail", None)
+    skip = report.longrepr[2].removeprefix("Skipped: ") if report.skipped and isinstance(report.longrepr, tuple) else None
+    row.verdict = verdict(report.outcome, row.kind, xfail, skip)
+    CLAIM_ROWS[report.nodeid] = row
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    from pathlib import Path
+
+    from lib.report import markdown, terminal_table
+
+    rows = list(CLAIM_ROWS.values())
+    if not rows:
+        return
+    terminalreporter.section("Experiment 7 claims")
+    for line in terminal_table(rows):
+        terminalreporter.write_line(line)
+    path = config.getoption("dphi_claims_report")
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(markdown(rows, config.stash[RUN_CONFIG].to_json()), encoding="utf-8")
+        terminalreporter.write_line(f"claims report written to {path}")
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from lib.errors import ConfigError
@@ -35,15 +36,33 @@ class RunConfig:
     pca: str
     """centred (default) or uncentred PCA."""
 
+    def identity(self, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The fields that decide the numbers (minus `exclude`).
+
+        A model or text known by its content hash is identified by that hash alone, so a
+        clone in another directory shares cache entries and snapshots.
+        """
+        data = asdict(self)
+        for name in ("model", "dataset"):
+            if data[f"{name}_revision"].startswith("sha256:"):
+                data.pop(name)
+        return {k: v for k, v in data.items() if k not in exclude}
+
     def key(self, *, exclude: tuple[str, ...] = ()) -> str:
-        """16 hex digits of sha256 over the fields (minus `exclude`)."""
-        data = {k: v for k, v in asdict(self).items() if k not in exclude}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        """16 hex digits of sha256 over the identity."""
+        return hashlib.sha256(json.dumps(self.identity(exclude=exclude), sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def capture_key(self) -> str:
         """Key of the captured Δφ: the PCA convention does not change the capture."""
         return self.key(exclude=("pca",))
+
+    @property
+    def run_id(self) -> str:
+        """Readable, unique name of the run: model, text, positions, device, conventions, key."""
+        model = Path(self.model).name if self.model_revision.startswith("sha256:") else self.model.replace("/", "_")
+        text = Path(self.dataset).stem if self.dataset_revision.startswith("sha256:") else self.dataset
+        return f"{model}-{text}-n{self.n_tokens}-{self.device}-{self.numerics}-{self.positions}-{self.pca}-{self.key()[:8]}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

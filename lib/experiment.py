@@ -151,8 +151,7 @@ class Run:
 
     @cached_property
     def capture(self) -> Capture:
-        meta = {"stage": "capture", **self.config.to_json()}
-        meta.pop("pca")
+        meta = {"stage": "capture", **self.config.identity(exclude=("pca",))}
 
         def compute() -> dict[str, torch.Tensor]:
             return capture(self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ")).tensors()
@@ -162,7 +161,7 @@ class Run:
 
     @cached_property
     def tables(self) -> dict[str, Any]:
-        meta = {"stage": "tables", "version": TABLES_VERSION, **self.config.to_json()}
+        meta = {"stage": "tables", "version": TABLES_VERSION, **self.config.identity()}
         return self.store.get_or_compute_json("tables", self.config.key(), meta, self.compute_tables)
 
     def compute_tables(self) -> dict[str, Any]:

@@ -33,9 +33,16 @@ def test_changed_config_or_device_misses(make_model, make_config, text_file, sto
     other = dataclasses.replace(config, **change)
     assert other.capture_key != config.capture_key
     Run(config, store).capture
-    meta = {"stage": "capture", **other.to_json()}
-    meta.pop("pca")
+    meta = {"stage": "capture", **other.identity(exclude=("pca",))}
     assert store.load("capture", other.capture_key, meta) is None
+
+
+def test_moved_model_and_text_share_the_key(make_model, make_config, text_file, tmp_path):
+    import shutil
+
+    config = make_config(make_model(), text_file)
+    moved = make_config(shutil.copytree(config.model, tmp_path / "m"), shutil.copy(text_file, tmp_path / "t.txt"))
+    assert moved.model != config.model and moved.key() == config.key()
 
 
 def test_pca_convention_shares_the_capture(make_model, make_config, text_file):

@@ -1,0 +1,136 @@
+"""Claims fixtures: parametrization from the document data, and the judge that decides.
+
+Each section module sets SECTIONS and defines test_cell / test_sentence / test_document;
+pytest_generate_tests fills them from lib/document.py with readable ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lib.config import RunConfig
+from lib.document import DOCUMENT_TABLES, Cell, Claim, cells_in, claims_in
+from lib.options import DEFAULT_DATASET
+
+GPT2_HUB = "openai-community/gpt2"
+WIKITEXT2_TEST_SHA = "sha256:bbf94c53a05abe9e"  # ../shared/data/wikitext-2-raw/wiki.test.raw
+
+
+def is_gpt2_small(config: RunConfig) -> bool:
+    return config.model == GPT2_HUB or "models--openai-community--gpt2" in config.model
+
+
+def cells_skip_reason(config: RunConfig) -> str | None:
+    """Why the write-up's numbers do not apply to this run, or None when they do."""
+    setup = {
+        "model": is_gpt2_small(config),
+        "dataset": config.dataset == DEFAULT_DATASET or config.dataset_revision == WIKITEXT2_TEST_SHA,
+        "n_tokens": config.n_tokens == 1000,
+        "numerics": config.numerics == "compat",
+        "positions": config.positions == "all",
+        "pca": config.pca == "centred",
+    }
+    off = [k for k, ok in setup.items() if not ok]
+    if not off:
+        return None
+    return (
+        "the write-up's numbers are for GPT-2 small on WikiText-2 test at 1000 positions with the default "
+        f"conventions; this run differs in {', '.join(off)}"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    sections = getattr(metafunc.module, "SECTIONS", ())
+    if "cell" in metafunc.fixturenames:
+        cells = cells_in(*sections)
+        metafunc.parametrize("cell", cells, ids=[c.id for c in cells])
+    if "claim" in metafunc.fixturenames:
+        params = []
+        for c in claims_in(*sections):
+            marks = []
+            if metafunc.function.__name__ == "test_document" and c.contradicted:
+                marks.append(pytest.mark.xfail(strict=True, reason=f"contradicted by the document itself: {c.contradicted}"))
+            params.append(pytest.param(c, id=c.id, marks=marks))
+        metafunc.parametrize("claim", params)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if isinstance(value, float) and not float(value).is_integer() else f"{value:g}"
+
+
+class Judge:
+    """Evaluates one cell or sentence, records its row for the summary, and decides."""
+
+    def __init__(self, request: pytest.FixtureRequest, config: RunConfig, lenient: bool) -> None:
+        self.request, self.config, self.lenient = request, config, lenient
+
+    def _row(self, id: str, section: str, kind: str, document: str = "") -> dict[str, str]:
+        row = {"id": id, "section": section, "kind": kind, "document": document, "measured": ""}
+        self.request.node.user_properties.append(("claim", row))
+        return row
+
+    def _tables(self) -> dict[str, Any]:
+        return self.request.getfixturevalue("tables")
+
+    def _does_not_hold(self, message: str) -> None:
+        if self.lenient:
+            pytest.xfail(f"does not hold for this run: {message}")
+        pytest.fail(message, pytrace=False)
+
+    def cell(self, cell: Cell) -> None:
+        row = self._row(cell.id, cell.section, "cell", _fmt(cell.value))
+        reason = cells_skip_reason(self.config)
+        if reason:
+            pytest.skip(reason)
+        measured = cell.measured(self._tables())
+        if measured is None:
+            pytest.skip("this model's table has no such row")
+        row["measured"] = _fmt(measured)
+        if not cell.within(measured):
+            self._does_not_hold(
+                f"{cell.id}: document {cell.value:g}, measured {measured:.6g}, tolerance rtol={cell.rtol:g} "
+                f"atol={cell.atol:g} (|diff| {abs(measured - cell.value):.4g}; why this tolerance: {cell.reason})"
+            )
+
+    def _document_side(self, claim: Claim) -> str:
+        if claim.document_untestable:
+            return f"(not decidable: {claim.document_untestable})"
+        return claim.predicate(DOCUMENT_TABLES)[1] if claim.predicate else ""
+
+    def sentence(self, claim: Claim) -> None:
+        row = self._row(claim.id, claim.section, "measured", self._document_side(claim))
+        if claim.untested or claim.predicate is None:
+            pytest.skip(f"not tested: {claim.untested}")
+        if claim.scope == "gpt2" and not is_gpt2_small(self.config):
+            pytest.skip("names GPT-2 small's layers or numbers; this run's model is not GPT-2 small")
+        holds, measured = claim.predicate(self._tables())
+        row["measured"] = measured
+        if not holds:
+            self._does_not_hold(f"{claim.id}: «{claim.sentence}» does not hold: measured {measured}; the document's own tables: {row['document']}")
+
+    def document(self, claim: Claim) -> None:
+        if claim.untested or claim.predicate is None:
+            self._row(claim.id, claim.section, "document")
+            pytest.skip(f"not tested: {claim.untested}")
+        if claim.document_untestable:
+            self._row(claim.id, claim.section, "document")
+            pytest.skip(claim.document_untestable)
+        holds, on_document = claim.predicate(DOCUMENT_TABLES)
+        self._row(claim.id, claim.section, "document", on_document)
+        assert holds, f"«{claim.sentence}» does not follow from the document's own tables: {on_document}"
+
+
+@pytest.fixture
+def judge(request: pytest.FixtureRequest, run_config: RunConfig, pytestconfig: pytest.Config) -> Judge:
+    return Judge(request, run_config, lenient=pytestconfig.getoption("dphi_claims_xfail"))
+
+
+@pytest.fixture
+def table_snapshot(snapshot: Any, run_config: RunConfig) -> Any:
+    """syrupy's snapshot, filed under snapshots/<run id>/ with float tolerance."""
+    from lib.snapshot import extension_for
+
+    return snapshot.use_extension(extension_for(run_config.run_id))
+

@@ -1,0 +1,481 @@
+"""The write-up's tables and claims as data (`../shared/seed/exp7.ja.md`, English: exp7.en.md).
+
+DOCUMENT_TABLES holds every number of tables 7A-7E in the shape of the measured tables
+(lib/experiment.py), so a sentence's predicate runs on either: on the measured tables it
+checks the finding; on the document's own it checks that the sentence follows from the
+write-up's numbers. CELLS are the table cells with their tolerances; CLAIMS the
+sentences, each with a predicate, or the reason it cannot be tested, and, where the
+document's own numbers contradict it, the reason quoting both.
+
+Layer roles make sentences portable across models (GPT-2 small: 12 layers):
+first = 0, last = L-1, middle = L//4 .. 2L//3 (3-8, the write-up's "middle layers" of
+7B), inner = L//4 .. L-2 (3-10, the layers 7E's "middle layers" ratio range covers).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any, Callable
+
+Tables = dict[str, Any]
+Outcome = tuple[bool, str]
+"""(holds, what was measured, in words and numbers)."""
+
+# ---------------------------------------------------------------- the document's tables
+_NORMS = [(50.4, 4.8), (16.3, 15.6), (18.0, 73.1), (17.6, 6.2), (18.3, 5.1), (23.6, 5.8), (26.0, 5.1),
+          (36.9, 8.4), (36.5, 5.3), (52.4, 9.1), (97.9, 12.9), (354.1, 118.0)]
+_LAYER_K = [(4, 41, 85, 132), (1, 29, 88, 155), (1, 1, 1, 1), (26, 116, 198, 281), (32, 132, 220, 306),
+            (31, 133, 226, 317), (34, 141, 235, 326), (33, 130, 221, 312), (32, 132, 222, 312),
+            (23, 110, 198, 286), (12, 85, 169, 258), (1, 3, 3, 11)]
+_SHARED_K = (1, 3, 6, 75)
+_RECON = [(8, 0.503, 0.782), (16, 0.548, 0.749), (32, 0.604, 0.710), (64, 0.669, 0.660), (128, 0.750, 0.585),
+          (256, 0.845, 0.470)]
+_LOWRANK = [(8, 4315, 144.9, 4052, 136.0), (16, 3627, 121.8, 11420, 383.4), (32, 2143, 71.9, 13796, 463.2),
+            (64, 1612, 54.1, 12860, 431.7), (128, 873, 29.3, 9511, 319.3), (256, 248, 8.3, 5322, 178.7),
+            (512, 44.5, 1.49, 208, 7.0), (768, 29.8, 1.00, 29.8, 1.00)]
+_ATTN_FFN = [(29, 127, 0.23), (63, 92, 0.68), (97, 1, 97.0), (123, 194, 0.63), (118, 217, 0.54), (108, 245, 0.44),
+             (108, 242, 0.45), (108, 240, 0.45), (102, 227, 0.45), (85, 202, 0.42), (70, 151, 0.46), (3, 36, 0.08)]
+THRESHOLDS = (50, 80, 90, 95)
+
+DOCUMENT_TABLES: Tables = {
+    "config": {"model": "openai-community/gpt2", "n_tokens": 1000, "d_model": 768},
+    "norms": [{"layer": i, "mean_norm": m, "std_norm": s} for i, (m, s) in enumerate(_NORMS)],
+    "layer_pca": [{"layer": i, **{f"k{t}": k for t, k in zip(THRESHOLDS, ks)}} for i, ks in enumerate(_LAYER_K)],
+    "shared_pca": {f"k{t}": k for t, k in zip(THRESHOLDS, _SHARED_K)},
+    "reconstruction": [{"k": k, "cos_sim": c, "relative_l2": r} for k, c, r in _RECON],
+    "baseline_ppl": 29.79,
+    "lowrank_ppl": [
+        {"k": k, "individual_ppl": ip, "individual_ratio": ir, "shared_ppl": sp, "shared_ratio": sr}
+        for k, ip, ir, sp, sr in _LOWRANK
+    ],
+    "attn_ffn": [{"layer": i, "attn_k90": a, "ffn_k90": f, "ratio": r} for i, (a, f, r) in enumerate(_ATTN_FFN)],
+}
+
+# ---------------------------------------------------------------- table cells
+K_TOL = "K at a threshold moves where the cumulative variance curve is flat: +-10% (at least 2) covers device " \
+        "and library differences in a faithful reproduction; another model or a bug moves it further"
+NORM_TOL = "the same 1000 positions and weights give the same norms up to float rounding; 5% covers the " \
+           "document's rounding and device/library differences, a changed convention (BOS, centring) exceeds it"
+STD_TOL = "std is carried by a few outlier positions (BOS), so it is more sensitive than the mean: 10%"
+RECON_TOL = "mean cosine / relative L2 over 12000 vectors; 0.02 absolute is ~7x the document's rounding (0.0005) " \
+            "plus device differences, far below the gaps between rows"
+PPL_TOL = "a deterministic forward pass on the same tokens: 2% covers float differences between devices"
+LOWRANK_TOL = "perplexity under a destructive projection amplifies small differences exponentially; 15% keeps " \
+              "the catastrophe scale (x10 between rows) distinguishable"
+RATIO_TOL = "ratio of two K values, each within +-10%: 20%"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number of the write-up's tables."""
+
+    id: str
+    section: str
+    table: str
+    row: int | None
+    """Index into the table's rows (None for a scalar or the shared_pca dict)."""
+    column: str
+    value: float
+    rtol: float
+    atol: float
+    reason: str
+
+    def measured(self, tables: Tables) -> float | None:
+        """The same cell of a measured table; None when that table has no such row (smaller model)."""
+        table = tables[self.table]
+        if self.row is None:
+            return float(table if self.column == "" else table[self.column])
+        key = "k" if "k" in table[0] else "layer"
+        want = DOCUMENT_TABLES[self.table][self.row][key]
+        rows = [r for r in table if r[key] == want]
+        return float(rows[0][self.column]) if rows else None
+
+    def within(self, measured: float) -> bool:
+        return math.isclose(measured, self.value, rel_tol=self.rtol, abs_tol=self.atol)
+
+
+def _cells() -> list[Cell]:
+    cells: list[Cell] = []
+    for r in DOCUMENT_TABLES["norms"]:
+        for col, rtol, why in (("mean_norm", 0.05, NORM_TOL), ("std_norm", 0.10, STD_TOL)):
+            cells.append(Cell(f"7A-{col}-layer-{r['layer']}", "7A", "norms", r["layer"], col, r[col], rtol, 0.0, why))
+    for r in DOCUMENT_TABLES["layer_pca"]:
+        for t in THRESHOLDS:
+            cells.append(Cell(f"7B-k{t}-layer-{r['layer']}", "7B", "layer_pca", r["layer"], f"k{t}", r[f"k{t}"], 0.10, 2, K_TOL))
+    for t in THRESHOLDS:
+        v = DOCUMENT_TABLES["shared_pca"][f"k{t}"]
+        cells.append(Cell(f"7C-shared-k{t}", "7C", "shared_pca", None, f"k{t}", v, 0.10, 2, K_TOL))
+    for i, r in enumerate(DOCUMENT_TABLES["reconstruction"]):
+        for col in ("cos_sim", "relative_l2"):
+            cells.append(Cell(f"7C-{col}-k-{r['k']}", "7C", "reconstruction", i, col, r[col], 0.0, 0.02, RECON_TOL))
+    cells.append(Cell("7D-baseline-ppl", "7D", "baseline_ppl", None, "", 29.79, 0.02, 0.0, PPL_TOL))
+    for i, r in enumerate(DOCUMENT_TABLES["lowrank_ppl"]):
+        for col in ("individual_ppl", "individual_ratio", "shared_ppl", "shared_ratio"):
+            cells.append(Cell(f"7D-{col}-k-{r['k']}", "7D", "lowrank_ppl", i, col, r[col], 0.15, 0.0, LOWRANK_TOL))
+    for r in DOCUMENT_TABLES["attn_ffn"]:
+        for col, rtol, atol, why in (("attn_k90", 0.10, 2, K_TOL), ("ffn_k90", 0.10, 2, K_TOL), ("ratio", 0.20, 0.0, RATIO_TOL)):
+            cells.append(Cell(f"7E-{col}-layer-{r['layer']}", "7E", "attn_ffn", r["layer"], col, r[col], rtol, atol, why))
+    return cells
+
+
+CELLS: tuple[Cell, ...] = tuple(_cells())
+
+
+# ---------------------------------------------------------------- helpers for predicates
+def n_layers(t: Tables) -> int:
+    return len(t["norms"])
+
+
+def d_model(t: Tables) -> int:
+    return int(t["lowrank_ppl"][-1]["k"])
+
+
+def middle(t: Tables) -> range:
+    return range(n_layers(t) // 4, 2 * n_layers(t) // 3 + 1)
+
+
+def inner(t: Tables) -> range:
+    return range(n_layers(t) // 4, n_layers(t) - 1)
+
+
+def col(t: Tables, table: str, column: str) -> list[float]:
+    return [r[column] for r in t[table]]
+
+
+def row_at(t: Tables, table: str, k: int) -> dict[str, Any]:
+    """The row of a K-indexed table with the largest K <= k."""
+    return max((r for r in t[table] if r["k"] <= k), key=lambda r: r["k"])
+
+
+def _fmt(values: Any) -> str:
+    if isinstance(values, float):
+        return f"{values:.3g}"
+    if isinstance(values, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in values) + "]"
+    return str(values)
+
+
+def _std_over_mean(t: Tables) -> list[float]:
+    return [r["std_norm"] / r["mean_norm"] for r in t["norms"]]
+
+
+# ---------------------------------------------------------------- sentences
+@dataclass(frozen=True)
+class Claim:
+    """One qualitative statement of the write-up."""
+
+    id: str
+    section: str
+    sentence: str
+    """The sentence as the English rendering gives it."""
+    predicate: Callable[[Tables], Outcome] | None = None
+    scope: str = "any"
+    """any: phrased by layer role, applies to every model; gpt2: names GPT-2 small's layers or numbers."""
+    untested: str | None = None
+    """Why the suite cannot test it (then predicate is None)."""
+    contradicted: str | None = None
+    """Where the document's own tables contradict it: both sides quoted."""
+    document_untestable: str | None = None
+    """Why the document's own tables cannot decide it (it needs data the write-up does not give)."""
+
+
+def _norms_rise_with_depth(t: Tables) -> Outcome:
+    m = col(t, "norms", "mean_norm")
+    drops = [f"{i}->{i + 1}: {m[i]:.3g}->{m[i + 1]:.3g}" for i in range(len(m) - 1) if m[i + 1] < m[i]]
+    return not drops, f"mean_norm {_fmt(m)}; falls at " + ("; ".join(drops) or "no layer")
+
+
+def _last_norm_largest(t: Tables) -> Outcome:
+    m = col(t, "norms", "mean_norm")
+    return m[-1] == max(m) and m[-1] > m[0], f"last {m[-1]:.4g}, first {m[0]:.4g}, max {max(m):.4g}"
+
+
+def _layers_2_and_last_top_std_ratio(t: Tables) -> Outcome:
+    r = _std_over_mean(t)
+    top2 = sorted(range(len(r)), key=lambda i: -r[i])[:2]
+    return set(top2) == {2, len(r) - 1}, f"std/mean {_fmt(r)}; two largest at layers {sorted(top2)}"
+
+
+def _layer2_heavy_tail(t: Tables) -> Outcome:
+    r = t["norms"][2]
+    return r["std_norm"] > 2 * r["mean_norm"], f"layer 2: std {r['std_norm']:.3g} vs mean {r['mean_norm']:.3g}"
+
+
+def _not_low_rank(t: Tables) -> Outcome:
+    k90 = col(t, "layer_pca", "k90")
+    med = statistics.median(k90)
+    return med >= 0.10 * d_model(t), f"median K90 {med:g} of d_model {d_model(t)} ({med / d_model(t):.0%}); K90 {_fmt(k90)}"
+
+
+def _middle_k90_fraction(t: Tables) -> Outcome:
+    ks = [t["layer_pca"][i]["k90"] for i in middle(t)]
+    lo, hi = min(ks) / d_model(t), max(ks) / d_model(t)
+    # "26-31%" as printed, i.e. [25.5%, 31.5%) before rounding
+    return 0.255 <= lo and hi < 0.315, f"middle layers {middle(t).start}-{middle(t).stop - 1}: K90 {_fmt(ks)} = {lo:.1%}-{hi:.1%} of d_model"
+
+
+def _middle_full_rank(t: Tables) -> Outcome:
+    ks = [t["layer_pca"][i]["k90"] for i in middle(t)]
+    return min(ks) >= d_model(t) / 2, f"middle K90 {_fmt(ks)}, d_model {d_model(t)}: at most {max(ks) / d_model(t):.0%}"
+
+
+def _first_lower_than_middle(t: Tables) -> Outcome:
+    k0, ks = t["layer_pca"][0]["k90"], [t["layer_pca"][i]["k90"] for i in middle(t)]
+    return k0 < min(ks), f"first layer K90 {k0}; middle {_fmt(ks)}"
+
+
+def _layer2_k1(t: Tables) -> Outcome:
+    k = t["layer_pca"][2]["k90"]
+    r = _std_over_mean(t)
+    return k == 1 and max(r) == r[2], f"layer 2 K90 {k}; largest std/mean at layer {r.index(max(r))}"
+
+
+def _last_concentrated(t: Tables) -> Outcome:
+    k, ks = t["layer_pca"][-1]["k90"], [t["layer_pca"][i]["k90"] for i in middle(t)]
+    return k < 0.1 * statistics.median(ks), f"last layer K90 {k}; middle median {statistics.median(ks):g}"
+
+
+def _none_meets_50(t: Tables) -> Outcome:
+    k90 = col(t, "layer_pca", "k90")
+    meet = [i for i, k in enumerate(k90) if k <= 50]
+    return not meet, f"K90 {_fmt(k90)}; layers with K90 <= 50: {meet}"
+
+
+def _all_but_2_last_over_80(t: Tables) -> Outcome:
+    k90 = col(t, "layer_pca", "k90")
+    rest = [k for i, k in enumerate(k90) if i not in (2, len(k90) - 1)]
+    return min(rest) > 80, f"K90 of the other layers {_fmt(rest)}"
+
+
+def _shared_low(t: Tables) -> Outcome:
+    k = t["shared_pca"]["k90"]
+    return k <= 0.02 * d_model(t), f"shared K90 {k} of d_model {d_model(t)}"
+
+
+def _last_norm_dominates(t: Tables) -> Outcome:
+    m = col(t, "norms", "mean_norm")
+    mid = [m[i] for i in middle(t)]
+    return m[-1] >= 5 * max(mid), f"last {m[-1]:.4g} vs middle {_fmt(mid)}: {m[-1] / max(mid):.1f}x the largest"
+
+
+def _shared_reconstruction_poor(t: Tables) -> Outcome:
+    r = row_at(t, "reconstruction", d_model(t) // 3)
+    return r["cos_sim"] < 0.9 and r["relative_l2"] > 0.4, f"K={r['k']} (<= d_model/3): cos {r['cos_sim']:.3f}, rel L2 {r['relative_l2']:.3f}"
+
+
+def _shared_misses_middle(t: Tables) -> Outcome:
+    rows = [r for r in t["reconstruction_per_layer"] if r["k"] == 8]
+    last = rows[-1]["cos_sim"]
+    mid = [rows[i]["cos_sim"] for i in middle(t)]
+    return max(mid) < last, f"cos at K=8: last layer {last:.3f}, middle {_fmt(mid)}"
+
+
+def _ratio_first_good_at_two_thirds(t: Tables) -> Outcome:
+    rows = t["lowrank_ppl"]
+    first = next(r for r in rows if r["individual_ratio"] < 2)
+    return first["k"] >= 0.6 * d_model(t), f"smallest K with individual ratio < 2: K={first['k']} ({first['individual_ratio']:.3g}x) of d_model {d_model(t)}"
+
+
+def _third_catastrophic(t: Tables) -> Outcome:
+    r = row_at(t, "lowrank_ppl", d_model(t) // 3)
+    return r["individual_ratio"] > 5, f"K={r['k']} (<= d_model/3): individual ratio {r['individual_ratio']:.3g}x"
+
+
+def _few_components_fail(t: Tables) -> Outcome:
+    rows = [r for r in t["lowrank_ppl"] if r["k"] <= d_model(t) / 12]
+    worst_best = min(r["individual_ratio"] for r in rows)
+    return worst_best > 10, f"individual ratios at K <= d_model/12: {_fmt([r['individual_ratio'] for r in rows])}"
+
+
+def _shared_catastrophic(t: Tables) -> Outcome:
+    rows = t["lowrank_ppl"][:-1]
+    return min(r["shared_ratio"] for r in rows) > 5, f"shared ratios for K < d_model: {_fmt([r['shared_ratio'] for r in rows])}"
+
+
+def _shared_worse(t: Tables) -> Outcome:
+    rows = t["lowrank_ppl"][:-1]
+    better = [f"K={r['k']}: shared {r['shared_ratio']:.4g}x vs individual {r['individual_ratio']:.4g}x" for r in rows if r["shared_ratio"] <= r["individual_ratio"]]
+    return not better, "shared not worse at " + ("; ".join(better) or "no K")
+
+
+def _shared_rises(t: Tables) -> Outcome:
+    r = {row["k"]: row["shared_ratio"] for row in t["lowrank_ppl"]}
+    return r[8] < r[16] < r[32], f"shared ratio K=8: {r[8]:.4g}x, 16: {r[16]:.4g}x, 32: {r[32]:.4g}x"
+
+
+def _ratios_are_ppl_over_baseline(t: Tables) -> Outcome:
+    base = t["baseline_ppl"]
+    bad = [f"K={r['k']} {kind}" for r in t["lowrank_ppl"] for kind in ("individual", "shared")
+           if not math.isclose(r[f"{kind}_ppl"] / base, r[f"{kind}_ratio"], rel_tol=0.01, abs_tol=0.006)]
+    return not bad, "ratio = PPL / baseline " + ("everywhere" if not bad else "fails at " + ", ".join(bad))
+
+
+def _full_k_is_baseline(t: Tables) -> Outcome:
+    r = t["lowrank_ppl"][-1]
+    ok = abs(r["individual_ratio"] - 1) < 0.005 and abs(r["shared_ratio"] - 1) < 0.005
+    return ok, f"K=d_model={r['k']}: {r['individual_ratio']:.4f}x / {r['shared_ratio']:.4f}x"
+
+
+def _attn_always_lower(t: Tables) -> Outcome:
+    rows = t["attn_ffn"]
+    bad = [f"layer {r['layer']}: attn {r['attn_k90']} vs FFN {r['ffn_k90']}" for r in rows if r["attn_k90"] >= r["ffn_k90"]]
+    return not bad, "attention not lower at " + ("; ".join(bad) or "no layer")
+
+
+def _inner_about_half(t: Tables) -> Outcome:
+    ratios = [t["attn_ffn"][i]["ratio"] for i in inner(t)]
+    return all(0.42 - 0.005 <= r < 0.68 + 0.005 for r in ratios), f"Attn/FFN K90 ratio in layers {inner(t).start}-{inner(t).stop - 1}: {_fmt(ratios)}"
+
+
+def _first_attn_low(t: Tables) -> Outcome:
+    a0, rest = t["attn_ffn"][0]["attn_k90"], [t["attn_ffn"][i]["attn_k90"] for i in inner(t)]
+    return a0 < min(rest), f"first layer attention K90 {a0}; inner layers {_fmt(rest)}"
+
+
+def _layer2_ffn_k1(t: Tables) -> Outcome:
+    return t["attn_ffn"][2]["ffn_k90"] == 1, f"layer 2 FFN K90 {t['attn_ffn'][2]['ffn_k90']}"
+
+
+def _layer2_ffn_is_cause(t: Tables) -> Outcome:
+    f, w = t["attn_ffn"][2]["ffn_k90"], t["layer_pca"][2]["k90"]
+    return f == 1 and w == 1, f"layer 2: FFN K90 {f}, whole Δφ K90 {w}"
+
+
+def _last_attn_concentrated(t: Tables) -> Outcome:
+    a, rest = t["attn_ffn"][-1]["attn_k90"], [t["attn_ffn"][i]["attn_k90"] for i in inner(t)]
+    return a < 0.1 * statistics.median(rest), f"last layer attention K90 {a}; inner median {statistics.median(rest):g}"
+
+
+def _ffn_high(t: Tables) -> Outcome:
+    ks = [t["attn_ffn"][i]["ffn_k90"] for i in middle(t)]
+    return min(ks) >= 0.2 * d_model(t), f"middle layers FFN K90 {_fmt(ks)} (>= {0.2 * d_model(t):g} = d_model/5?)"
+
+
+def _ratio_column(t: Tables) -> Outcome:
+    bad = [r["layer"] for r in t["attn_ffn"] if not math.isclose(r["attn_k90"] / r["ffn_k90"], r["ratio"], abs_tol=0.006)]
+    return not bad, "ratio = attn/FFN " + ("in every row" if not bad else f"fails in layers {bad}")
+
+
+def _ppl_11_at_two_thirds(t: Tables) -> Outcome:
+    r = row_at(t, "lowrank_ppl", round(2 * d_model(t) / 3))
+    return r["individual_ratio"] <= 1.15, f"individual ratio at K={r['k']}: {r['individual_ratio']:.3g}x"
+
+
+def _variance_is_not_function(t: Tables) -> Outcome:
+    k90 = max(col(t, "layer_pca", "k90"))
+    r = next((r for r in t["lowrank_ppl"] if r["k"] >= k90), t["lowrank_ppl"][-1])
+    return r["individual_ratio"] > 2, f"every layer has 90% of its variance by K={k90}; at K={r['k']} the ratio is {r['individual_ratio']:.3g}x"
+
+
+def _twenty_times(t: Tables) -> Outcome:
+    m = col(t, "norms", "mean_norm")
+    mid = statistics.mean(m[i] for i in middle(t))
+    x = m[-1] / mid
+    return 15 <= x <= 25, f"last {m[-1]:.4g} / mean of middle layers {mid:.3g} = {x:.1f}x (range over middle layers {m[-1] / max(m[i] for i in middle(t)):.1f}-{m[-1] / min(m[i] for i in middle(t)):.1f}x)"
+
+
+def _about_half(t: Tables) -> Outcome:
+    med = statistics.median(col(t, "attn_ffn", "ratio"))
+    return 0.35 <= med <= 0.65, f"median Attn/FFN K90 ratio over layers {med:.3g}"
+
+
+def _layer11_attn_3(t: Tables) -> Outcome:
+    a = t["attn_ffn"][-1]["attn_k90"]
+    return a <= 5, f"layer {n_layers(t) - 1} attention K90 {a}"
+
+
+def _gpt2_shape(t: Tables) -> Outcome:
+    return n_layers(t) == 12 and d_model(t) == 768, f"{n_layers(t)} layers, d_model {d_model(t)}"
+
+
+def _thousand_positions(t: Tables) -> Outcome:
+    return t["config"]["n_tokens"] == 1000, f"{t['config']['n_tokens']} positions"
+
+
+EXP_OTHER = "a result of another experiment ({}); this suite measures experiment 7 only"
+NO_PER_LAYER = "the write-up gives only the layer average of the reconstruction, not per-layer values"
+
+CLAIMS: tuple[Claim, ...] = (
+    # ------------------------------------------------------------ background and set-up
+    Claim("bg-exp3-universal-g", "background", 'Experiment 3 found a "universal penetration function" g(l/L) (correlation between words > 0.96).', untested=EXP_OTHER.format("exp3")),
+    Claim("bg-exp6-wqk-failed", "background", "Experiment 6 tried PCA of the static weight matrices W_QK; the functional information sat in low-variance components, and compression failed.", untested=EXP_OTHER.format("exp6")),
+    Claim("bg-dynamic-directions", "background", 'The large PCA directions may capture "the kinds of writes that happen often", i.e. functionally important directions.', untested="a hypothesis the write-up sets out to test; its verdict is claim core-1-variance-not-function"),
+    Claim("setup-gpt2-small", "setup", "Model: GPT-2 small (12 layers, 12 heads, d_model = 768)", _gpt2_shape, scope="gpt2"),
+    Claim("setup-1000-positions", "setup", "Data: WikiText-2 test set; Δφ collected at 1000 token positions", _thousand_positions, scope="gpt2"),
+    Claim("setup-device-mps", "setup", "Device: MPS (Apple Silicon)", untested="the device is the user's choice (--device); caches and snapshots are kept per device"),
+    # ------------------------------------------------------------ 7A
+    Claim("7A-norm-rises-with-depth", "7A", "the Δφ norm is larger in deeper layers (layer 0: 50 → layer 11: 354)", _norms_rise_with_depth,
+          contradicted="the table's mean_norm does not rise with depth: layer 0 (50.4) is larger than layers 1-8 (16.3-36.9), and it falls from layer 2 to 3 (18.0 → 17.6) and from 7 to 8 (36.9 → 36.5)"),
+    Claim("7A-last-layer-largest", "7A", "layer 0: 50 → layer 11: 354 (the last layer writes the largest norm)", _last_norm_largest),
+    Claim("7A-layer-2-few-samples-dominate", "7A", "Layer 2 has an abnormally large std/mean ratio; a few samples dominate.", _layer2_heavy_tail, scope="gpt2"),
+    Claim("7A-layers-2-and-11-largest-std-ratio", "7A", "Layers 2 and 11 have an abnormally large std/mean ratio", _layers_2_and_last_top_std_ratio, scope="gpt2",
+          contradicted="layer 11's std/mean is 118.0/354.1 = 0.33, smaller than layer 1's (15.6/16.3 = 0.96) and layer 3's (6.2/17.6 = 0.35); only layer 2 (73.1/18.0 = 4.1) is abnormal"),
+    # ------------------------------------------------------------ 7B
+    Claim("7B-not-low-rank", "7B", "Conclusion (as written): Δφ is not low rank.", _not_low_rank),
+    Claim("7B-middle-k90-26-31pct", "7B", "Middle layers (3–8): reaching 90% needs K = 198–235 (26–31% of d_model)", _middle_k90_fraction),
+    Claim("7B-middle-effectively-full-rank", "7B", "Middle layers (3–8): ... effectively full rank.", _middle_full_rank,
+          contradicted="the same sentence puts K90 of the middle layers at 198-235, 26-31% of d_model = 768; K95 is 281-326 (37-42%): far from full rank"),
+    Claim("7B-layer-0-comparatively-low", "7B", "Layer 0: K = 85 (11%); near the embedding, comparatively low rank.", _first_lower_than_middle),
+    Claim("7B-layer-2-one-direction", "7B", "Layer 2: K = 1; the variance is concentrated in one direction (caused by std_norm = 73).", _layer2_k1, scope="gpt2"),
+    Claim("7B-last-layer-concentrated", "7B", "Layer 11: K = 3; the final layer's writes, leaning toward the unembedding, are concentrated too.", _last_concentrated),
+    Claim("7B-no-layer-90pct-with-50", "7B", 'The criterion "90% or more with 50 components" is met by no layer', _none_meets_50,
+          contradicted="the table's own K90 of layer 2 (1) and layer 11 (3) are far below 50: those layers meet the criterion"),
+    Claim("7B-others-need-over-80", "7B", "every layer except 2 and 11 needs K > 80", _all_but_2_last_over_80, scope="gpt2"),
+    # ------------------------------------------------------------ 7C
+    Claim("7C-shared-looks-low-rank", "7C", "The shared basis looks very low rank (K = 6 for 90%)", _shared_low),
+    Claim("7C-last-norm-dominates", "7C", "but only because the norm of layer 11 dominates (354 against 17–52 for the middle layers)", _last_norm_dominates),
+    Claim("7C-reconstruction-poor", "7C", "reconstruction with the shared basis is poor. Even at K = 256, cos_sim = 0.845 and the relative L2 error is 47%.", _shared_reconstruction_poor),
+    Claim("7C-misses-middle-layers", "7C", "The shared PCA is contaminated by layer 11's norm and misses the finer structure of the middle layers entirely.", _shared_misses_middle, document_untestable=NO_PER_LAYER),
+    # ------------------------------------------------------------ 7D
+    Claim("7D-individual-good-only-at-two-thirds", "7D", "Individual bases: only at K = 512 (67% of d_model) does the ratio reach 1.49x", _ratio_first_good_at_two_thirds),
+    Claim("7D-individual-k-third-catastrophic", "7D", "at K = 256 (33%) it is still a catastrophic 8.3x", _third_catastrophic),
+    Claim("7D-few-components-fail", "7D", "a few components cannot capture the functional information", _few_components_fail),
+    Claim("7D-same-as-exp6", "7D", "The same pattern as exp6's W_QK result (K = 140/144 for 1.07x)", untested=EXP_OTHER.format("exp6")),
+    Claim("7D-shared-catastrophic", "7D", "Shared basis: catastrophic; 463x at K = 32.", _shared_catastrophic),
+    Claim("7D-shared-destroys-other-layers", "7D", "The shared basis is optimised for layer 11 and destroys the other layers' Δφ.", _shared_worse,
+          contradicted="at K = 8 the shared basis does better than the individual ones: 4,052 (136.0x) against 4,315 (144.9x)"),
+    Claim("7D-shared-rises-8-to-32", "7D", "In one range the PPL even rises as K grows (K = 8 → 32: 136x → 463x)", _shared_rises),
+    Claim("7D-harmful-noise", "7D", "because components that layer 11 does not need act as harmful noise in the middle layers", untested="a causal explanation; no experiment in the write-up isolates it (it would need per-layer bases mixed with the shared one)"),
+    Claim("7D-ratios-are-ppl-over-baseline", "7D", "Ind. Ratio and Sh. Ratio are the PPL divided by the baseline perplexity 29.79", _ratios_are_ppl_over_baseline),
+    Claim("7D-full-k-is-baseline", "7D", "K = 768: 29.8, 1.00x for both bases", _full_k_is_baseline),
+    # ------------------------------------------------------------ 7E
+    Claim("7E-attention-consistently-lower", "7E", "attention is consistently lower rank than the FFN", _attn_always_lower,
+          contradicted="in layer 2 attention needs K = 97 and the FFN K = 1 (ratio 97.0): not lower there"),
+    Claim("7E-inner-about-half", "7E", "In the middle layers attention reaches 90% with about half the FFN's components (ratio 0.42–0.68).", _inner_about_half),
+    Claim("7E-layer-0-attention-low", "7E", "Layer 0: attention especially low rank (K = 29); early attention has limited patterns.", _first_attn_low),
+    Claim("7E-layer-2-ffn-one-direction", "7E", "Layer 2: the FFN reaches 90% with K = 1; layer 2's FFN is concentrated in one direction", _layer2_ffn_k1, scope="gpt2"),
+    Claim("7E-layer-2-ffn-causes-7B", "7E", "(the cause of 7B's K = 1 for the whole Δφ of layer 2)", _layer2_ffn_is_cause, scope="gpt2"),
+    Claim("7E-last-attention-concentrated", "7E", "Layer 11: attention K = 3; the final layer's attention writes concentratedly toward the unembedding.", _last_attn_concentrated),
+    Claim("7E-g-from-attention", "7E", "since attention writes are lower rank than the FFN's, the regularity of g(l/L) likely comes from attention", untested=EXP_OTHER.format("exp3's g(l/L)")),
+    Claim("7E-attention-similar-patterns", "7E", 'Attention has similar low-dimensional write patterns in every layer, seen as "equal injection of context"', untested="a statement about write directions across layers; the tables give only how many components each layer needs, not which"),
+    Claim("7E-ffn-high-dimensional", "7E", "the FFN writes in high, diverse dimensions", _ffn_high),
+    Claim("7E-ffn-lexical-semantic", "7E", "the FFN ... does the lexical and semantic processing", untested="no experiment in the write-up probes what the FFN computes"),
+    Claim("7E-ratio-column", "7E", "Attn/FFN ratio = Attn K(90%) / FFN K(90%)", _ratio_column),
+    # ------------------------------------------------------------ conclusions
+    Claim("concl-exp7-k90-26-31pct", "conclusions", "exp7 (Δφ): K needed for 90%: 198–235/768 (26–31%)", _middle_k90_fraction),
+    Claim("concl-exp7-ppl-1.1x-at-512", "conclusions", "exp7 (Δφ): K needed for PPL ≈ 1.1x: ~512/768 (67%)", _ppl_11_at_two_thirds,
+          contradicted="7D gives 44.5 = 1.49x at K = 512, not ≈ 1.1x; the ratio is 1.1x only somewhere between K = 512 and 768"),
+    Claim("concl-shared-catastrophic", "conclusions", "exp7 (Δφ): Effectiveness of a shared basis: catastrophic (norm imbalance)", _shared_catastrophic),
+    Claim("concl-high-rank", "conclusions", "exp7 (Δφ): Δφ is high rank too, hard to compress", _not_low_rank),
+    Claim("concl-exp6-column", "conclusions", "exp6 (W_QK): static weight matrix; K for 90%: 82/144 (57%); K for PPL ≈ 1.1x: 140/144 (97%); shared basis N/A; PCA variance ≠ function", untested=EXP_OTHER.format("exp6")),
+    Claim("core-1-variance-not-function", "conclusions", 'PCA of Δφ cannot be used for compression either: the "large directions" of PCA are not the "functionally important directions"', _variance_is_not_function),
+    Claim("core-2-twenty-times", "conclusions", "layer 11's norm is 20 times the middle layers'", _twenty_times,
+          contradicted="354.1 against the middle layers' (3-8) mean norms 17.6-36.9 (mean 26.5) is 13.4x on average; 20x holds only against layer 3 (17.6)"),
+    Claim("core-2-shared-sacrifices-others", "conclusions", "A shared PCA is dragged toward the large-norm layer and sacrifices the others.", _shared_misses_middle, document_untestable=NO_PER_LAYER),
+    Claim("core-3-attention-about-half", "conclusions", "Attention is easier to compress than the FFN: attention writes reach 90% with about half the FFN's dimensions.", _about_half),
+    Claim("core-3-attention-candidate", "conclusions", "If compression is attempted, the attention path, not the FFN, is the candidate.", untested="a recommendation; the write-up runs no attention-only low-rank inference to support it"),
+    Claim("core-4-layer-2-ffn", "conclusions", "Layer 2: the FFN is concentrated in one direction (possibly some fixed bias term).", _layer2_ffn_k1, scope="gpt2"),
+    Claim("core-4-layer-11-attention", "conclusions", "Layer 11: attention is concentrated in 3 directions (aggregation toward the unembedding).", _layer11_attn_3, scope="gpt2"),
+)
+
+SECTIONS = ("background", "setup", "7A", "7B", "7C", "7D", "7E", "conclusions")
+
+
+def claims_in(*sections: str) -> list[Claim]:
+    return [c for c in CLAIMS if c.section in sections]
+
+
+def cells_in(*sections: str) -> list[Cell]:
+    return [c for c in CELLS if c.section in sections]
