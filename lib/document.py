@@ -20,6 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 Tables = dict[str, Any]
+
+
+class NotApplicable(Exception):
+    """A predicate cannot be evaluated on this model's tables (e.g. d_model too small for the K it names)."""
+
 Outcome = tuple[bool, str]
 """(holds, what was measured, in words and numbers)."""
 
@@ -132,11 +137,18 @@ def d_model(t: Tables) -> int:
     return int(t["lowrank_ppl"][-1]["k"])
 
 
+def _roles(t: Tables) -> None:
+    if n_layers(t) < 4:
+        raise NotApplicable(f"first, middle and last layers need at least 4 layers; this model has {n_layers(t)}")
+
+
 def middle(t: Tables) -> range:
+    _roles(t)
     return range(n_layers(t) // 4, 2 * n_layers(t) // 3 + 1)
 
 
 def inner(t: Tables) -> range:
+    _roles(t)
     return range(n_layers(t) // 4, n_layers(t) - 1)
 
 
@@ -146,7 +158,17 @@ def col(t: Tables, table: str, column: str) -> list[float]:
 
 def row_at(t: Tables, table: str, k: int) -> dict[str, Any]:
     """The row of a K-indexed table with the largest K <= k."""
+    if not any(r["k"] <= k for r in t[table]):
+        raise NotApplicable(f"no K <= {k} in table {table}")
     return max((r for r in t[table] if r["k"] <= k), key=lambda r: r["k"])
+
+
+def below_d(t: Tables) -> list[dict[str, Any]]:
+    """7D rows with K < d_model."""
+    rows = t["lowrank_ppl"][:-1]
+    if not rows:
+        raise NotApplicable(f"the K sweep has no K below d_model = {d_model(t)}")
+    return rows
 
 
 def _fmt(values: Any) -> str:
@@ -285,23 +307,27 @@ def _third_catastrophic(t: Tables) -> Outcome:
 
 def _few_components_fail(t: Tables) -> Outcome:
     rows = [r for r in t["lowrank_ppl"] if r["k"] <= d_model(t) / 12]
+    if not rows:
+        raise NotApplicable(f"no K <= d_model/12 = {d_model(t) / 12:.3g} in the sweep")
     worst_best = min(r["individual_ratio"] for r in rows)
     return worst_best > 10, f"individual ratios at K <= d_model/12: {_fmt([r['individual_ratio'] for r in rows])}"
 
 
 def _shared_catastrophic(t: Tables) -> Outcome:
-    rows = t["lowrank_ppl"][:-1]
+    rows = below_d(t)
     return min(r["shared_ratio"] for r in rows) > 5, f"shared ratios for K < d_model: {_fmt([r['shared_ratio'] for r in rows])}"
 
 
 def _shared_worse(t: Tables) -> Outcome:
-    rows = t["lowrank_ppl"][:-1]
+    rows = below_d(t)
     better = [f"K={r['k']}: shared {r['shared_ratio']:.4g}x vs individual {r['individual_ratio']:.4g}x" for r in rows if r["shared_ratio"] <= r["individual_ratio"]]
     return not better, "shared not worse at " + ("; ".join(better) or "no K")
 
 
 def _shared_rises(t: Tables) -> Outcome:
     r = {row["k"]: row["shared_ratio"] for row in t["lowrank_ppl"]}
+    if d_model(t) <= 32:
+        raise NotApplicable(f"K = 32 is not below d_model = {d_model(t)}")
     return r[8] < r[16] < r[32], f"shared ratio K=8: {r[8]:.4g}x, 16: {r[16]:.4g}x, 32: {r[32]:.4g}x"
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from syrupy.extensions.json import JSONSnapshotExtension
 
-SNAPSHOTS = Path(__file__).resolve().parent.parent / "snapshots"
+
+SNAPSHOTS = Path(os.environ.get("DPHI_SNAPSHOT_DIR") or Path(__file__).resolve().parent.parent / "snapshots")
+"""Top-level snapshots/; DPHI_SNAPSHOT_DIR moves it (the suite's own tests use a temp dir)."""
 # Same config and device: bitwise-equal numbers on one machine; across CPUs, BLAS kernels
 # reorder float32 sums (~1e-6 relative in Δφ), which moves perplexities by up to ~1e-5.
 FLOAT_RTOL, FLOAT_ATOL = 1e-4, 1e-6

@@ -1,0 +1,118 @@
+"""The claims suite as a user runs it: snapshots, verdicts, the summary and its report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib.document import CELLS, CLAIMS, DOCUMENT_TABLES, SECTIONS
+from lib.snapshot import close, rounded
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_claims(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DPHI_CACHE_DIR": str(tmp_path / "cache"), "DPHI_SNAPSHOT_DIR": str(tmp_path / "snaps")}
+    return subprocess.run([sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def small_run_args(make_model, text_file) -> list[str]:
+    return ["--model", str(make_model(n_layer=3, d_model=32)), "--dataset", str(text_file), "--n-tokens", "60", "--device", "cpu"]
+
+
+def test_snapshot_lifecycle(tmp_path, small_run_args):
+    test = "claims/test_snapshots.py"
+    missing = run_claims(tmp_path, test, *small_run_args)
+    assert missing.returncode == 1 and "--snapshot-update" in missing.stdout, missing.stdout[-2000:]
+    created = run_claims(tmp_path, test, *small_run_args, "--snapshot-update")
+    assert created.returncode == 0, created.stdout[-2000:]
+    files = sorted((tmp_path / "snaps").rglob("*.json"))
+    assert len(files) == 7 and all("-n60-cpu-compat-all-centred-" in str(f) for f in files)
+    assert run_claims(tmp_path, test, *small_run_args).returncode == 0
+
+    lowrank = next(f for f in files if "lowrank_ppl" in f.name)
+    data = json.loads(lowrank.read_text())
+    data["lowrank_ppl"][0]["individual_ppl"] *= 1 + 1e-7  # far inside the tolerance
+    lowrank.write_text(json.dumps(data))
+    assert run_claims(tmp_path, test, *small_run_args).returncode == 0
+    data["lowrank_ppl"][0]["individual_ppl"] *= 1.01  # a 1% regression
+    lowrank.write_text(json.dumps(data))
+    changed = run_claims(tmp_path, test, *small_run_args)
+    assert changed.returncode == 1 and "lowrank_ppl" in changed.stdout
+
+
+def test_other_run_never_shares_a_snapshot(tmp_path, small_run_args):
+    run_claims(tmp_path, "claims/test_snapshots.py", *small_run_args, "--snapshot-update")
+    other = run_claims(tmp_path, "claims/test_snapshots.py", *small_run_args, "--numerics", "raw")
+    assert other.returncode == 1 and "--snapshot-update" in other.stdout
+
+
+def test_claim_that_does_not_hold_fails_with_values_or_xfails_when_asked(tmp_path, small_run_args):
+    strict = run_claims(tmp_path, "claims/test_7d_lowrank.py", *small_run_args, "-k", "sentence and shared-catastrophic")
+    assert strict.returncode == 1, strict.stdout[-2000:]
+    assert "does not hold: measured shared ratios" in strict.stdout and "the document's own tables" in strict.stdout
+    report = tmp_path / "report.md"
+    lenient = run_claims(tmp_path, "claims/test_7d_lowrank.py", *small_run_args, "--claims-xfail", "--claims-report", str(report))
+    assert lenient.returncode == 0, lenient.stdout[-2000:]
+    assert "Experiment 7 claims" in lenient.stdout and "does not hold (xfail)" in lenient.stdout
+    text = report.read_text()
+    assert "| 7D-shared-catastrophic | 7D | measured |" in text and "contradicted by the document" in text
+
+
+def test_document_self_consistency_runs_without_a_model(tmp_path):
+    out = run_claims(tmp_path, "claims/", "-k", "test_document", "--model", "gpt2")
+    assert out.returncode == 0, out.stdout[-2000:]
+    n_contradicted = sum(1 for c in CLAIMS if c.contradicted)
+    assert f"{n_contradicted} xfailed" in out.stdout
+
+
+def test_every_table_cell_of_the_document_is_a_claim():
+    counts = {"norms": 12 * 2, "layer_pca": 12 * 4, "shared_pca": 4, "reconstruction": 6 * 2,
+              "baseline_ppl": 1, "lowrank_ppl": 8 * 4, "attn_ffn": 12 * 3}
+    for table, n in counts.items():
+        assert sum(c.table == table for c in CELLS) == n, table
+    assert len({c.id for c in CELLS}) == len(CELLS) and len({c.id for c in CLAIMS}) == len(CLAIMS)
+    assert {c.section for c in CLAIMS} == set(SECTIONS)
+    for claim in CLAIMS:  # every claim is tested or says why not
+        assert (claim.predicate is None) == bool(claim.untested), claim.id
+
+
+def test_document_cells_match_themselves():
+    for cell in CELLS:
+        assert cell.measured(DOCUMENT_TABLES) == cell.value, cell.id
+
+
+@pytest.mark.parametrize("a,b,same", [
+    ({"x": 1.0}, {"x": 1.0 + 1e-6}, True), ({"x": 1.0}, {"x": 1.001}, False), ({"k": 3}, {"k": 4}, False),
+    ([1.0, 2.0], [1.0], False), ({"x": 1.0}, {"y": 1.0}, False), ({"x": 0.0}, {"x": 5e-7}, True),
+])
+def test_snapshot_float_tolerance(a, b, same):
+    assert close(a, b) is same
+
+
+def test_snapshot_rounding_keeps_six_digits():
+    assert rounded({"a": [1.23456789, 2]}) == {"a": [1.23457, 2]}
+
+
+@pytest.mark.parametrize("n_layer,d_model", [(1, 8), (2, 16), (4, 32), (6, 64)])
+def test_every_predicate_decides_or_says_it_does_not_apply(make_model, make_config, text_file, tmp_path, n_layer, d_model):
+    from lib.document import NotApplicable
+    from lib.experiment import Run
+    from lib.store import Store
+
+    tables = Run(make_config(make_model(n_layer=n_layer, d_model=d_model), text_file, n_tokens=40), Store(tmp_path)).tables
+    for claim in CLAIMS:
+        if claim.predicate is None or claim.scope == "gpt2":  # gpt2-scoped claims run on GPT-2 only
+            continue
+        try:
+            holds, measured = claim.predicate(tables)
+        except NotApplicable:
+            continue
+        assert isinstance(holds, bool) and measured, claim.id
