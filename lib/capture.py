@@ -8,9 +8,11 @@ next-token NLL that 7D compares against, so no pass is run twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import torch
+
+from lib.spectra import Moments
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -60,27 +62,124 @@ def token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1).double().cpu()
 
 
+KEYS = ("delta_phi", "attn", "ffn")
+"""Δφ(l), Δφ_attn(l), Δφ_ffn(l): resid_post - resid_pre, hook_attn_out, hook_mlp_out."""
+SAMPLE_SIZE = 4096
+"""Positions whose Δφ vectors are kept for 7C's reconstruction metrics when streaming."""
+
+
+class Sink(Protocol):
+    def write(self, key: str, layer: int, offset: int, x: torch.Tensor) -> None:
+        """x: (n, d_model), the counted positions offset .. offset + n of one batch."""
+
+
+class TensorSink:
+    """Keeps every vector: (n_layers, n_positions, d_model) float32 per key."""
+
+    def __init__(self, n_layers: int, n: int, d_model: int) -> None:
+        self.out = {k: torch.empty(n_layers, n, d_model) for k in KEYS}
+
+    def write(self, key: str, layer: int, offset: int, x: torch.Tensor) -> None:
+        self.out[key][layer, offset : offset + len(x)] = x.float().cpu()
+
+
+def sample_positions(n: int, size: int = SAMPLE_SIZE) -> torch.Tensor:
+    """All positions when n <= size, else `size` evenly spaced ones (deterministic)."""
+    if n <= size:
+        return torch.arange(n)
+    return torch.linspace(0, n - 1, size).round().long()
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What the tables need, in memory independent of the token count (but for `norms`).
+
+    Moments are float64 on the CPU (mps has no float64), accumulated batch by batch.
+    """
+
+    count: int
+    total: torch.Tensor
+    """(3, n_layers, d_model) float64: sum of x over positions, for KEYS in order."""
+    outer: torch.Tensor
+    """(3, n_layers, d_model, d_model) float64: sum of x x^T."""
+    norms: torch.Tensor
+    """(n_layers, n_positions) float64: ||Δφ(l)|| per position."""
+    sample: torch.Tensor
+    """(n_layers, n_sample, d_model) float32: Δφ at sample_positions(n_positions)."""
+    nll: torch.Tensor
+    """(n_predicted,) float64 baseline next-token NLL."""
+
+    def moments(self, key: str, layer: int) -> Moments:
+        k = KEYS.index(key)
+        return Moments(self.count, self.total[k, layer], self.outer[k, layer])
+
+    def shared_moments(self) -> Moments:
+        """Δφ of all layers stacked: (n_layers * n_positions, d_model)."""
+        return Moments(self.count * self.total.shape[1], self.total[0].sum(0), self.outer[0].sum(0))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"count": torch.tensor(self.count), "total": self.total, "outer": self.outer,
+                "norms": self.norms, "sample": self.sample, "nll": self.nll}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> Stats:
+        return cls(int(t["count"]), t["total"], t["outer"], t["norms"], t["sample"], t["nll"])
+
+    @classmethod
+    def of_capture(cls, c: Capture, size: int = SAMPLE_SIZE) -> Stats:
+        sink = StatsSink(*c.delta_phi.shape, size=size)
+        for key, tensor in zip(KEYS, (c.delta_phi, c.delta_phi_attn, c.delta_phi_ffn)):
+            for layer, x in enumerate(tensor):
+                sink.write(key, layer, 0, x)
+        return sink.stats(c.nll)
+
+
+class StatsSink:
+    """Accumulates Stats while capturing, instead of holding every vector."""
+
+    def __init__(self, n_layers: int, n: int, d_model: int, size: int = SAMPLE_SIZE) -> None:
+        self.n = n
+        self.total = torch.zeros(3, n_layers, d_model, dtype=torch.float64)
+        self.outer = torch.zeros(3, n_layers, d_model, d_model, dtype=torch.float64)
+        self.norms = torch.zeros(n_layers, n, dtype=torch.float64)
+        self.positions = sample_positions(n, size)
+        self.sample = torch.zeros(n_layers, len(self.positions), d_model)
+
+    def write(self, key: str, layer: int, offset: int, x: torch.Tensor) -> None:
+        x64 = x.detach().to("cpu", torch.float64)  # (n, d_model)
+        k = KEYS.index(key)
+        self.total[k, layer] += x64.sum(0)
+        self.outer[k, layer] += x64.T @ x64
+        if key == "delta_phi":
+            self.norms[layer, offset : offset + len(x)] = x64.norm(dim=-1)
+            lo, hi = torch.searchsorted(self.positions, torch.tensor([offset, offset + len(x)])).tolist()
+            self.sample[layer, lo:hi] = x64[self.positions[lo:hi] - offset].float()
+
+    def stats(self, nll: torch.Tensor) -> Stats:
+        return Stats(self.n, self.total, self.outer, self.norms, self.sample, nll)
+
+
 def capture(
     bridge: TransformerBridge,
     selection: Selection,
+    sink: Sink,
     batch_size: int = 8,
     progress: Callable[[Iterator], Iterator] = iter,
-) -> Capture:
-    """One clean forward pass per batch of chunks; hooks copy the counted positions to CPU."""
-    n_layers, d_model = bridge.cfg.n_layers, bridge.cfg.d_model
-    n = selection.n_positions
-    out = {k: torch.empty(n_layers, n, d_model) for k in ("delta_phi", "attn", "ffn")}
-    state: dict[str, object] = {}
+) -> torch.Tensor:
+    """One clean forward pass per batch of chunks; hooks hand the counted positions to `sink`.
+
+    Returns the (n_predicted,) float64 baseline NLL of the same passes.
+    """
+    n_layers = bridge.cfg.n_layers
+    state: dict[str, Any] = {}
 
     def recorder(key: str, layer: int) -> Hook:
         def hook(x: torch.Tensor, hook: object) -> torch.Tensor:  # x: (B, T, d_model)
-            mask, off = state["mask"], state["offset"]
             if key == "pre":
                 state[f"pre{layer}"] = x
                 return x
             value = x - state.pop(f"pre{layer}") if key == "delta_phi" else x
-            picked = value[mask]  # (n_counted, d_model)
-            out[key][layer, off : off + len(picked)] = picked.float().cpu()
+            sink.write(key, layer, state["offset"], value[state["mask"]])  # (n_counted, d_model)
             return x
 
         return hook
@@ -101,5 +200,20 @@ def capture(
             logits = bridge(tokens.to(device))  # (B, T, vocab)
             nll.append(token_nll(logits, tokens.to(device)).reshape(-1))
             offset += int(counted.sum())
-    assert offset == n, (offset, n)
-    return Capture(out["delta_phi"], out["attn"], out["ffn"], torch.cat(nll))
+    assert offset == selection.n_positions, (offset, selection.n_positions)
+    return torch.cat(nll)
+
+
+def capture_tensors(bridge: TransformerBridge, selection: Selection, batch_size: int = 8,
+                    progress: Callable[[Iterator], Iterator] = iter) -> Capture:
+    """Δφ, Δφ_attn, Δφ_ffn of every counted position, held in memory."""
+    sink = TensorSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model)
+    nll = capture(bridge, selection, sink, batch_size, progress)
+    return Capture(sink.out["delta_phi"], sink.out["attn"], sink.out["ffn"], nll)
+
+
+def capture_stats(bridge: TransformerBridge, selection: Selection, batch_size: int = 8,
+                  progress: Callable[[Iterator], Iterator] = iter, size: int = SAMPLE_SIZE) -> Stats:
+    """Stats of the counted positions, streamed: memory flat in the token count (but norms)."""
+    sink = StatsSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model, size)
+    return sink.stats(capture(bridge, selection, sink, batch_size, progress))

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 
-from lib.capture import Capture, capture
+from lib.capture import Capture, Stats, capture_stats, capture_tensors
 from lib.corpus import Selection, load_text, select_tokens, tokenize
 from lib.lowrank import Projection, lowrank_nll
-from lib.spectra import RECONSTRUCTION_KS, THRESHOLDS, Moments, Pca, pca, reconstruction
+from lib.spectra import RECONSTRUCTION_KS, THRESHOLDS, Pca, pca, reconstruction
 from lib.store import Store
 
 if TYPE_CHECKING:
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 LOWRANK_KS = (8, 16, 32, 64, 128, 256, 512)
 """7D's K list; d_model is appended and values above it dropped."""
-TABLES_VERSION = 1
+TABLES_VERSION = 2
+STREAM_ABOVE = 20_000
+"""Above this many positions Δφ is not held in memory: Stats are accumulated while capturing."""
 """Bump when a table's definition changes, so cached tables are recomputed."""
 
 
@@ -30,26 +32,25 @@ def _k_columns(basis: Pca) -> dict[str, int]:
     return {f"k{round(t * 100)}": k for t, k in zip(THRESHOLDS, basis.ks())}
 
 
-def norms_table(delta_phi: torch.Tensor) -> list[dict[str, Any]]:
+def norms_table(norms: torch.Tensor) -> list[dict[str, Any]]:
     """7A: per layer, mean and std (ddof=1, as torch.std) of ||Δφ(l)|| over positions.
 
-    delta_phi: (n_layers, n_positions, d_model).
+    norms: (n_layers, n_positions) float64.
     """
-    norms = delta_phi.to(torch.float64).norm(dim=-1)  # (L, N)
     return [
         {"layer": layer, "mean_norm": float(row.mean()), "std_norm": float(row.std())}
         for layer, row in enumerate(norms)
     ]
 
 
-def layer_bases(vectors: torch.Tensor, centred: bool) -> list[Pca]:
-    """One PCA per layer; vectors: (n_layers, n_positions, d_model)."""
-    return [pca(Moments.of(x), centred) for x in vectors]
+def layer_bases(stats: Stats, key: str, centred: bool) -> list[Pca]:
+    """One PCA per layer of Δφ (key 'delta_phi'), Δφ_attn ('attn') or Δφ_ffn ('ffn')."""
+    return [pca(stats.moments(key, layer), centred) for layer in range(stats.total.shape[1])]
 
 
-def shared_basis(delta_phi: torch.Tensor, centred: bool) -> Pca:
-    """7C: PCA of all layers stacked, (n_layers * n_positions, d_model)."""
-    return pca(Moments.of(delta_phi.reshape(-1, delta_phi.shape[-1])), centred)
+def shared_basis(stats: Stats, centred: bool) -> Pca:
+    """7C: PCA of all layers' Δφ stacked, (n_layers * n_positions, d_model)."""
+    return pca(stats.shared_moments(), centred)
 
 
 def layer_pca_table(bases: Sequence[Pca]) -> list[dict[str, Any]]:
@@ -62,7 +63,9 @@ def reconstruction_tables(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """7C: (over layers, per layer) mean cos_sim and relative L2 with K shared components.
 
-    Per position, averaged per layer, then over layers.
+    delta_phi: (n_layers, n_sample, d_model), Stats.sample: every position up to
+    SAMPLE_SIZE positions, evenly spaced ones beyond. Per position, averaged per layer,
+    then over layers.
     """
     ks = [k for k in ks if k <= delta_phi.shape[-1]]
     per_layer = []
@@ -131,8 +134,8 @@ def _tqdm(desc: str) -> Callable[[Iterator], Iterator]:
 class Run:
     """One run config's data: model, tokens and Δφ loaded lazily, results cached in `store`."""
 
-    def __init__(self, config: RunConfig, store: Store, batch_size: int = 8) -> None:
-        self.config, self.store, self.batch_size = config, store, batch_size
+    def __init__(self, config: RunConfig, store: Store, batch_size: int = 8, stream_above: int = STREAM_ABOVE) -> None:
+        self.config, self.store, self.batch_size, self.stream_above = config, store, batch_size, stream_above
 
     @cached_property
     def bridge(self) -> TransformerBridge:
@@ -154,10 +157,22 @@ class Run:
         meta = {"stage": "capture", **self.config.identity(exclude=("pca",))}
 
         def compute() -> dict[str, torch.Tensor]:
-            return capture(self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ")).tensors()
+            return capture_tensors(self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ")).tensors()
 
         t = self.store.get_or_compute("capture", self.config.capture_key, meta, compute)
         return Capture(t["delta_phi"], t["delta_phi_attn"], t["delta_phi_ffn"], t["nll"])
+
+    @cached_property
+    def stats(self) -> Stats:
+        """What the tables need: from the held Δφ, or streamed past `stream_above` positions."""
+        if self.config.n_tokens <= self.stream_above:
+            return Stats.of_capture(self.capture)
+        meta = {"stage": "stats", **self.config.identity(exclude=("pca",))}
+
+        def compute() -> dict[str, torch.Tensor]:
+            return capture_stats(self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ statistics")).tensors()
+
+        return Stats.from_tensors(self.store.get_or_compute("stats", self.config.capture_key, meta, compute))
 
     @cached_property
     def tables(self) -> dict[str, Any]:
@@ -165,23 +180,25 @@ class Run:
         return self.store.get_or_compute_json("tables", self.config.key(), meta, self.compute_tables)
 
     def compute_tables(self) -> dict[str, Any]:
-        c, centred = self.capture, self.config.pca == "centred"
-        bases = layer_bases(c.delta_phi, centred)
-        shared = shared_basis(c.delta_phi, centred)
-        reconstruction_rows, reconstruction_per_layer = reconstruction_tables(c.delta_phi, shared)
-        ks = lowrank_ks(c.delta_phi.shape[-1])
+        st, centred = self.stats, self.config.pca == "centred"
+        bases = layer_bases(st, "delta_phi", centred)
+        shared = shared_basis(st, centred)
+        reconstruction_rows, reconstruction_per_layer = reconstruction_tables(st.sample, shared)
+        ks = lowrank_ks(st.total.shape[-1])
         nll = lowrank_nll(
             self.bridge, self.selection, projections(bases, shared, ks), self.batch_size, _tqdm("7D low-rank passes")
         )
+        baseline = float(st.nll.mean())
         return {
             "config": self.config.to_json(),
-            "norms": norms_table(c.delta_phi),
+            "norms": norms_table(st.norms),
             "layer_pca": layer_pca_table(bases),
             "shared_pca": _k_columns(shared),
             "reconstruction": reconstruction_rows,
-            "baseline_ppl": math.exp(float(c.nll.mean())),
-            "lowrank_ppl": lowrank_table(float(c.nll.mean()), nll, ks),
-            "attn_ffn": attn_ffn_table(layer_bases(c.delta_phi_attn, centred), layer_bases(c.delta_phi_ffn, centred)),
+            "baseline_ppl": math.exp(baseline),
+            "lowrank_ppl": lowrank_table(baseline, nll, ks),
+            "attn_ffn": attn_ffn_table(layer_bases(st, "attn", centred), layer_bases(st, "ffn", centred)),
             "reconstruction_per_layer": reconstruction_per_layer,
             "layer_spectra": [b.ratio.tolist() for b in bases],
+            "reconstruction_sample": len(st.sample[0]),
         }

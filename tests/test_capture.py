@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lib.capture import capture
+from lib.capture import capture_tensors
 from lib.experiment import Run
 from lib.store import Store
 
@@ -88,5 +88,5 @@ def test_same_config_same_numbers(make_model, make_config, text_file, tmp_path):
 def test_batching_does_not_change_delta_phi(make_model, make_config, text_file, store, batch_size):
     config = make_config(make_model(n_ctx=16), text_file, n_tokens=70)
     run = Run(config, store)
-    batched = capture(run.bridge, run.selection, batch_size=batch_size)
+    batched = capture_tensors(run.bridge, run.selection, batch_size=batch_size)
     torch.testing.assert_close(batched.delta_phi, reference_delta_phi(config.model, run.selection), atol=ATOL, rtol=RTOL)

@@ -8,6 +8,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from lib.capture import Capture, Stats
 from lib.experiment import shared_basis
 from lib.spectra import THRESHOLDS, Moments, pca, reconstruction
 
@@ -74,7 +75,8 @@ def test_projection_with_all_components_is_identity(data, centre):
 @given(planted())
 def test_shared_basis_of_one_layer_is_that_layer_basis(data):
     x = data[0]
-    shared = shared_basis(x[None], centred=True)
+    stats = Stats.of_capture(Capture(x[None], x[None], x[None], torch.zeros(1)))  # one layer
+    shared = shared_basis(stats, True)
     own = pca(Moments.of(x), True)
     assert shared.ks() == own.ks()
     torch.testing.assert_close(shared.variance, own.variance)

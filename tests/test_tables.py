@@ -140,3 +140,28 @@ def test_lowrank_ratio_falls_to_one_on_a_trained_model(embedded_tables):
     assert ratios[0] > 1.5, "a trained model must lose measurably at K=8"
     assert ratios[-1] == pytest.approx(1.0, abs=1e-4)
     assert ratios[-2] < ratios[0]
+
+
+def test_streamed_statistics_give_the_in_memory_tables(make_model, make_config, text_file, tmp_path):
+    """Past STREAM_ABOVE positions the tables come from statistics accumulated while capturing."""
+    from lib.snapshot import close
+    from lib.store import Store
+
+    config = make_config(make_model(n_layer=3, n_ctx=32), text_file, n_tokens=150, numerics="compat")
+    held = Run(config, Store(tmp_path / "a")).tables
+    streamed_run = Run(config, Store(tmp_path / "b"), stream_above=0)
+    streamed = streamed_run.tables
+    assert "capture" not in vars(streamed_run), "the streaming path must not hold Δφ"
+    for name in ("norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn"):
+        assert close(held[name], streamed[name]), name  # float64 sums in another order: ~1e-12
+
+
+def test_reconstruction_sample_is_evenly_spaced_past_its_size(make_model, make_config, text_file, store):
+    from lib.capture import Stats, sample_positions
+
+    run = Run(make_config(make_model(), text_file, n_tokens=90), store)
+    stats = Stats.of_capture(run.capture, size=10)
+    positions = sample_positions(90, 10)
+    assert positions.tolist() == sorted(set(positions.tolist())) and positions[0] == 0 and positions[-1] == 89
+    torch.testing.assert_close(stats.sample, run.capture.delta_phi[:, positions])
+    assert Stats.of_capture(run.capture).sample.shape[1] == 90  # all positions when there are few
