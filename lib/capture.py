@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import torch
 
+from lib.models import attention_kernel
 from lib.spectra import Moments
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ def capture(
     sink: Sink,
     batch_size: int = 8,
     progress: Callable[[Iterator], Iterator] = iter,
+    attention: str = "sdpa",
 ) -> torch.Tensor:
     """One clean forward pass per batch of chunks; hooks hand the counted positions to `sink`.
 
@@ -194,7 +196,7 @@ def capture(
         ]
     nll, offset = [], 0
     device = bridge.cfg.device
-    with torch.inference_mode(), bridge.hooks(fwd_hooks=fwd_hooks):
+    with torch.inference_mode(), attention_kernel(bridge, attention), bridge.hooks(fwd_hooks=fwd_hooks):
         for tokens, counted in progress(batches(selection, batch_size)):
             state.update(mask=counted.to(device), offset=offset)
             logits = bridge(tokens.to(device))  # (B, T, vocab)
@@ -205,15 +207,16 @@ def capture(
 
 
 def capture_tensors(bridge: TransformerBridge, selection: Selection, batch_size: int = 8,
-                    progress: Callable[[Iterator], Iterator] = iter) -> Capture:
+                    progress: Callable[[Iterator], Iterator] = iter, attention: str = "sdpa") -> Capture:
     """Δφ, Δφ_attn, Δφ_ffn of every counted position, held in memory."""
     sink = TensorSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model)
-    nll = capture(bridge, selection, sink, batch_size, progress)
+    nll = capture(bridge, selection, sink, batch_size, progress, attention)
     return Capture(sink.out["delta_phi"], sink.out["attn"], sink.out["ffn"], nll)
 
 
 def capture_stats(bridge: TransformerBridge, selection: Selection, batch_size: int = 8,
-                  progress: Callable[[Iterator], Iterator] = iter, size: int = SAMPLE_SIZE) -> Stats:
+                  progress: Callable[[Iterator], Iterator] = iter, attention: str = "sdpa",
+                  size: int = SAMPLE_SIZE) -> Stats:
     """Stats of the counted positions, streamed: memory flat in the token count (but norms)."""
     sink = StatsSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model, size)
-    return sink.stats(capture(bridge, selection, sink, batch_size, progress))
+    return sink.stats(capture(bridge, selection, sink, batch_size, progress, attention))

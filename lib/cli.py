@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--batch-size {args.batch_size} must be at least 1")
         config = build_config(
             model=args.model, dataset=args.dataset, n_tokens=args.n_tokens, device=args.device,
-            numerics=args.numerics, positions=args.positions, pca=args.pca,
+            numerics=args.numerics, positions=args.positions, pca=args.pca, attention=args.attention,
         )
         print(f"dphi: {config.describe()}", file=sys.stderr)
         if config.unavailable:

@@ -35,6 +35,8 @@ class RunConfig:
     """all: every position counts, BOS included; text: BOS positions left out."""
     pca: str
     """centred (default) or uncentred PCA."""
+    attention: str = "sdpa"
+    """Attention kernel of the forward passes: sdpa (fused) or eager (TransformerBridge's own)."""
 
     def identity(self, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
         """The fields that decide the numbers (minus `exclude`).
@@ -93,6 +95,7 @@ def build_config(
     numerics: str,
     positions: str,
     pca: str,
+    attention: str = "sdpa",
     dtype: str = "float32",
 ) -> RunConfig:
     """Validate the user's values (cheap checks first) and resolve them into a RunConfig.
@@ -110,6 +113,7 @@ def build_config(
         ("numerics", numerics, ("compat", "raw")),
         ("positions", positions, ("all", "text")),
         ("pca", pca, ("centred", "uncentred")),
+        ("attention", attention, ("sdpa", "eager")),
         ("dtype", dtype, ("float32",)),
     ):
         if value not in allowed:
@@ -128,4 +132,5 @@ def build_config(
         numerics=numerics,
         positions=positions,
         pca=pca,
+        attention=attention,
     )

@@ -157,7 +157,9 @@ class Run:
         meta = {"stage": "capture", **self.config.identity(exclude=("pca",))}
 
         def compute() -> dict[str, torch.Tensor]:
-            return capture_tensors(self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ")).tensors()
+            return capture_tensors(
+                self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ"), self.config.attention
+            ).tensors()
 
         t = self.store.get_or_compute("capture", self.config.capture_key, meta, compute)
         return Capture(t["delta_phi"], t["delta_phi_attn"], t["delta_phi_ffn"], t["nll"])
@@ -170,7 +172,9 @@ class Run:
         meta = {"stage": "stats", **self.config.identity(exclude=("pca",))}
 
         def compute() -> dict[str, torch.Tensor]:
-            return capture_stats(self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ statistics")).tensors()
+            return capture_stats(
+                self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ statistics"), self.config.attention
+            ).tensors()
 
         return Stats.from_tensors(self.store.get_or_compute("stats", self.config.capture_key, meta, compute))
 
@@ -186,7 +190,8 @@ class Run:
         reconstruction_rows, reconstruction_per_layer = reconstruction_tables(st.sample, shared)
         ks = lowrank_ks(st.total.shape[-1])
         nll = lowrank_nll(
-            self.bridge, self.selection, projections(bases, shared, ks), self.batch_size, _tqdm("7D low-rank passes")
+            self.bridge, self.selection, projections(bases, shared, ks), self.batch_size, _tqdm("7D low-rank passes"),
+            self.config.attention,
         )
         baseline = float(st.nll.mean())
         return {

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 import torch
 
 from lib.capture import token_nll
+from lib.models import attention_kernel
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -71,6 +72,7 @@ def lowrank_nll(
     variants: Sequence[Projection],
     batch_size: int = 8,
     progress: Callable[[Iterator], Iterator] = iter,
+    attention: str = "sdpa",
 ) -> list[float]:
     """Mean next-token NLL on the selection's text tokens under each variant.
 
@@ -81,7 +83,7 @@ def lowrank_nll(
     count = 0
     groups = [list(range(i, min(i + batch_size, len(variants)))) for i in range(0, len(variants), batch_size)]
     steps = [(g, c) for g in groups for c in selection.chunks]
-    with torch.inference_mode():
+    with torch.inference_mode(), attention_kernel(bridge, attention):
         current = None
         for group, chunk in progress(iter(steps)):
             if group is not current:

@@ -10,9 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import types
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import urlparse
+
+import torch
 
 from lib.errors import ConfigError, ResourceUnavailable
 
@@ -115,7 +119,6 @@ def resolve_model(name: str) -> tuple[str, str]:
 
 def load_model(config: RunConfig) -> TransformerBridge:
     """Boot the bridge on the config's device, in eval mode, with the config's numerics."""
-    import torch
     import transformers
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -129,3 +132,53 @@ def load_model(config: RunConfig) -> TransformerBridge:
     if config.numerics == "compat":
         bridge.enable_compatibility_mode(disable_warnings=True)
     return bridge
+
+
+def _sdpa_reconstruct(self: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> tuple:
+    """The bridge's attention with one fused causal SDPA kernel instead of scores + mask + softmax.
+
+    Same maths as `_reconstruct_attention` for inputs without padding or KV cache; it skips
+    hook_attn_scores / hook_pattern, so it is installed only where nothing hooks them.
+    """
+    n_heads = self.config.n_heads
+    q, k, v, batch, seq, d_head = self._reshape_qkv_to_heads(q, k, v, n_heads, n_heads)  # (B, H, T, d_head)
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    out = self._reshape_attn_output(out, batch, seq, n_heads, d_head)  # (B, T, H * d_head)
+    return (self._apply_output_projection(out), None)
+
+
+def _sdpa_ok(attn: Any) -> bool:
+    cfg = attn.config
+    plain = all(
+        not getattr(cfg, flag, False)
+        for flag in ("scale_attn_by_inverse_layer_idx", "use_attn_result", "use_split_qkv_input", "use_attn_in")
+    )
+    heads = getattr(cfg, "n_key_value_heads", None) in (None, cfg.n_heads)
+    unhooked = not any(getattr(attn, h)._forward_hooks for h in ("hook_attn_scores", "hook_pattern") if hasattr(attn, h))
+    return (
+        hasattr(attn, "_reconstruct_attention") and hasattr(attn, "_reshape_qkv_to_heads")
+        and plain and heads and unhooked and not getattr(attn, "_reorder_and_upcast_attn", False)
+    )
+
+
+@contextmanager
+def attention_kernel(bridge: TransformerBridge, kernel: str) -> Iterator[None]:
+    """Run the bridge's attention as `kernel` ('sdpa' or 'eager', the bridge's own) inside the block.
+
+    The bridge reconstructs attention eagerly (scores, mask, softmax) so that patterns can be
+    hooked; Δφ needs no pattern, and fused SDPA halves the cost of a GPT-2 forward on CPU.
+    Inputs must have no padding (the suite's chunks never do). Layers whose attention does
+    not fit the fused kernel keep the eager path.
+    """
+    patched = []
+    if kernel == "sdpa":
+        for block in bridge.blocks:
+            attn = getattr(block, "attn", None)
+            if attn is not None and _sdpa_ok(attn):
+                attn._reconstruct_attention = types.MethodType(_sdpa_reconstruct, attn)
+                patched.append(attn)
+    try:
+        yield
+    finally:
+        for attn in patched:
+            del attn._reconstruct_attention

@@ -90,3 +90,28 @@ def test_batching_does_not_change_delta_phi(make_model, make_config, text_file, 
     run = Run(config, store)
     batched = capture_tensors(run.bridge, run.selection, batch_size=batch_size)
     torch.testing.assert_close(batched.delta_phi, reference_delta_phi(config.model, run.selection), atol=ATOL, rtol=RTOL)
+
+
+def test_sdpa_kernel_agrees_with_the_bridge_eager_attention(make_model, make_config, text_file, tmp_path):
+    model = make_model(n_layer=3, n_ctx=32)
+    sdpa = Run(make_config(model, text_file, n_tokens=70, attention="sdpa"), Store(tmp_path / "a"))
+    eager = Run(make_config(model, text_file, n_tokens=70, attention="eager"), Store(tmp_path / "b"))
+    assert sdpa.config.key() != eager.config.key()
+    torch.testing.assert_close(sdpa.capture.delta_phi, eager.capture.delta_phi, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(sdpa.capture.nll, eager.capture.nll, atol=ATOL, rtol=RTOL)
+
+
+def test_sdpa_kernel_is_installed_only_inside_and_not_over_pattern_hooks(make_model, make_config, text_file, store):
+    from lib.models import attention_kernel
+
+    bridge = Run(make_config(make_model(), text_file), store).bridge
+    attn = bridge.blocks[0].attn
+    original = attn._reconstruct_attention
+    with attention_kernel(bridge, "sdpa"):
+        assert attn._reconstruct_attention != original
+    assert attn._reconstruct_attention == original
+    seen = []
+    with bridge.hooks(fwd_hooks=[("blocks.0.attn.hook_pattern", lambda x, hook: seen.append(x.shape) or x)]):
+        with attention_kernel(bridge, "sdpa"), torch.inference_mode():
+            bridge(torch.tensor([[0, 5, 6, 7]]))
+    assert seen == [(1, 4, 4, 4)]  # (batch, heads, T, T): the pattern hook still fired
