@@ -30,3 +30,9 @@ test: setup
 	$(PY) -m pytest tests/ -n 2 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	DPHI_CACHE_DIR=$(CURDIR)/.cache/test $(PY) -m pytest claims/ --model tiny-wikitext --dataset $(SHARED_TEXT) \
 		--device=cpu --claims-xfail --claims-report reports/claims-tiny-wikitext.md $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# Benchmarks (not part of `make test`): a JSON report and a comparison table; see README.
+bench: setup
+	$(PY) -m pytest benchmarks/ --benchmark-json reports/benchmark.json --benchmark-columns=median,min,max,rounds \
+		--benchmark-sort=name $(PYTEST_ARGS)
+	$(PY) benchmarks/ratios.py reports/benchmark.json

@@ -138,26 +138,28 @@ class Stats:
 class StatsSink:
     """Accumulates Stats while capturing, instead of holding every vector."""
 
-    def __init__(self, n_layers: int, n: int, d_model: int, size: int = SAMPLE_SIZE) -> None:
+    def __init__(self, n_layers: int, n: int, d_model: int, size: int = SAMPLE_SIZE, device: str = "cpu") -> None:
         self.n = n
-        self.total = torch.zeros(3, n_layers, d_model, dtype=torch.float64)
-        self.outer = torch.zeros(3, n_layers, d_model, d_model, dtype=torch.float64)
+        # float64 on the forward passes' device where it has float64 (not mps): no copy per hook
+        self.device = "cpu" if torch.device(device).type == "mps" else device
+        self.total = torch.zeros(3, n_layers, d_model, dtype=torch.float64, device=self.device)
+        self.outer = torch.zeros(3, n_layers, d_model, d_model, dtype=torch.float64, device=self.device)
         self.norms = torch.zeros(n_layers, n, dtype=torch.float64)
         self.positions = sample_positions(n, size)
         self.sample = torch.zeros(n_layers, len(self.positions), d_model)
 
     def write(self, key: str, layer: int, offset: int, x: torch.Tensor) -> None:
-        x64 = x.detach().to("cpu", torch.float64)  # (n, d_model)
+        x64 = x.detach().to(self.device, torch.float64)  # (n, d_model)
         k = KEYS.index(key)
         self.total[k, layer] += x64.sum(0)
-        self.outer[k, layer] += x64.T @ x64
+        self.outer[k, layer].addmm_(x64.T, x64)
         if key == "delta_phi":
-            self.norms[layer, offset : offset + len(x)] = x64.norm(dim=-1)
+            self.norms[layer, offset : offset + len(x)] = x64.norm(dim=-1).cpu()
             lo, hi = torch.searchsorted(self.positions, torch.tensor([offset, offset + len(x)])).tolist()
-            self.sample[layer, lo:hi] = x64[self.positions[lo:hi] - offset].float()
+            self.sample[layer, lo:hi] = x64[(self.positions[lo:hi] - offset).to(self.device)].float().cpu()
 
     def stats(self, nll: torch.Tensor) -> Stats:
-        return Stats(self.n, self.total, self.outer, self.norms, self.sample, nll)
+        return Stats(self.n, self.total.cpu(), self.outer.cpu(), self.norms, self.sample, nll)
 
 
 def capture(
@@ -218,5 +220,5 @@ def capture_stats(bridge: TransformerBridge, selection: Selection, batch_size: i
                   progress: Callable[[Iterator], Iterator] = iter, attention: str = "sdpa",
                   size: int = SAMPLE_SIZE) -> Stats:
     """Stats of the counted positions, streamed: memory flat in the token count (but norms)."""
-    sink = StatsSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model, size)
+    sink = StatsSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model, size, str(bridge.cfg.device))
     return sink.stats(capture(bridge, selection, sink, batch_size, progress, attention))

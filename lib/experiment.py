@@ -43,9 +43,9 @@ def norms_table(norms: torch.Tensor) -> list[dict[str, Any]]:
     ]
 
 
-def layer_bases(stats: Stats, key: str, centred: bool) -> list[Pca]:
+def layer_bases(stats: Stats, key: str, centred: bool, vectors: bool = True) -> list[Pca]:
     """One PCA per layer of Δφ (key 'delta_phi'), Δφ_attn ('attn') or Δφ_ffn ('ffn')."""
-    return [pca(stats.moments(key, layer), centred) for layer in range(stats.total.shape[1])]
+    return [pca(stats.moments(key, layer), centred, vectors) for layer in range(stats.total.shape[1])]
 
 
 def shared_basis(stats: Stats, centred: bool) -> Pca:
@@ -202,7 +202,9 @@ class Run:
             "reconstruction": reconstruction_rows,
             "baseline_ppl": math.exp(baseline),
             "lowrank_ppl": lowrank_table(baseline, nll, ks),
-            "attn_ffn": attn_ffn_table(layer_bases(st, "attn", centred), layer_bases(st, "ffn", centred)),
+            "attn_ffn": attn_ffn_table(
+                layer_bases(st, "attn", centred, vectors=False), layer_bases(st, "ffn", centred, vectors=False)
+            ),
             "reconstruction_per_layer": reconstruction_per_layer,
             "layer_spectra": [b.ratio.tolist() for b in bases],
             "reconstruction_sample": len(st.sample[0]),

@@ -81,7 +81,9 @@ def lowrank_nll(
     device = bridge.cfg.device
     totals = torch.zeros(len(variants), dtype=torch.float64)
     count = 0
-    groups = [list(range(i, min(i + batch_size, len(variants)))) for i in range(0, len(variants), batch_size)]
+    # Group variants of similar K, so that zero-padding to the group's largest K costs little.
+    order = sorted(range(len(variants)), key=lambda i: variants[i].components.shape[-1])
+    groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     steps = [(g, c) for g in groups for c in selection.chunks]
     with torch.inference_mode(), attention_kernel(bridge, attention):
         current = None

@@ -48,8 +48,8 @@ class Pca:
 
     mean: torch.Tensor
     """(d,) float64; zeros for uncentred PCA."""
-    components: torch.Tensor
-    """(d, d) float64; column j is the j-th principal direction."""
+    components: torch.Tensor | None
+    """(d, d) float64; column j is the j-th principal direction (None when only K was asked for)."""
     variance: torch.Tensor
     """(d,) float64 explained variance per component, non-increasing, >= 0."""
 
@@ -71,13 +71,17 @@ class Pca:
 
     def project(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """x_hat = mu + U_K U_K^T (x - mu); x: (n, d) -> (n, d) float64."""
+        assert self.components is not None, "PCA fitted without vectors"
         u = self.components[:, :k]  # (d, K)
         xc = x.to(torch.float64) - self.mean  # (n, d)
         return self.mean + (xc @ u) @ u.T
 
 
-def pca(moments: Moments, centred: bool = True) -> Pca:
-    """PCA from moments; centred (mean removed) or uncentred (second moment)."""
+def pca(moments: Moments, centred: bool = True, vectors: bool = True) -> Pca:
+    """PCA from moments; centred (mean removed) or uncentred (second moment).
+
+    vectors=False computes the spectrum alone (eigvalsh, ~3x faster): enough for K(t).
+    """
     n, d = moments.count, moments.total.shape[0]
     if centred:
         if n < 2:
@@ -88,8 +92,10 @@ def pca(moments: Moments, centred: bool = True) -> Pca:
         mean = torch.zeros(d, dtype=torch.float64)
         cov = moments.outer / n
     cov = (cov + cov.T) / 2  # exact symmetry for eigh
-    variance, vectors = torch.linalg.eigh(cov)  # ascending
-    return Pca(mean, vectors.flip(-1), variance.flip(-1).clamp_min(0))
+    if not vectors:
+        return Pca(mean, None, torch.linalg.eigvalsh(cov).flip(-1).clamp_min(0))
+    variance, directions = torch.linalg.eigh(cov)  # ascending
+    return Pca(mean, directions.flip(-1), variance.flip(-1).clamp_min(0))
 
 
 def reconstruction(x: torch.Tensor, basis: Pca, ks: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,6 +104,7 @@ def reconstruction(x: torch.Tensor, basis: Pca, ks: Sequence[int]) -> tuple[torc
     x: (n, d). Returns (cos_sim, relative_l2), each (len(ks), n) float64:
     cos(x, x_hat) and ||x - x_hat|| / ||x||.
     """
+    assert basis.components is not None, "PCA fitted without vectors"
     x = x.to(torch.float64)
     coeffs = (x - basis.mean) @ basis.components  # (n, d)
     norm = x.norm(dim=-1).clamp_min(torch.finfo(torch.float64).tiny)  # (n,)

@@ -1,0 +1,198 @@
+"""Benchmarks of each stage against the plain alternative, timed in the same run.
+
+    make bench            # = pytest benchmarks/ --benchmark-json reports/benchmark.json
+
+Each benchmark stores the plain alternative's time and the ratio in `extra_info`
+(see README, "Benchmarks"). Model: GPT-2-small-shaped (12 layers, d_model 768, vocab
+50257), random init from a config; text: WikiText-2 test, 1000 positions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+
+from lib.capture import Stats, capture_stats, capture_tensors
+from lib.config import build_config
+from lib.experiment import Run, layer_bases, lowrank_ks, projections, shared_basis
+from lib.lowrank import lowrank_nll
+from lib.models import EMBEDDED
+from lib.spectra import Moments, pca
+from lib.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
+N_TOKENS = 1000
+
+
+def median_time(fn: Callable[[], Any], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def record(benchmark: Any, plain_s: float, plain: str) -> None:
+    """Store the plain alternative's time and our/plain ratio (median of ours)."""
+    ours = benchmark.stats.stats.median
+    benchmark.extra_info.update(plain=plain, plain_s=round(plain_s, 4), ours_s=round(ours, 4), ratio=round(ours / plain_s, 3))
+
+
+@pytest.fixture(scope="session")
+def gpt2_shaped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    if not TEXT.is_file():
+        pytest.skip(f"WikiText-2 test text not found at {TEXT}")
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("gpt2-shaped")
+    GPT2LMHeadModel(GPT2Config(bos_token_id=0, eos_token_id=0)).save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # any loadable tokenizer with ids < 50257
+        shutil.copy(EMBEDDED["tiny-wikitext"] / name, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def run(gpt2_shaped: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    config = build_config(model=str(gpt2_shaped), dataset=str(TEXT), n_tokens=N_TOKENS, device="cpu",
+                          numerics="compat", positions="all", pca="centred")
+    r = Run(config, Store(tmp_path_factory.mktemp("cache")))
+    r.bridge, r.selection  # model loading aside
+    return r
+
+
+@pytest.fixture(scope="session")
+def hf_forward(gpt2_shaped: Path, run: Run) -> Callable[[int], None]:
+    """forward(batch): a bare Hugging Face forward (default attention) of the run's chunks, repeated batch times."""
+    from transformers import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(gpt2_shaped).eval()
+
+    def forward(batch: int = 1) -> None:
+        with torch.inference_mode():
+            for chunk in run.selection.chunks:
+                model(chunk[None].expand(batch, -1))
+
+    forward(1)  # warm-up
+    return forward
+
+
+@pytest.fixture(scope="session")
+def captured(run: Run) -> Stats:
+    return Stats.of_capture(capture_tensors(run.bridge, run.selection))
+
+
+@pytest.mark.benchmark(group="capture")
+def test_capture_delta_phi(benchmark, run, hf_forward):
+    """Δφ, Δφ_attn, Δφ_ffn of all layers (held in memory) vs a bare HF forward on the same tokens."""
+    plain = median_time(hf_forward, 3)
+    benchmark.pedantic(capture_tensors, args=(run.bridge, run.selection), rounds=3, warmup_rounds=1)
+    record(benchmark, plain, "bare Hugging Face forward, default attention")
+
+
+@pytest.mark.benchmark(group="capture")
+def test_capture_streamed_statistics(benchmark, run, hf_forward):
+    """The streaming path (float64 moments while capturing) vs a bare HF forward."""
+    plain = median_time(hf_forward, 3)
+    benchmark.pedantic(capture_stats, args=(run.bridge, run.selection), rounds=3, warmup_rounds=1)
+    record(benchmark, plain, "bare Hugging Face forward, default attention")
+
+
+def _dense_svd(x: torch.Tensor) -> torch.Tensor:
+    x = x.double()
+    return torch.linalg.svd(x - x.mean(0), full_matrices=False).S
+
+
+@pytest.mark.benchmark(group="pca")
+def test_per_layer_pca(benchmark, run):
+    """7B: covariance + eigh per layer vs scikit-learn-style dense SVD of the centred data."""
+    delta_phi = run.capture.delta_phi  # (L, N, d)
+    plain = median_time(lambda: [_dense_svd(x) for x in delta_phi], 3)
+    benchmark(lambda: [pca(Moments.of(x)) for x in delta_phi])
+    record(benchmark, plain, "dense SVD per layer (float64)")
+
+
+@pytest.mark.benchmark(group="pca")
+def test_shared_pca(benchmark, run):
+    """7C: PCA of all layers stacked, (12000, 768)."""
+    stacked = run.capture.delta_phi.reshape(-1, run.capture.delta_phi.shape[-1])
+    plain = median_time(lambda: _dense_svd(stacked), 3)
+    benchmark(lambda: pca(Moments.of(stacked)))
+    record(benchmark, plain, "dense SVD of the stacked data (float64)")
+
+
+@pytest.mark.benchmark(group="lowrank")
+def test_lowrank_sweep(benchmark, run, captured, hf_forward):
+    """7D: 16 projections (8 K x individual/shared), batched 8 per pass, vs the bare passes of the same shape."""
+    bases = layer_bases(captured, "delta_phi", True)
+    ks = lowrank_ks(captured.total.shape[-1])
+    variants = projections(bases, shared_basis(captured, True), ks)
+    plain = median_time(lambda: [hf_forward(8) for _ in range(len(variants) // 8)], 2)
+    benchmark.pedantic(lowrank_nll, args=(run.bridge, run.selection, variants, 8), rounds=1)
+    record(benchmark, plain, "bare HF forwards, 2 passes of 8 sequences")
+
+
+@pytest.mark.benchmark(group="tables")
+def test_tables_cold(benchmark, run, hf_forward, tmp_path):
+    """All of 7A-7E from nothing (model loaded) vs the forward passes it needs: 1 clean + 2 x 8 projected."""
+    plain = median_time(lambda: (hf_forward(1), hf_forward(8), hf_forward(8)), 2)
+
+    def cold() -> dict:
+        fresh = Run(run.config, Store(tmp_path / str(time.perf_counter_ns())))
+        fresh.bridge, fresh.selection = run.bridge, run.selection
+        return fresh.tables
+
+    benchmark.pedantic(cold, rounds=1)
+    record(benchmark, plain, "bare HF forwards: 1 x 1 + 2 x 8 sequences")
+
+
+@pytest.mark.benchmark(group="tables")
+def test_tables_warm(benchmark, run, tmp_path):
+    """A rerun from the cache (a new Run, same store), vs the cold run; model loading aside."""
+    store = Store(tmp_path)
+    first = Run(run.config, store)
+    first.bridge, first.selection = run.bridge, run.selection
+    start = time.perf_counter()
+    first.tables
+    cold = time.perf_counter() - start
+    benchmark(lambda: Run(run.config, store).tables)
+    record(benchmark, cold, "the cold run")
+
+
+MEMORY_SCRIPT = """
+import json, re, sys
+from lib.config import build_config
+from lib.experiment import Run
+from lib.store import Store
+config = build_config(model="tiny-wikitext", dataset=sys.argv[1], n_tokens=int(sys.argv[2]), device="cpu",
+                      numerics="compat", positions="all", pca="centred")
+tables = Run(config, Store(sys.argv[3])).tables
+# VmHWM: this process's peak RSS (ru_maxrss would include the parent's, inherited across exec)
+peak = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+print(json.dumps({"maxrss_kb": peak, "k90": [r["k90"] for r in tables["layer_pca"]]}))
+"""
+
+
+@pytest.mark.benchmark(group="memory")
+def test_peak_memory_flat_in_tokens(benchmark, tmp_path):
+    """Peak RSS of the whole tables run at 1e5 positions (streamed) vs 1e3 (held), embedded model."""
+    def peak(n: int) -> dict:
+        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(TEXT), str(n), str(tmp_path / str(n))],
+                             cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    small = peak(1_000)
+    large = benchmark.pedantic(peak, args=(100_000,), rounds=1)
+    benchmark.extra_info.update(peak_kb_1e3=small["maxrss_kb"], peak_kb_1e5=large["maxrss_kb"],
+                                ratio=round(large["maxrss_kb"] / small["maxrss_kb"], 3))
