@@ -187,12 +187,14 @@ print(json.dumps({"maxrss_kb": peak, "k90": [r["k90"] for r in tables["layer_pca
 @pytest.mark.benchmark(group="memory")
 def test_peak_memory_flat_in_tokens(benchmark, tmp_path):
     """Peak RSS of the whole tables run at 1e5 positions (streamed) vs 1e3 (held), embedded model."""
+
     def peak(n: int) -> dict:
         out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(TEXT), str(n), str(tmp_path / str(n))],
                              cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    small = peak(1_000)
-    large = benchmark.pedantic(peak, args=(100_000,), rounds=1)
-    benchmark.extra_info.update(peak_kb_1e3=small["maxrss_kb"], peak_kb_1e5=large["maxrss_kb"],
-                                ratio=round(large["maxrss_kb"] / small["maxrss_kb"], 3))
+    # Peak RSS varies by up to ~2x between identical runs (allocator arenas of the thread pools):
+    # the smaller of two runs estimates the intrinsic peak.
+    small = min(peak(1_000)["maxrss_kb"] for _ in range(2))
+    large = min(benchmark.pedantic(peak, args=(100_000,), rounds=1)["maxrss_kb"], peak(100_000)["maxrss_kb"])
+    benchmark.extra_info.update(peak_kb_1e3=small, peak_kb_1e5=large, ratio=round(large / small, 3))

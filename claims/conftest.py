@@ -19,7 +19,7 @@ WIKITEXT2_TEST_SHA = "sha256:bbf94c53a05abe9e"  # ../shared/data/wikitext-2-raw/
 
 
 def is_gpt2_small(config: RunConfig) -> bool:
-    return config.model == GPT2_HUB or "models--openai-community--gpt2" in config.model
+    return config.model == GPT2_HUB
 
 
 def cells_skip_reason(config: RunConfig) -> str | None:

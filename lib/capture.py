@@ -60,7 +60,7 @@ def batches(selection: Selection, batch_size: int) -> Iterator[tuple[torch.Tenso
 def token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """(B, T-1) float64 NLL of tokens[:, 1:] under logits[:, :-1]; logits (B, T, vocab)."""
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, vocab)
-    return -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1).double().cpu()
+    return -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1).cpu().double()  # mps has no float64
 
 
 KEYS = ("delta_phi", "attn", "ffn")

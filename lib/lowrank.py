@@ -8,6 +8,7 @@ one batched pass: row g of the batch is the chunk under projection g.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -80,21 +81,21 @@ def lowrank_nll(
     """
     device = bridge.cfg.device
     totals = torch.zeros(len(variants), dtype=torch.float64)
-    count = 0
+    count = sum(len(chunk) - 1 for chunk in selection.chunks)  # predicted tokens
     # Group variants of similar K, so that zero-padding to the group's largest K costs little.
     order = sorted(range(len(variants)), key=lambda i: variants[i].components.shape[-1])
     groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    steps = [(g, c) for g in groups for c in selection.chunks]
-    with torch.inference_mode(), attention_kernel(bridge, attention):
+    steps = [(g, chunk) for g in range(len(groups)) for chunk in selection.chunks]
+    with torch.inference_mode(), attention_kernel(bridge, attention), ExitStack() as hooked:
         current = None
-        for group, chunk in progress(iter(steps)):
-            if group is not current:
-                means = torch.stack([variants[i].mean for i in group]).to(device, torch.float32)
-                components = _padded([variants[i].components for i in group]).to(device)
-                hooks, current = _hooks(means, components), group
+        for g, chunk in progress(iter(steps)):
+            group = groups[g]
+            if g != current:  # the group's projections, hooked once for all its chunks
+                hooked.close()
+                means = torch.stack([variants[i].mean for i in group]).to(device, torch.float32)  # (G, L, d)
+                components = _padded([variants[i].components for i in group]).to(device)  # (G, L, d, K)
+                hooked.enter_context(bridge.hooks(fwd_hooks=_hooks(means, components)))
+                current = g
             tokens = chunk.to(device).expand(len(group), -1)  # (G, T)
-            logits = bridge.run_with_hooks(tokens, fwd_hooks=hooks)  # (G, T, vocab)
-            totals[group] += token_nll(logits, tokens).sum(-1)
-            if group is groups[0]:
-                count += tokens.shape[1] - 1
+            totals[group] += token_nll(bridge(tokens), tokens).sum(-1)
     return (totals / count).tolist()

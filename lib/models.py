@@ -87,9 +87,10 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 def resolve_model(name: str) -> tuple[str, str]:
     """(location, revision) for --model, without loading it.
 
-    location is an absolute directory for embedded and local models and for Hub models
-    already in the Hugging Face cache; the Hub name otherwise. revision fingerprints the
-    weights, or reads 'unavailable: <reason>' when the model cannot be had here.
+    location is an absolute directory for embedded and local models, the Hub name for Hub
+    models. revision fingerprints the weights: sha256 of local files, 'hub:<commit>' of a
+    Hub model in the Hugging Face cache, 'hub:latest' of one still to download, or
+    'unavailable: <reason>' when the model cannot be had here.
     """
     if name in EMBEDDED:
         directory = EMBEDDED[name]
@@ -114,7 +115,7 @@ def resolve_model(name: str) -> tuple[str, str]:
             )
         # Downloaded when first loaded; until then the entry is keyed by the name alone.
         return repo, "hub:latest"
-    return str(snapshot), "hub:" + snapshot.name
+    return repo, "hub:" + snapshot.name
 
 
 def load_model(config: RunConfig) -> TransformerBridge:
@@ -125,9 +126,13 @@ def load_model(config: RunConfig) -> TransformerBridge:
     if config.unavailable:
         raise ResourceUnavailable(config.unavailable)
     transformers.logging.disable_progress_bar()
-    bridge = TransformerBridge.boot_transformers(
-        config.model, device=config.device, dtype=getattr(torch, config.dtype)
-    )
+    location = config.model
+    if config.model_revision.startswith("hub:") and config.model_revision != "hub:latest":
+        from huggingface_hub import snapshot_download
+
+        # the cached snapshot the config was resolved to: no network, no newer revision
+        location = snapshot_download(config.model, revision=config.model_revision[4:], local_files_only=True)
+    bridge = TransformerBridge.boot_transformers(location, device=config.device, dtype=getattr(torch, config.dtype))
     bridge.eval()
     if config.numerics == "compat":
         bridge.enable_compatibility_mode(disable_warnings=True)

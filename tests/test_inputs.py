@@ -100,3 +100,25 @@ def test_gpt2_offline_skips_with_the_reason(tmp_path):
     assert "1 skipped" in out.stdout, out.stdout + out.stderr
     assert "openai-community/gpt2" in out.stdout and "Run once with network access" in out.stdout
     assert "--model" in out.stdout
+
+
+def test_hub_model_from_the_hugging_face_cache_loads_offline(make_model, text_file, store, tmp_path, monkeypatch):
+    """The real GPT-2 path: a model in the HF cache resolves to its commit and loads without network."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    from lib.config import build_config
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--openai-community--gpt2"
+    shutil.copytree(make_model(), repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = build_config(model="gpt2", dataset=str(text_file), n_tokens=20, device="cpu", numerics="compat",
+                          positions="all", pca="centred")
+    assert (config.model, config.model_revision) == ("openai-community/gpt2", f"hub:{commit}")
+    assert config.run_id.startswith("openai-community_gpt2-text-n20-cpu-")
+    assert Run(config, store).capture.delta_phi.shape == (2, 20, 32)
