@@ -5,7 +5,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEVICE ?= auto
 TORCH ?= torch==2.13.0
-SHARED_TEXT := ../shared/data/wikitext-2-raw/wiki.test.raw
 PYTEST_ARGS ?=
 
 .PHONY: setup claims test bench
@@ -23,12 +22,13 @@ setup: $(VENV)/.installed
 claims: setup
 	$(PY) -m pytest claims/ --device=$(DEVICE) --claims-report reports/claims.md $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# The library's tests, then the claims suite end to end on the embedded model (offline), with a
+# The library's tests, then the claims suite end to end on the embedded model (offline: the
+# WikiText-2 test text comes from ../shared/data or $DPHI_WIKITEXT2_TEST, else `datasets`), with a
 # cache of its own so a stale user cache cannot hide a regression. pytest's exit 5 (nothing
 # collected, e.g. under -k) is not a failure.
 test: setup
 	$(PY) -m pytest tests/ -n 2 $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	DPHI_CACHE_DIR=$(CURDIR)/.cache/test $(PY) -m pytest claims/ --model tiny-wikitext --dataset $(SHARED_TEXT) \
+	DPHI_CACHE_DIR=$(CURDIR)/.cache/test $(PY) -m pytest claims/ --model tiny-wikitext \
 		--device=cpu --claims-xfail --claims-report reports/claims-tiny-wikitext.md $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # Benchmarks (not part of `make test`): a JSON report and a comparison table; see README.

@@ -43,6 +43,13 @@ def median_time(fn: Callable[[], Any], rounds: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def bracketed(benchmark: Any, plain: Callable[[], Any], ours: Callable[[], Any]) -> float:
+    """Run ours once between two runs of the plain alternative; their mean cancels slow drift."""
+    before = median_time(plain, 1)
+    benchmark.pedantic(ours, rounds=1)
+    return (before + median_time(plain, 1)) / 2
+
+
 def record(benchmark: Any, plain_s: float, plain: str) -> None:
     """Store the plain alternative's time and our/plain ratio (median of ours)."""
     ours = benchmark.stats.stats.median
@@ -138,22 +145,20 @@ def test_lowrank_sweep(benchmark, run, captured, hf_forward):
     bases = layer_bases(captured, "delta_phi", True)
     ks = lowrank_ks(captured.total.shape[-1])
     variants = projections(bases, shared_basis(captured, True), ks)
-    plain = median_time(lambda: [hf_forward(8) for _ in range(len(variants) // 8)], 2)
-    benchmark.pedantic(lowrank_nll, args=(run.bridge, run.selection, variants, 8), rounds=1)
+    plain = bracketed(benchmark, lambda: [hf_forward(8) for _ in range(len(variants) // 8)],
+                      lambda: lowrank_nll(run.bridge, run.selection, variants, 8))
     record(benchmark, plain, "bare HF forwards, 2 passes of 8 sequences")
 
 
 @pytest.mark.benchmark(group="tables")
 def test_tables_cold(benchmark, run, hf_forward, tmp_path):
     """All of 7A-7E from nothing (model loaded) vs the forward passes it needs: 1 clean + 2 x 8 projected."""
-    plain = median_time(lambda: (hf_forward(1), hf_forward(8), hf_forward(8)), 2)
-
     def cold() -> dict:
         fresh = Run(run.config, Store(tmp_path / str(time.perf_counter_ns())))
         fresh.bridge, fresh.selection = run.bridge, run.selection
         return fresh.tables
 
-    benchmark.pedantic(cold, rounds=1)
+    plain = bracketed(benchmark, lambda: (hf_forward(1), hf_forward(8), hf_forward(8)), cold)
     record(benchmark, plain, "bare HF forwards: 1 x 1 + 2 x 8 sequences")
 
 
@@ -189,7 +194,8 @@ def test_peak_memory_flat_in_tokens(benchmark, tmp_path):
     """Peak RSS of the whole tables run at 1e5 positions (streamed) vs 1e3 (held), embedded model."""
 
     def peak(n: int) -> dict:
-        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(TEXT), str(n), str(tmp_path / str(n))],
+        cache = tmp_path / f"{n}-{time.perf_counter_ns()}"  # a fresh cache: the run must compute
+        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(TEXT), str(n), str(cache)],
                              cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         return json.loads(out.stdout.strip().splitlines()[-1])
 

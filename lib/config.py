@@ -63,7 +63,9 @@ class RunConfig:
     def run_id(self) -> str:
         """Readable, unique name of the run: model, text, positions, device, conventions, key."""
         model = Path(self.model).name if self.model_revision.startswith("sha256:") else self.model.replace("/", "_")
-        text = Path(self.dataset).stem if self.dataset_revision.startswith("sha256:") else self.dataset
+        from lib.corpus import KNOWN_TEXTS
+
+        text = KNOWN_TEXTS.get(self.dataset_revision) or Path(self.dataset).stem
         return f"{model}-{text}-n{self.n_tokens}-{self.device}-{self.numerics}-{self.positions}-{self.pca}-{self.key()[:8]}"
 
     def to_json(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ past the model's context, consecutive chunks of `n_ctx`, each starting with BOS.
 from __future__ import annotations
 
 import hashlib
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,25 @@ if TYPE_CHECKING:
     import torch
 
 HF_DATASET = ("wikitext", DEFAULT_DATASET, "test")
+LOCAL_COPY_ENV = "DPHI_WIKITEXT2_TEST"
+KNOWN_TEXTS = {"sha256:bbf94c53a05abe9e": "wikitext-2-raw-test"}
+"""Readable names of texts known by content hash (used in run ids and snapshot names)."""
+UNAVAILABLE = (
+    "WikiText-2 (datasets: wikitext/wikitext-2-raw-v1, test) is not in the `datasets` cache, no local "
+    f"copy was found (${LOCAL_COPY_ENV}, ../shared/data/wikitext-2-raw/wiki.test.raw) and the Hub cannot be "
+    "reached from here. Run once with network access, or pass --dataset <text file>"
+)
+
+
+def local_copies() -> list[Path]:
+    """Files holding the default text: $DPHI_WIKITEXT2_TEST if set (empty: none), else the
+    workspace copy beside the project (WikiText-2 raw test, its non-empty rows, LF), whose text
+    is "".join(rows) of the `datasets` split.
+    """
+    env = os.environ.get(LOCAL_COPY_ENV)
+    if env is not None:
+        return [Path(env)] if env else []
+    return [Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"]
 
 
 @contextmanager
@@ -35,53 +55,54 @@ def _datasets_offline() -> Iterator[None]:
         datasets.config.HF_HUB_OFFLINE = saved
 
 
-def _load_hf_text(offline: bool) -> str:
+def _default_text() -> str:
+    """WikiText-2 raw test: a local copy, else `datasets` (from its cache when the Hub is unreachable)."""
+    local = next((p for p in local_copies() if p.is_file()), None)
+    if local is not None:
+        return local.read_text(encoding="utf-8")
     import datasets
 
+    from lib.models import hub_reachable
+
     path, name, split = HF_DATASET
-    if offline:
-        with _datasets_offline():
+    try:
+        if hub_reachable():
             rows = datasets.load_dataset(path, name, split=split)["text"]
-    else:
-        rows = datasets.load_dataset(path, name, split=split)["text"]
+        else:
+            with _datasets_offline():
+                rows = datasets.load_dataset(path, name, split=split)["text"]
+    except Exception as e:  # noqa: BLE001 - datasets raises many kinds when the cache is empty
+        raise ResourceUnavailable(UNAVAILABLE) from e
     return "".join(rows)
 
 
-def resolve_dataset(name: str) -> tuple[str, str]:
-    """(location, revision) for --dataset; revision is 'unavailable: why' when it cannot be had."""
-    if name == DEFAULT_DATASET:
-        from lib.models import hub_reachable
+def _sha(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
-        if hub_reachable():
-            return name, "datasets:" + "/".join(HF_DATASET)
+
+def resolve_dataset(name: str) -> tuple[str, str]:
+    """(location, revision) for --dataset; the revision is the text's sha256, or 'unavailable: why'.
+
+    The default text is identified by its content, so the `datasets` split and a local copy
+    of the same text share cache entries and snapshots.
+    """
+    if name == DEFAULT_DATASET:
         try:
-            _load_hf_text(offline=True)
-        except Exception:  # noqa: BLE001 - datasets raises many kinds when the cache is empty
-            return name, (
-                "unavailable: WikiText-2 (datasets: wikitext/wikitext-2-raw-v1, test) is not in the "
-                "`datasets` cache and the Hub cannot be reached from here. Run once with network "
-                "access, or pass --dataset <text file> (e.g. ../shared/data/wikitext-2-raw/wiki.test.raw)"
-            )
-        return name, "datasets:" + "/".join(HF_DATASET)
+            return name, _sha(_default_text())
+        except ResourceUnavailable as e:
+            return name, f"unavailable: {e}"
     path = Path(name).expanduser()
     if not path.is_file():
         raise ConfigError(
             f"--dataset {name!r}: no such file; expected {DEFAULT_DATASET!r} (WikiText-2 raw test "
             "through `datasets`) or the path of a UTF-8 text file"
         )
-    return str(path.resolve()), "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return str(path.resolve()), _sha(path.read_text(encoding="utf-8"))
 
 
 def load_text(dataset: str) -> str:
     """The whole text of a resolved dataset location."""
-    if dataset == DEFAULT_DATASET:
-        from lib.models import hub_reachable
-
-        try:
-            return _load_hf_text(offline=not hub_reachable())
-        except Exception as e:  # noqa: BLE001
-            raise ResourceUnavailable(f"WikiText-2 could not be loaded through `datasets`: {e}") from e
-    return Path(dataset).read_text(encoding="utf-8")
+    return _default_text() if dataset == DEFAULT_DATASET else Path(dataset).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)

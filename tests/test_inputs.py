@@ -122,3 +122,23 @@ def test_hub_model_from_the_hugging_face_cache_loads_offline(make_model, text_fi
     assert (config.model, config.model_revision) == ("openai-community/gpt2", f"hub:{commit}")
     assert config.run_id.startswith("openai-community_gpt2-text-n20-cpu-")
     assert Run(config, store).capture.delta_phi.shape == (2, 20, 32)
+
+
+def test_default_text_offline_without_a_copy_is_unavailable_with_the_reason(tmp_path, monkeypatch):
+    from lib.corpus import resolve_dataset
+
+    monkeypatch.setenv("DPHI_WIKITEXT2_TEST", "")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    name, revision = resolve_dataset("wikitext-2-raw-v1")
+    assert revision.startswith("unavailable: WikiText-2") and "Run once with network access" in revision
+    assert "--dataset" in revision
+
+
+def test_default_text_and_a_copy_of_it_are_one_run(make_model, make_config, text_file, monkeypatch):
+    monkeypatch.setenv("DPHI_WIKITEXT2_TEST", str(text_file))
+    by_name = make_config(make_model(), "wikitext-2-raw-v1")
+    by_path = make_config(make_model(), text_file)
+    assert by_name.dataset == "wikitext-2-raw-v1" and by_path.dataset == str(text_file)
+    assert by_name.key() == by_path.key()  # one cache entry; the run id's label names a known text alike
+    assert by_name.run_id.endswith(by_path.key()[:8])
