@@ -58,9 +58,15 @@ def batches(selection: Selection, batch_size: int) -> Iterator[tuple[torch.Tenso
 
 
 def token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """(B, T-1) float64 NLL of tokens[:, 1:] under logits[:, :-1]; logits (B, T, vocab)."""
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, vocab)
-    return -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1).cpu().double()  # mps has no float64
+    """(B, T-1) float64 NLL of tokens[:, 1:] under logits[:, :-1]; logits (B, T, vocab).
+
+    One sequence at a time, so the log-softmax temporary is (T, vocab), not (B, T, vocab).
+    """
+    nll = [
+        torch.nn.functional.cross_entropy(row[:-1].float(), target[1:], reduction="none")  # (T-1,)
+        for row, target in zip(logits, tokens)
+    ]
+    return torch.stack(nll).cpu().double()  # mps has no float64
 
 
 KEYS = ("delta_phi", "attn", "ffn")
