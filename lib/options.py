@@ -7,7 +7,7 @@ ambiguous the default is its most plausible reading and the alternative is an op
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 DEFAULT_MODEL = "gpt2"  # GPT-2 small (Hub: openai-community/gpt2), the write-up's model
@@ -29,8 +29,6 @@ class Option:
     """Parser for the flag's text."""
     choices: tuple[str, ...] | None = None
     """Allowed values, when the set is closed."""
-    flag: bool = field(default=False)
-    """A switch taking no value."""
 
     @property
     def dest(self) -> str:

@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-VERDICTS = ("holds", "fails", "does not hold (xfail)", "contradicted by the document", "skipped")
-
-
 @dataclass
 class Row:
     """One claim test's outcome."""

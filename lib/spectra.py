@@ -38,9 +38,6 @@ class Moments:
         x = x.detach().to("cpu", torch.float64)
         return cls(x.shape[0], x.sum(0), x.T @ x)
 
-    def __add__(self, other: Moments) -> Moments:
-        return Moments(self.count + other.count, self.total + other.total, self.outer + other.outer)
-
 
 @dataclass(frozen=True)
 class Pca:

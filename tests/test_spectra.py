@@ -97,16 +97,6 @@ def test_matches_numpy_svd(data, centre):
     np.testing.assert_allclose(ours, variance, atol=1e-8 * variance.max(), rtol=1e-7)
 
 
-@given(planted())
-def test_streamed_moments_equal_one_batch(data):
-    x = data[0]
-    assume(len(x) >= 4)
-    half = len(x) // 2
-    streamed = pca(Moments.of(x[:half]) + Moments.of(x[half:]))
-    whole = pca(Moments.of(x))
-    torch.testing.assert_close(streamed.variance, whole.variance, atol=ATOL, rtol=ATOL)
-
-
 def test_rank_one_data_needs_one_component():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(50, 1, generator=g, dtype=torch.float64) * torch.randn(1, 16, generator=g, dtype=torch.float64)
