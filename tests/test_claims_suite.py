@@ -62,6 +62,7 @@ def test_claim_that_does_not_hold_fails_with_values_or_xfails_when_asked(tmp_pat
     lenient = run_claims(tmp_path, "claims/test_7d_lowrank.py", *small_run_args, "--claims-xfail", "--claims-report", str(report))
     assert lenient.returncode == 0, lenient.stdout[-2000:]
     assert "Experiment 7 claims" in lenient.stdout and "does not hold (xfail)" in lenient.stdout
+    assert "dphi: model=" in lenient.stdout and "n_tokens=60" in lenient.stdout  # resolved config in the header
     text = report.read_text()
     assert "| 7D-shared-catastrophic | 7D | measured |" in text and "contradicted by the document" in text
 
