@@ -447,7 +447,8 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("7B-layer-2-one-direction", "7B", "Layer 2: K = 1; the variance is concentrated in one direction (caused by std_norm = 73).", _layer2_k1, scope="gpt2"),
     Claim("7B-last-layer-concentrated", "7B", "Layer 11: K = 3; the final layer's writes, leaning toward the unembedding, are concentrated too.", _last_concentrated),
     Claim("7B-no-layer-90pct-with-50", "7B", 'The criterion "90% or more with 50 components" is met by no layer', _none_meets_50,
-          contradicted="the table's own K90 of layer 2 (1) and layer 11 (3) are far below 50: those layers meet the criterion"),
+          contradicted="the table's own K90 of layer 2 (1) and layer 11 (3) are far below 50: those layers meet the criterion "
+                       "(the original 「全レイヤーで未達成」 is read as 'unmet in every layer'; read as 'not met by all layers' it would hold)"),
     Claim("7B-others-need-over-80", "7B", "every layer except 2 and 11 needs K > 80", _all_but_2_last_over_80, scope="gpt2"),
     # ------------------------------------------------------------ 7C
     Claim("7C-shared-looks-low-rank", "7C", "The shared basis looks very low rank (K = 6 for 90%)", _shared_low),
