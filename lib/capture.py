@@ -7,8 +7,9 @@ next-token NLL that 7D compares against, so no pass is run twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -134,7 +135,8 @@ class Stats:
 
     @classmethod
     def of_capture(cls, c: Capture, size: int = SAMPLE_SIZE) -> Stats:
-        sink = StatsSink(*c.delta_phi.shape, size=size)
+        n_layers, n, d_model = c.delta_phi.shape
+        sink = StatsSink(n_layers, n, d_model, size)
         for key, tensor in zip(KEYS, (c.delta_phi, c.delta_phi_attn, c.delta_phi_ffn)):
             for layer, x in enumerate(tensor):
                 sink.write(key, layer, 0, x)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -68,12 +69,9 @@ def reconstruction_tables(
     then over layers.
     """
     ks = [k for k in ks if k <= delta_phi.shape[-1]]
-    per_layer = []
-    for layer, x in enumerate(delta_phi):
-        cos, rel = reconstruction(x, shared, ks)  # (len(ks), N) each
-        per_layer.append((cos.mean(-1), rel.mean(-1)))
-    cos_l = torch.stack([c for c, _ in per_layer])  # (L, len(ks))
-    rel_l = torch.stack([r for _, r in per_layer])
+    per_layer = [reconstruction(x, shared, ks) for x in delta_phi]  # L x ((len(ks), N), (len(ks), N))
+    cos_l = torch.stack([cos.mean(-1) for cos, _ in per_layer])  # (L, len(ks))
+    rel_l = torch.stack([rel.mean(-1) for _, rel in per_layer])
     overall = [
         {"k": k, "cos_sim": float(cos_l[:, i].mean()), "relative_l2": float(rel_l[:, i].mean())}
         for i, k in enumerate(ks)
@@ -93,9 +91,9 @@ def lowrank_ks(d_model: int, ks: Sequence[int] = LOWRANK_KS) -> list[int]:
 def projections(bases: Sequence[Pca], shared: Pca, ks: Sequence[int]) -> list[Projection]:
     """Individual variants for each K, then shared ones."""
     means = torch.stack([b.mean for b in bases]).float()  # (L, d)
-    components = torch.stack([b.components for b in bases]).float()  # (L, d, d)
+    components = torch.stack([b.directions for b in bases]).float()  # (L, d, d)
     shared_mean = shared.mean.float().expand(len(bases), -1)  # (L, d)
-    shared_components = shared.components.float().expand(len(bases), -1, -1)  # (L, d, d)
+    shared_components = shared.directions.float().expand(len(bases), -1, -1)  # (L, d, d)
     individual = [Projection(means, components[..., :k]) for k in ks]
     return individual + [Projection(shared_mean, shared_components[..., :k]) for k in ks]
 

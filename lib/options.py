@@ -7,8 +7,9 @@ ambiguous the default is its most plausible reading and the alternative is an op
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_MODEL = "gpt2"  # GPT-2 small (Hub: openai-community/gpt2), the write-up's model
 DEFAULT_DATASET = "wikitext-2-raw-v1"  # WikiText-2 raw, test split, through `datasets`

@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import math
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from syrupy.extensions.json import JSONSnapshotExtension
-
 
 SNAPSHOTS = Path(os.environ.get("DPHI_SNAPSHOT_DIR") or Path(__file__).resolve().parent.parent / "snapshots")
 """Top-level snapshots/; DPHI_SNAPSHOT_DIR moves it (the suite's own tests use a temp dir)."""
@@ -51,7 +50,7 @@ def close(a: Any, b: Any) -> bool:
     return a == b
 
 
-@lru_cache(maxsize=None)
+@cache
 def extension_for(run_id: str) -> type[JSONSnapshotExtension]:
     """A JSON snapshot extension that files this run's snapshots under snapshots/<run_id>/."""
 

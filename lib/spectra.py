@@ -10,8 +10,8 @@ K(t) is the smallest k whose cumulative explained-variance ratio is >= t.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -56,6 +56,13 @@ class Pca:
         total = self.variance.sum()
         return self.variance / total if total > 0 else torch.zeros_like(self.variance)
 
+    @property
+    def directions(self) -> torch.Tensor:
+        """(d, d) principal directions as columns; an error when fitted with vectors=False."""
+        if self.components is None:
+            raise ValueError("this PCA was fitted with vectors=False: it has a spectrum, no directions")
+        return self.components
+
     def k_at(self, threshold: float) -> int:
         """Smallest k with cumulative ratio >= threshold (0 when there is no variance)."""
         if self.variance.sum() <= 0:
@@ -68,8 +75,7 @@ class Pca:
 
     def project(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """x_hat = mu + U_K U_K^T (x - mu); x: (n, d) -> (n, d) float64."""
-        assert self.components is not None, "PCA fitted without vectors"
-        u = self.components[:, :k]  # (d, K)
+        u = self.directions[:, :k]  # (d, K)
         xc = x.to(torch.float64) - self.mean  # (n, d)
         return self.mean + (xc @ u) @ u.T
 
@@ -101,13 +107,12 @@ def reconstruction(x: torch.Tensor, basis: Pca, ks: Sequence[int]) -> tuple[torc
     x: (n, d). Returns (cos_sim, relative_l2), each (len(ks), n) float64:
     cos(x, x_hat) and ||x - x_hat|| / ||x||.
     """
-    assert basis.components is not None, "PCA fitted without vectors"
     x = x.to(torch.float64)
-    coeffs = (x - basis.mean) @ basis.components  # (n, d)
+    coeffs = (x - basis.mean) @ basis.directions  # (n, d)
     norm = x.norm(dim=-1).clamp_min(torch.finfo(torch.float64).tiny)  # (n,)
     cos, rel = [], []
     for k in ks:
-        x_hat = basis.mean + coeffs[:, :k] @ basis.components[:, :k].T  # (n, d)
+        x_hat = basis.mean + coeffs[:, :k] @ basis.directions[:, :k].T  # (n, d)
         cos.append((x * x_hat).sum(-1) / (norm * x_hat.norm(dim=-1).clamp_min(torch.finfo(torch.float64).tiny)))
         rel.append((x - x_hat).norm(dim=-1) / norm)
     return torch.stack(cos), torch.stack(rel)
