@@ -144,7 +144,7 @@ def test_shared_pca(benchmark, run):
 def test_lowrank_sweep(benchmark, run, captured, hf_forward):
     """7D: 16 projections (8 K x individual/shared), batched 8 per pass, vs the bare passes of the same shape."""
     bases = layer_bases(captured, "delta_phi", True)
-    ks = lowrank_ks(captured.total.shape[-1])
+    ks = lowrank_ks(captured.total.shape[-1], run.config.ks)
     variants = projections(bases, shared_basis(captured, True), ks)
     plain = bracketed(benchmark, lambda: [hf_forward(8) for _ in range(len(variants) // 8)],
                       lambda: lowrank_nll(run.bridge, run.selection, variants, 8))

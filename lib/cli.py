@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = build_config(
             model=args.model, dataset=args.dataset, n_tokens=args.n_tokens, device=args.device,
             numerics=args.numerics, positions=args.positions, pca=args.pca, attention=args.attention,
+            ks=args.ks,
         )
         print(f"dphi: {config.describe()}", file=sys.stderr)
         if config.unavailable:

@@ -10,6 +10,9 @@ from typing import Any
 
 from lib.errors import ConfigError
 
+CAPTURE_INDEPENDENT = ("pca", "ks")
+"""Fields that change the tables but not the captured Δφ."""
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -37,6 +40,8 @@ class RunConfig:
     """centred (default) or uncentred PCA."""
     attention: str = "sdpa"
     """Attention kernel of the forward passes: sdpa (fused) or eager (TransformerBridge's own)."""
+    ks: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
+    """7D's K list (d_model is added to it)."""
 
     def identity(self, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
         """The fields that decide the numbers (minus `exclude`).
@@ -48,7 +53,7 @@ class RunConfig:
         for name in ("model", "dataset"):
             if data[f"{name}_revision"].startswith("sha256:"):
                 data.pop(name)
-        return {k: v for k, v in data.items() if k not in exclude}
+        return json.loads(json.dumps({k: v for k, v in data.items() if k not in exclude}))  # as stored
 
     def key(self, *, exclude: tuple[str, ...] = ()) -> str:
         """16 hex digits of sha256 over the identity."""
@@ -56,8 +61,8 @@ class RunConfig:
 
     @property
     def capture_key(self) -> str:
-        """Key of the captured Δφ: the PCA convention does not change the capture."""
-        return self.key(exclude=("pca",))
+        """Key of the captured Δφ: the PCA convention and the K list do not change the capture."""
+        return self.key(exclude=CAPTURE_INDEPENDENT)
 
     @property
     def run_id(self) -> str:
@@ -98,6 +103,7 @@ def build_config(
     positions: str,
     pca: str,
     attention: str = "sdpa",
+    ks: str | tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512),
     dtype: str = "float32",
 ) -> RunConfig:
     """Validate the user's values (cheap checks first) and resolve them into a RunConfig.
@@ -120,6 +126,7 @@ def build_config(
     ):
         if value not in allowed:
             raise ConfigError(f"--{name} {value!r} is not allowed; allowed: {', '.join(allowed)}")
+    k_list = parse_ks(ks)
     resolved_device = resolve_device(device)
     model_path, model_revision = resolve_model(model)
     dataset_path, dataset_revision = resolve_dataset(dataset)
@@ -135,4 +142,19 @@ def build_config(
         positions=positions,
         pca=pca,
         attention=attention,
+        ks=k_list,
     )
+
+
+def parse_ks(ks: str | tuple[int, ...]) -> tuple[int, ...]:
+    """'8,16,32' -> (8, 16, 32): positive, sorted, distinct."""
+    if isinstance(ks, tuple):
+        values = ks
+    else:
+        try:
+            values = tuple(int(k) for k in ks.split(",") if k.strip())
+        except ValueError:
+            raise ConfigError(f"--ks {ks!r} is not a list of whole numbers; expected e.g. 8,16,32") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"--ks {ks!r}: expected one or more positive whole numbers, e.g. 8,16,32")
+    return tuple(sorted(set(values)))

@@ -327,8 +327,8 @@ def _shared_worse(t: Tables) -> Outcome:
 
 def _shared_rises(t: Tables) -> Outcome:
     r = {row["k"]: row["shared_ratio"] for row in t["lowrank_ppl"]}
-    if d_model(t) <= 32:
-        raise NotApplicable(f"K = 32 is not below d_model = {d_model(t)}")
+    if not {8, 16, 32} <= set(r) or d_model(t) <= 32:
+        raise NotApplicable(f"the sweep lacks K = 8, 16 or 32 below d_model = {d_model(t)}")
     return r[8] < r[16] < r[32], f"shared ratio K=8: {r[8]:.4g}x, 16: {r[16]:.4g}x, 32: {r[32]:.4g}x"
 
 

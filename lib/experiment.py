@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lib.capture import Capture, Stats, capture_stats, capture_tensors
+from lib.config import CAPTURE_INDEPENDENT
 from lib.corpus import Selection, load_text, select_tokens, tokenize
 from lib.lowrank import Projection, lowrank_nll
 from lib.spectra import RECONSTRUCTION_KS, THRESHOLDS, Pca, pca, reconstruction
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
 
     from lib.config import RunConfig
 
-LOWRANK_KS = (8, 16, 32, 64, 128, 256, 512)
-"""7D's K list; d_model is appended and values above it dropped."""
 TABLES_VERSION = 2
 STREAM_ABOVE = 20_000
 """Above this many positions Δφ is not held in memory: Stats are accumulated while capturing."""
@@ -84,7 +83,8 @@ def reconstruction_tables(
     return overall, layers
 
 
-def lowrank_ks(d_model: int, ks: Sequence[int] = LOWRANK_KS) -> list[int]:
+def lowrank_ks(d_model: int, ks: Sequence[int]) -> list[int]:
+    """7D's K list for a model: values below d_model, then d_model."""
     return [k for k in ks if k < d_model] + [d_model]
 
 
@@ -152,7 +152,7 @@ class Run:
 
     @cached_property
     def capture(self) -> Capture:
-        meta = {"stage": "capture", **self.config.identity(exclude=("pca",))}
+        meta = {"stage": "capture", **self.config.identity(exclude=CAPTURE_INDEPENDENT)}
 
         def compute() -> dict[str, torch.Tensor]:
             return capture_tensors(
@@ -167,7 +167,7 @@ class Run:
         """What the tables need: from the held Δφ, or streamed past `stream_above` positions."""
         if self.config.n_tokens <= self.stream_above:
             return Stats.of_capture(self.capture)
-        meta = {"stage": "stats", **self.config.identity(exclude=("pca",))}
+        meta = {"stage": "stats", **self.config.identity(exclude=CAPTURE_INDEPENDENT)}
 
         def compute() -> dict[str, torch.Tensor]:
             return capture_stats(
@@ -186,7 +186,7 @@ class Run:
         bases = layer_bases(st, "delta_phi", centred)
         shared = shared_basis(st, centred)
         reconstruction_rows, reconstruction_per_layer = reconstruction_tables(st.sample, shared)
-        ks = lowrank_ks(st.total.shape[-1])
+        ks = lowrank_ks(st.total.shape[-1], self.config.ks)
         nll = lowrank_nll(
             self.bridge, self.selection, projections(bases, shared, ks), self.batch_size, _tqdm("7D low-rank passes"),
             self.config.attention,

@@ -84,6 +84,11 @@ OPTIONS: tuple[Option, ...] = (
         "they agree to float rounding (~1e-6)",
         choices=("sdpa", "eager"),
     ),
+    Option(
+        "ks",
+        "8,16,32,64,128,256,512",
+        "7D's K list, comma-separated; d_model is always added and values above it dropped",
+    ),
     Option("batch-size", 8, "sequences (chunks x projections) per forward pass", type=int),
     Option("cache-dir", None, f"on-disk cache (default: ${CACHE_ENV} or the user cache dir)"),
 )

@@ -142,3 +142,16 @@ def test_default_text_and_a_copy_of_it_are_one_run(make_model, make_config, text
     assert by_name.dataset == "wikitext-2-raw-v1" and by_path.dataset == str(text_file)
     assert by_name.key() == by_path.key()  # one cache entry; the run id's label names a known text alike
     assert by_name.run_id.endswith(by_path.key()[:8])
+
+
+@pytest.mark.parametrize("ks", ["8,x", "0,8", ""])
+def test_bad_k_list(make_model, make_config, text_file, ks):
+    with pytest.raises(ConfigError, match=r"--ks"):
+        make_config(make_model(), text_file, ks=ks)
+
+
+def test_k_list_option_sets_the_7d_sweep(make_model, make_config, text_file, store):
+    config = make_config(make_model(), text_file, ks="16,4,4,64")
+    assert config.ks == (4, 16, 64)
+    tables = Run(config, store).tables
+    assert [r["k"] for r in tables["lowrank_ppl"]] == [4, 16, 32]  # 64 > d_model = 32 dropped, d_model added

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lib.config import CAPTURE_INDEPENDENT
 from lib.experiment import Run
 from lib.store import CacheWarning, Store
 
@@ -33,7 +34,7 @@ def test_changed_config_or_device_misses(make_model, make_config, text_file, sto
     other = dataclasses.replace(config, **change)
     assert other.capture_key != config.capture_key
     Run(config, store).capture
-    meta = {"stage": "capture", **other.identity(exclude=("pca",))}
+    meta = {"stage": "capture", **other.identity(exclude=CAPTURE_INDEPENDENT)}
     assert store.load("capture", other.capture_key, meta) is None
 
 
@@ -45,9 +46,11 @@ def test_moved_model_and_text_share_the_key(make_model, make_config, text_file, 
     assert moved.model != config.model and moved.key() == config.key()
 
 
-def test_pca_convention_shares_the_capture(make_model, make_config, text_file):
+def test_pca_convention_and_k_list_share_the_capture(make_model, make_config, text_file):
     config = make_config(make_model(), text_file)
     assert dataclasses.replace(config, pca="uncentred").capture_key == config.capture_key
+    assert dataclasses.replace(config, ks=(4,)).capture_key == config.capture_key
+    assert dataclasses.replace(config, ks=(4,)).key() != config.key()
     assert dataclasses.replace(config, pca="uncentred").key() != config.key()
 
 
