@@ -20,6 +20,7 @@ def parser() -> argparse.ArgumentParser:
     for o in OPTIONS:
         tables.add_argument(f"--{o.name}", default=o.default, type=o.type, choices=o.choices, help=o.help)
     tables.add_argument("--json", type=Path, default=None, help="also write the tables as JSON to this path")
+    tables.add_argument("--plot", type=Path, default=None, help="also draw the 7B spectra and the 7D sweep as PNG")
     return p
 
 
@@ -82,4 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         keys = ("config", "norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn")
         args.json.write_text(json.dumps({k: tables[k] for k in keys}, indent=2) + "\n")
+    if args.plot:
+        from lib.plots import plot_tables
+
+        print(f"plot written to {plot_tables(tables, args.plot)}", file=sys.stderr)
     return 0

@@ -100,13 +100,15 @@ def test_tables_match_an_independent_numpy_computation(planted_run):
 def test_cli_prints_tables_and_writes_json(make_model, text_file, tmp_path):
     out = tmp_path / "t.json"
     cmd = [sys.executable, "-m", "lib", "tables", "--model", str(make_model()), "--dataset", str(text_file),
-           "--n-tokens", "40", "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--json", str(out)]
+           "--n-tokens", "40", "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--json", str(out),
+           "--plot", str(tmp_path / "plot.png")]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "7D: low-rank inference" in done.stdout and "Baseline perplexity" in done.stdout
     data = json.loads(out.read_text())
     assert list(data) == ["config", "norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn"]
     assert set(data["lowrank_ppl"][0]) == {"k", "individual_ppl", "individual_ratio", "shared_ppl", "shared_ratio"}
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("args,message", [
