@@ -44,6 +44,13 @@ def median_time(fn: Callable[[], Any], rounds: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def interleaved(benchmark: Any, plain: Callable[[], Any], ours: Callable[[], Any], rounds: int = 5) -> float:
+    """Time ours `rounds` times, the plain alternative just before each round; the plain median."""
+    times: list[float] = []
+    benchmark.pedantic(ours, setup=lambda: times.append(median_time(plain, 1)), rounds=rounds, warmup_rounds=1)
+    return sorted(times)[len(times) // 2]
+
+
 def bracketed(benchmark: Any, plain: Callable[[], Any], ours: Callable[[], Any]) -> float:
     """Run ours once between two runs of the plain alternative; their mean cancels slow drift."""
     before = median_time(plain, 1)
@@ -104,16 +111,14 @@ def captured(run: Run) -> Stats:
 @pytest.mark.benchmark(group="capture")
 def test_capture_delta_phi(benchmark, run, hf_forward):
     """Δφ, Δφ_attn, Δφ_ffn of all layers (held in memory) vs a bare HF forward on the same tokens."""
-    plain = median_time(hf_forward, 3)
-    benchmark.pedantic(capture_tensors, args=(run.bridge, run.selection), rounds=3, warmup_rounds=1)
+    plain = interleaved(benchmark, hf_forward, lambda: capture_tensors(run.bridge, run.selection))
     record(benchmark, plain, "bare Hugging Face forward, default attention")
 
 
 @pytest.mark.benchmark(group="capture")
 def test_capture_streamed_statistics(benchmark, run, hf_forward):
     """The streaming path (float64 moments while capturing) vs a bare HF forward."""
-    plain = median_time(hf_forward, 3)
-    benchmark.pedantic(capture_stats, args=(run.bridge, run.selection), rounds=3, warmup_rounds=1)
+    plain = interleaved(benchmark, hf_forward, lambda: capture_stats(run.bridge, run.selection))
     record(benchmark, plain, "bare Hugging Face forward, default attention")
 
 
