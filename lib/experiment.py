@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from lib.config import RunConfig
 
 TABLES_VERSION = 2
+"""Bump when a table's definition changes, so cached tables are recomputed."""
 STREAM_ABOVE = 20_000
 """Above this many positions Δφ is not held in memory: Stats are accumulated while capturing."""
-"""Bump when a table's definition changes, so cached tables are recomputed."""
 
 
 def _k_columns(basis: Pca) -> dict[str, int]:
