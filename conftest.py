@@ -7,6 +7,7 @@ disk per config and device). Tests never read `request.config` directly.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -115,9 +116,15 @@ def dphi_run(pytestconfig: pytest.Config, run_config: RunConfig) -> Run:
 
 
 @pytest.fixture(scope="session")
-def tables(dphi_run: Run) -> dict[str, Any]:
-    """Tables 7A-7E of the session's run (JSON-shaped, see lib/experiment.py)."""
+def tables(dphi_run: Run, pytestconfig: pytest.Config) -> dict[str, Any]:
+    """Tables 7A-7E of the session's run (JSON-shaped, see lib/experiment.py).
+
+    Output capture is suspended while they are computed, so the progress bars of the
+    capture and the 7D passes reach the terminal.
+    """
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     try:
-        return dphi_run.tables
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            return dphi_run.tables
     except ResourceUnavailable as e:
         pytest.skip(str(e))

@@ -7,7 +7,7 @@ next-token NLL that 7D compares against, so no pass is run twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -175,7 +175,7 @@ def capture(
     selection: Selection,
     sink: Sink,
     batch_size: int = 8,
-    progress: Callable[[Iterator], Iterator] = iter,
+    progress: Callable[[list], Iterable] = iter,
     attention: str = "sdpa",
 ) -> torch.Tensor:
     """One clean forward pass per batch of chunks; hooks hand the counted positions to `sink`.
@@ -207,7 +207,7 @@ def capture(
     nll, offset = [], 0
     device = bridge.cfg.device
     with torch.inference_mode(), attention_kernel(bridge, attention), bridge.hooks(fwd_hooks=fwd_hooks):
-        for tokens, counted in progress(batches(selection, batch_size)):
+        for tokens, counted in progress(list(batches(selection, batch_size))):
             state.update(mask=counted.to(device), offset=offset)
             logits = bridge(tokens.to(device))  # (B, T, vocab)
             nll.append(token_nll(logits, tokens.to(device)).reshape(-1))
@@ -217,7 +217,7 @@ def capture(
 
 
 def capture_tensors(bridge: TransformerBridge, selection: Selection, batch_size: int = 8,
-                    progress: Callable[[Iterator], Iterator] = iter, attention: str = "sdpa") -> Capture:
+                    progress: Callable[[list], Iterable] = iter, attention: str = "sdpa") -> Capture:
     """Δφ, Δφ_attn, Δφ_ffn of every counted position, held in memory."""
     sink = TensorSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model)
     nll = capture(bridge, selection, sink, batch_size, progress, attention)
@@ -225,7 +225,7 @@ def capture_tensors(bridge: TransformerBridge, selection: Selection, batch_size:
 
 
 def capture_stats(bridge: TransformerBridge, selection: Selection, batch_size: int = 8,
-                  progress: Callable[[Iterator], Iterator] = iter, attention: str = "sdpa",
+                  progress: Callable[[list], Iterable] = iter, attention: str = "sdpa",
                   size: int = SAMPLE_SIZE) -> Stats:
     """Stats of the counted positions, streamed: memory flat in the token count (but norms)."""
     sink = StatsSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model, size, str(bridge.cfg.device))

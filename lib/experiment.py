@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -123,7 +123,7 @@ def attn_ffn_table(attn: Sequence[Pca], ffn: Sequence[Pca]) -> list[dict[str, An
     return rows
 
 
-def _tqdm(desc: str) -> Callable[[Iterator], Iterator]:
+def _tqdm(desc: str) -> Callable[[list], Iterable]:
     from tqdm.auto import tqdm
 
     return lambda it: tqdm(it, desc=desc, file=sys.stderr, leave=False, disable=None)

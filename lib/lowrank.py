@@ -8,7 +8,7 @@ one batched pass: row g of the batch is the chunk under projection g.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -73,7 +73,7 @@ def lowrank_nll(
     selection: Selection,
     variants: Sequence[Projection],
     batch_size: int = 8,
-    progress: Callable[[Iterator], Iterator] = iter,
+    progress: Callable[[list], Iterable] = iter,
     attention: str = "sdpa",
 ) -> list[float]:
     """Mean next-token NLL on the selection's text tokens under each variant.
@@ -89,7 +89,7 @@ def lowrank_nll(
     steps = [(g, chunk) for g in range(len(groups)) for chunk in selection.chunks]
     with torch.inference_mode(), attention_kernel(bridge, attention), ExitStack() as hooked:
         current = None
-        for g, chunk in progress(iter(steps)):
+        for g, chunk in progress(steps):
             group = groups[g]
             if g != current:  # the group's projections, hooked once for all its chunks
                 hooked.close()
