@@ -43,14 +43,12 @@ def option_values(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from lib.config import build_config
+    from lib.config import build_config, check_batch_size
 
     values = option_values(config)
-    if values["batch_size"] < 1:
-        raise pytest.UsageError(f"--batch-size {values['batch_size']} must be at least 1")
-    values.pop("batch_size")
     values.pop("cache_dir")
     try:
+        check_batch_size(values.pop("batch_size"))
         config.stash[RUN_CONFIG] = build_config(**values)
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None

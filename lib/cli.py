@@ -60,13 +60,12 @@ def format_tables(t: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from lib.config import build_config
+    from lib.config import build_config, check_batch_size
     from lib.experiment import Run
     from lib.store import Store
 
     try:
-        if args.batch_size < 1:
-            raise ConfigError(f"--batch-size {args.batch_size} must be at least 1")
+        check_batch_size(args.batch_size)
         config = build_config(
             model=args.model, dataset=args.dataset, n_tokens=args.n_tokens, device=args.device,
             numerics=args.numerics, positions=args.positions, pca=args.pca, attention=args.attention,

@@ -146,6 +146,13 @@ def build_config(
     )
 
 
+def check_batch_size(batch_size: int) -> int:
+    """--batch-size: at least 1 sequence per forward pass."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size} must be at least 1")
+    return batch_size
+
+
 def parse_ks(ks: str | tuple[int, ...]) -> tuple[int, ...]:
     """'8,16,32' -> (8, 16, 32): positive, sorted, distinct."""
     if isinstance(ks, tuple):

@@ -36,14 +36,6 @@ class Option:
         return "dphi_" + self.name.replace("-", "_")
 
 
-def _default_cache_dir() -> str:
-    if os.environ.get(CACHE_ENV):
-        return os.environ[CACHE_ENV]
-    from platformdirs import user_cache_dir
-
-    return user_cache_dir("dphi-claims")
-
-
 OPTIONS: tuple[Option, ...] = (
     Option("device", "auto", "device for the forward passes", choices=("auto", "cpu", "cuda", "mps")),
     Option(
@@ -96,4 +88,10 @@ OPTIONS: tuple[Option, ...] = (
 
 def cache_dir(value: str | None) -> str:
     """The cache directory: the option, else $DPHI_CACHE_DIR, else the user cache dir."""
-    return value if value else _default_cache_dir()
+    if value:
+        return value
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    from platformdirs import user_cache_dir
+
+    return user_cache_dir("dphi-claims")
