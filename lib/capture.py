@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from lib.models import attention_kernel
-from lib.spectra import Moments
+from lib.spectra import Moments, add_gram_
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -109,7 +109,7 @@ class Stats:
     total: torch.Tensor
     """(3, n_layers, d_model) float64: sum of x over positions, for KEYS in order."""
     outer: torch.Tensor
-    """(3, n_layers, d_model, d_model) float64: sum of x x^T."""
+    """(3, n_layers, d_model, d_model) float64: sum of x x^T, upper triangle only (Moments.outer)."""
     norms: torch.Tensor
     """(n_layers, n_positions) float64: ||Δφ(l)|| per position."""
     sample: torch.Tensor
@@ -160,7 +160,7 @@ class StatsSink:
         x64 = x.detach().to(self.device, torch.float64)  # (n, d_model)
         k = KEYS.index(key)
         self.total[k, layer] += x64.sum(0)
-        self.outer[k, layer].addmm_(x64.T, x64)
+        add_gram_(self.outer[k, layer], x64)
         if key == "delta_phi":
             self.norms[layer, offset : offset + len(x)] = x64.norm(dim=-1).cpu()
             lo, hi = torch.searchsorted(self.positions, torch.tensor([offset, offset + len(x)])).tolist()

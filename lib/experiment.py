@@ -91,11 +91,11 @@ def lowrank_ks(d_model: int, ks: Sequence[int]) -> list[int]:
 def projections(bases: Sequence[Pca], shared: Pca, ks: Sequence[int]) -> list[Projection]:
     """Individual variants for each K, then shared ones."""
     means = torch.stack([b.mean for b in bases]).float()  # (L, d)
-    components = torch.stack([b.directions for b in bases]).float()  # (L, d, d)
+    directions = torch.stack([b.directions for b in bases]).float()  # (L, d, d)
     shared_mean = shared.mean.float().expand(len(bases), -1)  # (L, d)
-    shared_components = shared.directions.float().expand(len(bases), -1, -1)  # (L, d, d)
-    individual = [Projection(means, components[..., :k]) for k in ks]
-    return individual + [Projection(shared_mean, shared_components[..., :k]) for k in ks]
+    shared_directions = shared.directions.float().expand(len(bases), -1, -1)  # (L, d, d)
+    individual = [Projection(means, directions, k) for k in ks]
+    return individual + [Projection(shared_mean, shared_directions, k) for k in ks]
 
 
 def lowrank_table(baseline_nll: float, nll: Sequence[float], ks: Sequence[int]) -> list[dict[str, Any]]:

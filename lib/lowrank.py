@@ -3,7 +3,8 @@
 At every layer at once (DESIGN.md):
     resid_post(l) := resid_pre(l) + mu_l + P_l (Δφ(l) - mu_l),   P_l = U_K U_K^T
 with the layer's own basis (individual) or the shared one. Several projections run in
-one batched pass: row g of the batch is the chunk under projection g.
+one batched pass: row g of the batch is the chunk under projection g. For K > d/2 the
+hook applies P_l = I - U_c U_c^T with the d - K remaining directions U_c (cheaper).
 """
 
 from __future__ import annotations
@@ -30,17 +31,26 @@ class Projection:
 
     mean: torch.Tensor
     """(n_layers, d_model) mu_l."""
-    components: torch.Tensor
-    """(n_layers, d_model, K) U_K: layer l's top-K principal directions."""
+    directions: torch.Tensor
+    """(n_layers, d_model, d_model) layer l's orthonormal principal directions, largest variance first."""
+    k: int
+    """Components kept: P_l = U_K U_K^T with U_K = directions[l, :, :K]."""
+
+    @property
+    def width(self) -> int:
+        """Columns the hook multiplies by: K, or d - K for the complement form when that is smaller."""
+        return min(self.k, self.directions.shape[-1] - self.k)
 
 
-def _hooks(means: torch.Tensor, components: torch.Tensor) -> list[tuple[str, Callable[..., torch.Tensor]]]:
-    """means (G, L, d), components (G, L, d, K): row g of the batch uses variant g.
+def _hooks(means: torch.Tensor, w: torch.Tensor, complement: torch.Tensor) -> list[tuple[str, Callable[..., torch.Tensor]]]:
+    """means (G, L, d), w (G, L, d, W), complement (G,) bool: row g of the batch uses variant g.
 
-    Variants with fewer than K components are padded with zero columns, which leaves
-    U U^T unchanged.
+    P = W W^T where W = U_K, or P = I - W W^T where W = U[:, K:] (complement[g]): the same
+    projector for orthonormal U, at the cost of min(K, d - K) columns. Variants with fewer
+    columns than W are padded with zero columns, which leaves W W^T unchanged.
     """
     saved: dict[int, torch.Tensor] = {}
+    keep = complement[:, None, None]  # (G, 1, 1)
     hooks = []
     for layer in range(means.shape[1]):
 
@@ -52,20 +62,23 @@ def _hooks(means: torch.Tensor, components: torch.Tensor) -> list[tuple[str, Cal
             resid_pre = saved.pop(layer)
             mu = means[:, layer, None, :]  # (G, 1, d)
             centred = x - resid_pre - mu  # (G, T, d)
-            u = components[:, layer]  # (G, d, K)
-            return resid_pre + mu + (centred @ u) @ u.transpose(1, 2)
+            u = w[:, layer]  # (G, d, W)
+            along = (centred @ u) @ u.transpose(1, 2)  # (G, T, d)
+            return resid_pre + mu + torch.where(keep, centred - along, along)
 
         hooks += [(f"blocks.{layer}.hook_resid_pre", pre), (f"blocks.{layer}.hook_resid_post", post)]
     return hooks
 
 
-def _padded(components: list[torch.Tensor]) -> torch.Tensor:
-    """Stack (L, d, K_g) tensors into (G, L, d, max K_g) float32, zero-padded."""
-    k_max = max(c.shape[-1] for c in components)
-    out = torch.zeros(len(components), *components[0].shape[:-1], k_max)
-    for g, c in enumerate(components):
-        out[g, ..., : c.shape[-1]] = c
-    return out
+def _group_tensors(variants: Sequence[Projection]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(means (G, L, d), W (G, L, d, max width) zero-padded, complement (G,)) float32 for _hooks."""
+    first = variants[0].directions
+    out = torch.zeros(len(variants), *first.shape[:-1], max(v.width for v in variants))
+    complement = torch.tensor([v.width < v.k for v in variants])
+    for g, v in enumerate(variants):
+        cols = v.directions[..., v.k :] if complement[g] else v.directions[..., : v.k]
+        out[g, ..., : cols.shape[-1]] = cols
+    return torch.stack([v.mean for v in variants]).float(), out, complement
 
 
 def lowrank_nll(
@@ -83,8 +96,8 @@ def lowrank_nll(
     device = bridge.cfg.device
     totals = torch.zeros(len(variants), dtype=torch.float64)
     count = sum(len(chunk) - 1 for chunk in selection.chunks)  # predicted tokens
-    # Group variants of similar K, so that zero-padding to the group's largest K costs little.
-    order = sorted(range(len(variants)), key=lambda i: variants[i].components.shape[-1])
+    # Group variants of similar width, so that zero-padding to the group's largest costs little.
+    order = sorted(range(len(variants)), key=lambda i: variants[i].width)
     groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     steps = [(g, chunk) for g in range(len(groups)) for chunk in selection.chunks]
     with torch.inference_mode(), attention_kernel(bridge, attention), ExitStack() as hooked:
@@ -93,9 +106,8 @@ def lowrank_nll(
             group = groups[g]
             if g != current:  # the group's projections, hooked once for all its chunks
                 hooked.close()
-                means = torch.stack([variants[i].mean for i in group]).to(device, torch.float32)  # (G, L, d)
-                components = _padded([variants[i].components for i in group]).to(device)  # (G, L, d, K)
-                hooked.enter_context(bridge.hooks(fwd_hooks=_hooks(means, components)))
+                tensors = [t.to(device) for t in _group_tensors([variants[i] for i in group])]
+                hooked.enter_context(bridge.hooks(fwd_hooks=_hooks(*tensors)))
                 current = g
             tokens = chunk.to(device).expand(len(group), -1)  # (G, T)
             totals[group] += token_nll(bridge(tokens), tokens).sum(-1)

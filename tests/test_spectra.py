@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from lib.capture import Capture, Stats
 from lib.experiment import shared_basis
-from lib.spectra import THRESHOLDS, Moments, pca, reconstruction
+from lib.spectra import THRESHOLDS, Moments, add_gram_, pca, reconstruction
 
 # float64 eigendecompositions of well-conditioned data: errors ~1e-12; 1e-8 is safe and tight.
 ATOL = 1e-8
@@ -31,6 +31,19 @@ def planted(draw: st.DrawFn) -> tuple[torch.Tensor, int]:
 
 
 centred = st.booleans()
+
+
+@given(st.integers(1, 40), st.integers(1, 30), st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_add_gram_sums_the_upper_triangle_of_x_t_x(n, d, block, seed):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(2, n, d, generator=g, dtype=torch.float64)
+    acc = torch.full((d, d), 7.0, dtype=torch.float64)
+    add_gram_(add_gram_(acc, x, block), y, block)
+    want = 7.0 + x.T @ x + y.T @ y
+    upper = torch.ones(d, d, dtype=torch.bool).triu()
+    torch.testing.assert_close(acc[upper], want[upper], rtol=1e-12, atol=1e-12)
+    below_blocks = torch.arange(d)[:, None] // block > torch.arange(d)[None, :] // block
+    assert (acc[below_blocks] == 7.0).all()  # the strictly lower blocks are never computed
 
 
 @given(planted(), centred)
