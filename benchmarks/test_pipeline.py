@@ -35,32 +35,29 @@ TEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 N_TOKENS = 1000
 
 
-def median_time(fn: Callable[[], Any], rounds: int) -> float:
+def fastest(fn: Callable[[], Any], rounds: int) -> float:
+    """The fastest of `rounds` timed calls: on a shared machine noise only adds time."""
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return min(times)
 
 
-def interleaved(benchmark: Any, plain: Callable[[], Any], ours: Callable[[], Any], rounds: int = 5) -> float:
-    """Time ours `rounds` times, the plain alternative just before each round; the plain median."""
+def interleaved(benchmark: Any, plain: Callable[[], Any], ours: Callable[[], Any], rounds: int = 5, warmup: int = 1) -> float:
+    """Time ours `rounds` times with the plain alternative just before each round; the plain's fastest.
+
+    Alternating the two exposes both to the same drift of the machine's speed.
+    """
     times: list[float] = []
-    benchmark.pedantic(ours, setup=lambda: times.append(median_time(plain, 1)), rounds=rounds, warmup_rounds=1)
-    return sorted(times)[len(times) // 2]
-
-
-def bracketed(benchmark: Any, plain: Callable[[], Any], ours: Callable[[], Any]) -> float:
-    """Run ours once between two runs of the plain alternative; their mean cancels slow drift."""
-    before = median_time(plain, 1)
-    benchmark.pedantic(ours, rounds=1)
-    return (before + median_time(plain, 1)) / 2
+    benchmark.pedantic(ours, setup=lambda: times.append(fastest(plain, 1)), rounds=rounds, warmup_rounds=warmup)
+    return min(times)
 
 
 def record(benchmark: Any, plain_s: float, plain: str) -> None:
-    """Store the plain alternative's time and our/plain ratio (median of ours)."""
-    ours = benchmark.stats.stats.median
+    """Store the plain alternative's time and the ratio of the fastest rounds, ours / plain."""
+    ours = benchmark.stats.stats.min
     benchmark.extra_info.update(plain=plain, plain_s=round(plain_s, 4), ours_s=round(ours, 4), ratio=round(ours / plain_s, 3))
 
 
@@ -131,7 +128,7 @@ def _dense_svd(x: torch.Tensor) -> torch.Tensor:
 def test_per_layer_pca(benchmark, run):
     """7B: covariance + eigh per layer vs scikit-learn-style dense SVD of the centred data."""
     delta_phi = run.capture.delta_phi  # (L, N, d)
-    plain = median_time(lambda: [_dense_svd(x) for x in delta_phi], 3)
+    plain = fastest(lambda: [_dense_svd(x) for x in delta_phi], 3)
     benchmark(lambda: [pca(Moments.of(x)) for x in delta_phi])
     record(benchmark, plain, "dense SVD per layer (float64)")
 
@@ -140,7 +137,7 @@ def test_per_layer_pca(benchmark, run):
 def test_shared_pca(benchmark, run):
     """7C: PCA of all layers stacked, (12000, 768)."""
     stacked = run.capture.delta_phi.reshape(-1, run.capture.delta_phi.shape[-1])
-    plain = median_time(lambda: _dense_svd(stacked), 3)
+    plain = fastest(lambda: _dense_svd(stacked), 3)
     benchmark(lambda: pca(Moments.of(stacked)))
     record(benchmark, plain, "dense SVD of the stacked data (float64)")
 
@@ -151,8 +148,8 @@ def test_lowrank_sweep(benchmark, run, captured, hf_forward):
     bases = layer_bases(captured, "delta_phi", True)
     ks = lowrank_ks(captured.total.shape[-1], run.config.ks)
     variants = projections(bases, shared_basis(captured, True), ks)
-    plain = bracketed(benchmark, lambda: [hf_forward(8) for _ in range(len(variants) // 8)],
-                      lambda: lowrank_nll(run.bridge, run.selection, variants, 8))
+    plain = interleaved(benchmark, lambda: [hf_forward(8) for _ in range(len(variants) // 8)],
+                        lambda: lowrank_nll(run.bridge, run.selection, variants, 8), rounds=1, warmup=0)
     record(benchmark, plain, "bare HF forwards, 2 passes of 8 sequences")
 
 
@@ -164,7 +161,7 @@ def test_tables_cold(benchmark, run, hf_forward, tmp_path):
         fresh.bridge, fresh.selection = run.bridge, run.selection
         return fresh.tables
 
-    plain = bracketed(benchmark, lambda: (hf_forward(1), hf_forward(8), hf_forward(8)), cold)
+    plain = interleaved(benchmark, lambda: (hf_forward(1), hf_forward(8), hf_forward(8)), cold, rounds=2, warmup=0)
     record(benchmark, plain, "bare HF forwards: 1 x 1 + 2 x 8 sequences")
 
 

@@ -7,7 +7,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lib.capture import capture_tensors
+import lib.capture
+from lib.capture import capture_tensors, token_nll
 from lib.experiment import Run
 from lib.store import Store
 
@@ -115,3 +116,16 @@ def test_sdpa_kernel_is_installed_only_inside_and_not_over_pattern_hooks(make_mo
         with attention_kernel(bridge, "sdpa"), torch.inference_mode():
             bridge(torch.tensor([[0, 5, 6, 7]]))
     assert seen == [(1, 4, 4, 4)]  # (batch, heads, T, T): the pattern hook still fired
+
+
+@given(st.integers(1, 3), st.integers(1, 40), st.integers(2, 50), st.integers(1, 200), st.integers(0, 2**31 - 1))
+def test_token_nll_in_blocks_equals_one_cross_entropy(batch, n_tokens, vocab, chunk, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, n_tokens, vocab, generator=g) * 5
+    tokens = torch.randint(0, vocab, (batch, n_tokens), generator=g)
+    want = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lib.capture, "NLL_CHUNK", chunk)  # blocks of max(1, chunk // vocab) positions
+        got = token_nll(logits, tokens)
+    assert got.shape == (batch, n_tokens - 1) and got.dtype == torch.float64
+    torch.testing.assert_close(got, want.double(), rtol=1e-6, atol=1e-6)
