@@ -161,7 +161,7 @@ def test_tables_cold(benchmark, run, hf_forward, tmp_path):
         fresh.bridge, fresh.selection = run.bridge, run.selection
         return fresh.tables
 
-    plain = interleaved(benchmark, lambda: (hf_forward(1), hf_forward(8), hf_forward(8)), cold, rounds=2, warmup=0)
+    plain = interleaved(benchmark, lambda: (hf_forward(1), hf_forward(8), hf_forward(8)), cold, rounds=1, warmup=0)
     record(benchmark, plain, "bare HF forwards: 1 x 1 + 2 x 8 sequences")
 
 
