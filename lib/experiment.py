@@ -26,6 +26,9 @@ TABLES_VERSION = 2
 """Bump when a table's definition changes, so cached tables are recomputed."""
 STREAM_ABOVE = 20_000
 """Above this many positions Δφ is not held in memory: Stats are accumulated while capturing."""
+HOLD_BYTES = 4 * 2**30
+"""Nor when Δφ, Δφ_attn and Δφ_ffn of every layer (float32) would take more than this: larger
+models stream sooner (GPT-2 small holds up to 20,000 positions, GPT-2 XL up to ~4,600)."""
 
 
 def _k_columns(basis: Pca) -> dict[str, int]:
@@ -132,8 +135,12 @@ def _tqdm(desc: str) -> Callable[[list], Iterable]:
 class Run:
     """One run config's data: model, tokens and Δφ loaded lazily, results cached in `store`."""
 
-    def __init__(self, config: RunConfig, store: Store, batch_size: int = 8, stream_above: int = STREAM_ABOVE) -> None:
-        self.config, self.store, self.batch_size, self.stream_above = config, store, batch_size, stream_above
+    def __init__(
+        self, config: RunConfig, store: Store, batch_size: int = 8, stream_above: int = STREAM_ABOVE,
+        hold_bytes: int = HOLD_BYTES,
+    ) -> None:
+        self.config, self.store, self.batch_size = config, store, batch_size
+        self.stream_above, self.hold_bytes = stream_above, hold_bytes
 
     @cached_property
     def bridge(self) -> TransformerBridge:
@@ -164,8 +171,10 @@ class Run:
 
     @cached_property
     def stats(self) -> Stats:
-        """What the tables need: from the held Δφ, or streamed past `stream_above` positions."""
-        if self.config.n_tokens <= self.stream_above:
+        """What the tables need: from the held Δφ, or streamed past `stream_above` positions / `hold_bytes`."""
+        cfg = self.bridge.cfg  # loaded anyway: the tables' 7D passes need it
+        held_bytes = 3 * cfg.n_layers * self.config.n_tokens * cfg.d_model * 4
+        if self.config.n_tokens <= self.stream_above and held_bytes <= self.hold_bytes:
             return Stats.of_capture(self.capture)
         meta = {"stage": "stats", **self.config.identity(exclude=CAPTURE_INDEPENDENT)}
 

@@ -154,6 +154,12 @@ def test_streamed_statistics_give_the_in_memory_tables(make_model, make_config, 
     streamed_run = Run(config, Store(tmp_path / "b"), stream_above=0)
     streamed = streamed_run.tables
     assert "capture" not in vars(streamed_run), "the streaming path must not hold Δφ"
+    # a model whose held vectors would exceed the memory budget streams at any count
+    too_big = Run(config, Store(tmp_path / "c"), hold_bytes=3 * 3 * 150 * 32 * 4 - 1)  # 3 layers, d_model 32
+    assert close(too_big.tables["layer_pca"], held["layer_pca"]) and "capture" not in vars(too_big)
+    at_budget = Run(config, Store(tmp_path / "d"), hold_bytes=3 * 3 * 150 * 32 * 4)
+    at_budget.stats
+    assert "capture" in vars(at_budget)
     for name in ("norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn"):
         assert close(held[name], streamed[name]), name  # float64 sums in another order: ~1e-12
 
