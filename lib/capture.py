@@ -69,14 +69,14 @@ def token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     In blocks of positions, so the log-softmax temporary is at most NLL_CHUNK logits.
     """
     step = max(1, NLL_CHUNK // logits.shape[-1])
-    n = logits.shape[1] - 1
-    nll = [
-        torch.cat([
+    n = logits.shape[1] - 1  # predicted positions per row
+    nll = []
+    for row, target in zip(logits, tokens):
+        blocks = [
             torch.nn.functional.cross_entropy(row[i : min(i + step, n)].float(), target[i + 1 : i + 1 + step], reduction="none")
             for i in range(0, max(n, 1), step)  # T = 1: one empty block
-        ])  # (T-1,)
-        for row, target in zip(logits, tokens)
-    ]
+        ]
+        nll.append(torch.cat(blocks))  # (T-1,)
     return torch.stack(nll).cpu().double()  # mps has no float64
 
 

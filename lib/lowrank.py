@@ -72,8 +72,7 @@ def _hooks(means: torch.Tensor, w: torch.Tensor, complement: torch.Tensor) -> li
 
 def _group_tensors(variants: Sequence[Projection]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(means (G, L, d), W (G, L, d, max width) zero-padded, complement (G,)) float32 for _hooks."""
-    first = variants[0].directions
-    out = torch.zeros(len(variants), *first.shape[:-1], max(v.width for v in variants))
+    out = torch.zeros(len(variants), *variants[0].directions.shape[:-1], max(v.width for v in variants))
     complement = torch.tensor([v.width < v.k for v in variants])
     for g, v in enumerate(variants):
         cols = v.directions[..., v.k :] if complement[g] else v.directions[..., : v.k]
