@@ -2,9 +2,12 @@
 
 At every layer at once (DESIGN.md):
     resid_post(l) := resid_pre(l) + mu_l + P_l (Δφ(l) - mu_l),   P_l = U_K U_K^T
-with the layer's own basis (individual) or the shared one. Several projections run in
-one batched pass: row g of the batch is the chunk under projection g. For K > d/2 the
-hook applies P_l = I - U_c U_c^T with the d - K remaining directions U_c (cheaper).
+with the layer's own basis (individual) or the shared one. The follow-up experiments use
+the same hooks on another write (site "attn": hook_attn_out, "ffn": hook_mlp_out, where
+x := mu_l + P_l (x - mu_l)) or on some layers only (the others keep their write).
+Several projections run in one batched pass: row g of the batch is the chunk under
+projection g. For K > d/2 the hook applies P_l = I - U_c U_c^T with the d - K remaining
+directions U_c (cheaper).
 """
 
 from __future__ import annotations
@@ -35,6 +38,17 @@ class Projection:
     """(n_layers, d_model, d_model) layer l's orthonormal principal directions, largest variance first."""
     k: int
     """Components kept: P_l = U_K U_K^T with U_K = directions[l, :, :K]."""
+    site: str = "resid"
+    """The write projected: resid (Δφ = resid_post - resid_pre), attn (hook_attn_out) or ffn (hook_mlp_out)."""
+    layers: tuple[int, ...] | None = None
+    """The layers projected (None: every layer); the others keep their full write."""
+
+    def active(self) -> torch.Tensor:
+        """(n_layers,) bool: the layers this variant projects."""
+        n_layers = self.mean.shape[0]
+        if self.layers is None:
+            return torch.ones(n_layers, dtype=torch.bool)
+        return torch.isin(torch.arange(n_layers), torch.tensor(self.layers, dtype=torch.long))
 
     @property
     def width(self) -> int:
@@ -42,42 +56,69 @@ class Projection:
         return min(self.k, self.directions.shape[-1] - self.k)
 
 
-def _hooks(means: torch.Tensor, w: torch.Tensor, complement: torch.Tensor) -> list[tuple[str, Callable[..., torch.Tensor]]]:
-    """means (G, L, d), w (G, L, d, W), complement (G,) bool: row g of the batch uses variant g.
+SITES = {"attn": "hook_attn_out", "ffn": "hook_mlp_out"}
+"""Hook of each write other than Δφ (which is resid_post - resid_pre)."""
+
+
+def _project(x: torch.Tensor, mu: torch.Tensor, u: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """mu + P (x - mu) per row g; x (G, T, d), mu (G, 1, d), u (G, d, W), keep (G, 1, 1) complement rows."""
+    centred = x - mu  # (G, T, d)
+    along = (centred @ u) @ u.transpose(1, 2)  # (G, T, d)
+    return mu + torch.where(keep, centred - along, along)
+
+
+def _hooks(
+    means: torch.Tensor, w: torch.Tensor, complement: torch.Tensor, active: torch.Tensor | None = None,
+    site: str = "resid",
+) -> list[tuple[str, Callable[..., torch.Tensor]]]:
+    """means (G, L, d), w (G, L, d, W), complement (G,) bool, active (G, L) bool: row g of the batch
+    uses variant g, at the layers where active[g] (default: all).
 
     P = W W^T where W = U_K, or P = I - W W^T where W = U[:, K:] (complement[g]): the same
     projector for orthonormal U, at the cost of min(K, d - K) columns. Variants with fewer
-    columns than W are padded with zero columns, which leaves W W^T unchanged.
+    columns than W are padded with zero columns, which leaves W W^T unchanged. Layers no
+    variant projects get no hook.
     """
     saved: dict[int, torch.Tensor] = {}
     keep = complement[:, None, None]  # (G, 1, 1)
+    if active is None:
+        active = torch.ones(means.shape[:2], dtype=torch.bool, device=means.device)
     hooks = []
     for layer in range(means.shape[1]):
+        if not bool(active[:, layer].any()):
+            continue
+        on = active[:, layer, None, None]  # (G, 1, 1)
+        mu, u = means[:, layer, None, :], w[:, layer]  # (G, 1, d), (G, d, W)
 
         def pre(x: torch.Tensor, hook: object, layer: int = layer) -> torch.Tensor:
             saved[layer] = x  # (G, T, d)
             return x
 
-        def post(x: torch.Tensor, hook: object, layer: int = layer) -> torch.Tensor:
+        def post(x: torch.Tensor, hook: object, layer: int = layer, mu: torch.Tensor = mu, u: torch.Tensor = u,
+                 on: torch.Tensor = on) -> torch.Tensor:
             resid_pre = saved.pop(layer)
-            mu = means[:, layer, None, :]  # (G, 1, d)
-            centred = x - resid_pre - mu  # (G, T, d)
-            u = w[:, layer]  # (G, d, W)
-            along = (centred @ u) @ u.transpose(1, 2)  # (G, T, d)
-            return resid_pre + mu + torch.where(keep, centred - along, along)
+            return torch.where(on, resid_pre + _project(x - resid_pre, mu, u, keep), x)
 
-        hooks += [(f"blocks.{layer}.hook_resid_pre", pre), (f"blocks.{layer}.hook_resid_post", post)]
+        def write(x: torch.Tensor, hook: object, mu: torch.Tensor = mu, u: torch.Tensor = u,
+                  on: torch.Tensor = on) -> torch.Tensor:
+            return torch.where(on, _project(x, mu, u, keep), x)
+
+        if site == "resid":
+            hooks += [(f"blocks.{layer}.hook_resid_pre", pre), (f"blocks.{layer}.hook_resid_post", post)]
+        else:
+            hooks.append((f"blocks.{layer}.{SITES[site]}", write))
     return hooks
 
 
-def _group_tensors(variants: Sequence[Projection]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(means (G, L, d), W (G, L, d, max width) zero-padded, complement (G,)) float32 for _hooks."""
+def _group_tensors(variants: Sequence[Projection]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(means (G, L, d), W (G, L, d, max width) zero-padded, complement (G,), active (G, L)) float32 for _hooks."""
     out = torch.zeros(len(variants), *variants[0].directions.shape[:-1], max(v.width for v in variants))
     complement = torch.tensor([v.width < v.k for v in variants])
     for g, v in enumerate(variants):
         cols = v.directions[..., v.k :] if complement[g] else v.directions[..., : v.k]
         out[g, ..., : cols.shape[-1]] = cols
-    return torch.stack([v.mean for v in variants]).float(), out, complement
+    active = torch.stack([v.active() for v in variants])
+    return torch.stack([v.mean for v in variants]).float(), out, complement, active
 
 
 def lowrank_nll(
@@ -95,9 +136,11 @@ def lowrank_nll(
     device = bridge.cfg.device
     totals = torch.zeros(len(variants), dtype=torch.float64)
     count = sum(len(chunk) - 1 for chunk in selection.chunks)  # predicted tokens
-    # Group variants of similar width, so that zero-padding to the group's largest costs little.
-    order = sorted(range(len(variants)), key=lambda i: variants[i].width)
-    groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    # Group variants of one site and similar width, so that zero-padding to the group's largest costs little.
+    groups: list[list[int]] = []
+    for site in sorted({v.site for v in variants}):
+        order = sorted((i for i, v in enumerate(variants) if v.site == site), key=lambda i: variants[i].width)
+        groups += [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     steps = [(g, chunk) for g in range(len(groups)) for chunk in selection.chunks]
     with torch.inference_mode(), attention_kernel(bridge, attention), ExitStack() as hooked:
         current = None
@@ -106,7 +149,7 @@ def lowrank_nll(
             if g != current:  # the group's projections, hooked once for all its chunks
                 hooked.close()
                 tensors = [t.to(device) for t in _group_tensors([variants[i] for i in group])]
-                hooked.enter_context(bridge.hooks(fwd_hooks=_hooks(*tensors)))
+                hooked.enter_context(bridge.hooks(fwd_hooks=_hooks(*tensors, site=variants[group[0]].site)))
                 current = g
             tokens = chunk.to(device).expand(len(group), -1)  # (G, T)
             totals[group] += token_nll(bridge(tokens), tokens).sum(-1)

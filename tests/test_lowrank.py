@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.lowrank import Projection, _group_tensors, _hooks
+from lib.lowrank import SITES, Projection, _group_tensors, _hooks
 
 
 @st.composite
@@ -37,6 +37,37 @@ def test_hooks_apply_each_rows_projection(data):
             want = resid_pre[row].double() + mu + (delta_phi[row].double() - mu) @ u @ u.T
             # float32 hook vs float64 reference: rounding ~1e-6 on values of size ~10; the wrong
             # projector (or the wrong side of the complement) is off by O(1)
+            torch.testing.assert_close(got[row].double(), want, atol=1e-4, rtol=1e-4)
+
+
+@given(variants(), st.sampled_from(["resid", "attn", "ffn"]), st.data())
+def test_hooks_project_the_chosen_write_at_the_chosen_layers(data, site, draw):
+    """Follow-up variants: one write (Δφ, attention or FFN output) projected at some layers only;
+    the other layers' writes pass through unchanged."""
+    projections, n_tokens = data
+    n_layers, d = projections[0].mean.shape
+    projections = [
+        Projection(p.mean, p.directions, p.k, site, tuple(draw.draw(st.sets(st.integers(0, n_layers - 1)))))
+        for p in projections
+    ]
+    hooks = dict(_hooks(*_group_tensors(projections), site=site))
+    g = torch.Generator().manual_seed(1)
+    for layer in range(n_layers):
+        resid_pre, x = torch.randn(2, len(projections), n_tokens, d, generator=g)
+        if site == "resid":
+            name = f"blocks.{layer}.hook_resid_post"
+            if name in hooks:
+                hooks[f"blocks.{layer}.hook_resid_pre"](resid_pre, None)
+                got = hooks[name](resid_pre + x, None) - resid_pre
+            else:
+                got = x
+        else:
+            name = f"blocks.{layer}.{SITES[site]}"
+            got = hooks[name](x, None) if name in hooks else x
+        for row, p in enumerate(projections):
+            u, mu = p.directions[layer, :, : p.k].double(), p.mean[layer].double()
+            want = mu + (x[row].double() - mu) @ u @ u.T if layer in p.layers else x[row].double()
+            # float32 hook vs float64 reference, as above
             torch.testing.assert_close(got[row].double(), want, atol=1e-4, rtol=1e-4)
 
 
