@@ -148,8 +148,9 @@ def lowrank_nll(
             group = groups[g]
             if g != current:  # the group's projections, hooked once for all its chunks
                 hooked.close()
-                tensors = [t.to(device) for t in _group_tensors([variants[i] for i in group])]
-                hooked.enter_context(bridge.hooks(fwd_hooks=_hooks(*tensors, site=variants[group[0]].site)))
+                means, w, complement, active = (t.to(device) for t in _group_tensors([variants[i] for i in group]))
+                hooks = _hooks(means, w, complement, active, site=variants[group[0]].site)
+                hooked.enter_context(bridge.hooks(fwd_hooks=hooks))
                 current = g
             tokens = chunk.to(device).expand(len(group), -1)  # (G, T)
             totals[group] += token_nll(bridge(tokens), tokens).sum(-1)
