@@ -83,7 +83,7 @@ def _hooks(
     keep = complement[:, None, None]  # (G, 1, 1)
     if active is None:
         active = torch.ones(means.shape[:2], dtype=torch.bool, device=means.device)
-    hooks = []
+    hooks: list[tuple[str, Callable[..., torch.Tensor]]] = []
     for layer in range(means.shape[1]):
         if not bool(active[:, layer].any()):
             continue
