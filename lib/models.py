@@ -8,18 +8,18 @@ that with `enable_compatibility_mode()`, `numerics=raw` keeps Hugging Face numer
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
-import types
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
 
 from lib.errors import ConfigError, ResourceUnavailable
+from lib.kernels import attention_kernel as attention_kernel  # re-exported: capture and 7D use it
+from lib.kernels import decide
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -69,6 +69,8 @@ def check_model_dir(directory: Path, shown: str) -> None:
             f"--model {shown!r} is not a model directory: it lacks {', '.join(missing)}; expected a "
             "directory saved with save_pretrained (model and tokenizer)"
         )
+    check_architecture(directory / "config.json", shown)
+    check_weights(directory, shown)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -119,9 +121,81 @@ def resolve_model(name: str) -> tuple[str, str]:
     return repo, "hub:" + snapshot.name
 
 
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file cannot be read (truncated, bad header), or None; reads the header only.
+
+    Layout: 8 bytes little-endian header length n, n bytes of JSON, then the tensor data,
+    which must end where the header's last data offset says.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"{size} bytes, shorter than the 8-byte header length"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return f"its header claims {n} bytes but the file has {size}"
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, UnicodeDecodeError):
+            return "its header is not valid JSON"
+    if not isinstance(header, dict):
+        return "its header is not a JSON object"
+    try:
+        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return "its header lacks data offsets"
+    if 8 + n + end != size:
+        return f"its tensors need {8 + n + end} bytes but the file has {size} (truncated or padded)"
+    return None
+
+
+def check_weights(directory: Path, shown: str) -> None:
+    """Every .safetensors file of a model directory must be whole (its header and size agree)."""
+    for path in sorted(directory.glob("*.safetensors")):
+        problem = _safetensors_problem(path)
+        if problem:
+            raise ConfigError(
+                f"--model {shown!r}: weights file {path.name} is corrupt ({problem}); expected the "
+                "files save_pretrained writes: download or save the model again"
+            )
+
+
+def check_architecture(config_json: Path, shown: str) -> str:
+    """The model type of a Hugging Face config, which must be a decoder-only causal language model.
+
+    Δφ is the write of each block of one causal stack; encoder-only (BERT) and
+    encoder-decoder (T5) models have no such stack and no next-token perplexity.
+    """
+    try:
+        hf = json.loads(config_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--model {shown!r}: config.json cannot be read ({e}); expected a Hugging Face config") from None
+    model_type = str(hf.get("model_type", "?"))
+    architectures = [str(a) for a in hf.get("architectures") or []]
+    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+    if not architectures:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        causal = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if hf.get("is_encoder_decoder") or not causal:
+        kind = "an encoder-decoder" if hf.get("is_encoder_decoder") else "not a decoder-only causal language"
+        raise ConfigError(
+            f"--model {shown!r}: model type {model_type!r} ({', '.join(architectures) or 'no architectures'}) is "
+            f"{kind} model; expected a decoder-only causal language model (GPT-2, GPT-NeoX, Llama, ...)"
+        )
+    return model_type
+
+
 def load_model(config: RunConfig) -> TransformerBridge:
-    """Boot the bridge on the config's device, in eval mode, with the config's numerics."""
+    """Boot the bridge on the config's device, in eval mode, with the config's numerics.
+
+    Then decides the attention kernel for `config.attention` (lib/kernels.py: 'sdpa' is
+    probed against the bridge's own attention on this model) and prints one line saying
+    which kernel runs and why.
+    """
     import transformers
+    from safetensors import SafetensorError
     from transformer_lens.model_bridge import TransformerBridge
 
     if config.unavailable:
@@ -133,58 +207,30 @@ def load_model(config: RunConfig) -> TransformerBridge:
 
         # the cached snapshot the config was resolved to: no network, no newer revision
         location = snapshot_download(config.model, revision=config.model_revision[4:], local_files_only=True)
-    bridge = TransformerBridge.boot_transformers(location, device=config.device, dtype=getattr(torch, config.dtype))
+    model_type = "?"
+    if Path(location).is_dir():
+        model_type = check_architecture(Path(location) / "config.json", config.model)
+    try:
+        bridge = TransformerBridge.boot_transformers(location, device=config.device, dtype=getattr(torch, config.dtype))
+    except SafetensorError as e:
+        raise ConfigError(
+            f"--model {config.model!r}: a weights file cannot be read ({e}); expected the files "
+            "save_pretrained writes: download or save the model again"
+        ) from None
+    except (ValueError, KeyError, NotImplementedError, AttributeError) as e:
+        raise ConfigError(
+            f"--model {config.model!r}: TransformerLens cannot load model type {model_type!r} "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); expected an architecture "
+            "TransformerBridge supports (GPT-2, GPT-NeoX, Llama, Mistral, Qwen2, Gemma 2, Phi, OPT, GPT-J, "
+            "GPT-Neo, Bloom, ...)"
+        ) from None
+    if not hasattr(bridge, "blocks"):
+        raise ConfigError(
+            f"--model {config.model!r}: model type {model_type!r} has no stack of transformer blocks the "
+            "suite can hook; expected a decoder-only causal language model"
+        )
     bridge.eval()
     if config.numerics == "compat":
         bridge.enable_compatibility_mode(disable_warnings=True)
+    decide(bridge, config.attention)
     return bridge
-
-
-def _sdpa_reconstruct(self: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> tuple:
-    """The bridge's attention with one fused causal SDPA kernel instead of scores + mask + softmax.
-
-    Same maths as `_reconstruct_attention` for inputs without padding or KV cache; it skips
-    hook_attn_scores / hook_pattern, so it is installed only where nothing hooks them.
-    """
-    n_heads = self.config.n_heads
-    q, k, v, batch, seq, d_head = self._reshape_qkv_to_heads(q, k, v, n_heads, n_heads)  # (B, H, T, d_head)
-    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-    out = self._reshape_attn_output(out, batch, seq, n_heads, d_head)  # (B, T, H * d_head)
-    return (self._apply_output_projection(out), None)
-
-
-def _sdpa_ok(attn: Any) -> bool:
-    cfg = attn.config
-    plain = all(
-        not getattr(cfg, flag, False)
-        for flag in ("scale_attn_by_inverse_layer_idx", "use_attn_result", "use_split_qkv_input", "use_attn_in")
-    )
-    heads = getattr(cfg, "n_key_value_heads", None) in (None, cfg.n_heads)
-    unhooked = not any(getattr(attn, h)._forward_hooks for h in ("hook_attn_scores", "hook_pattern") if hasattr(attn, h))
-    return (
-        hasattr(attn, "_reconstruct_attention") and hasattr(attn, "_reshape_qkv_to_heads")
-        and plain and heads and unhooked and not getattr(attn, "_reorder_and_upcast_attn", False)
-    )
-
-
-@contextmanager
-def attention_kernel(bridge: TransformerBridge, kernel: str) -> Iterator[None]:
-    """Run the bridge's attention as `kernel` ('sdpa' or 'eager', the bridge's own) inside the block.
-
-    The bridge reconstructs attention eagerly (scores, mask, softmax) so that patterns can be
-    hooked; Δφ needs no pattern, and fused SDPA halves the cost of a GPT-2 forward on CPU.
-    Inputs must have no padding (the suite's chunks never do). Layers whose attention does
-    not fit the fused kernel keep the eager path.
-    """
-    patched = []
-    if kernel == "sdpa":
-        for block in bridge.blocks:
-            attn = getattr(block, "attn", None)
-            if attn is not None and _sdpa_ok(attn):
-                attn._reconstruct_attention = types.MethodType(_sdpa_reconstruct, attn)
-                patched.append(attn)
-    try:
-        yield
-    finally:
-        for attn in patched:
-            del attn._reconstruct_attention
