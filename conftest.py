@@ -73,7 +73,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     row = Row(**props[-1])
     xfail = getattr(report, "wasxfail", None)
     skip = report.longrepr[2].removeprefix("Skipped: ") if report.skipped and isinstance(report.longrepr, tuple) else None
-    row.verdict = verdict(report.outcome, row.kind, xfail, skip)
+    row.verdict = verdict(report.outcome, row.kind, xfail, skip, row.note)
     CLAIM_ROWS[report.nodeid] = row
 
 

@@ -66,8 +66,8 @@ class Judge:
     def __init__(self, request: pytest.FixtureRequest, config: RunConfig, lenient: bool) -> None:
         self.request, self.config, self.lenient = request, config, lenient
 
-    def _row(self, id: str, section: str, kind: str, document: str = "") -> dict[str, str]:
-        row = {"id": id, "section": section, "kind": kind, "document": document, "measured": ""}
+    def _row(self, id: str, section: str, kind: str, document: str = "", ja: str = "") -> dict[str, str]:
+        row = {"id": id, "section": section, "kind": kind, "document": document, "measured": "", "note": "", "ja": ja}
         self.request.node.user_properties.append(("claim", row))
         return row
 
@@ -100,7 +100,7 @@ class Judge:
         return claim.predicate(DOCUMENT_TABLES)[1] if claim.predicate else ""
 
     def sentence(self, claim: Claim) -> None:
-        row = self._row(claim.id, claim.section, "measured", self._document_side(claim))
+        row = self._row(claim.id, claim.section, "measured", self._document_side(claim), claim.ja)
         if claim.untested or claim.predicate is None:
             pytest.skip(f"not tested: {claim.untested}")
         if claim.scope == "gpt2" and not is_gpt2_small(self.config):
@@ -121,8 +121,14 @@ class Judge:
             self._row(claim.id, claim.section, "document")
             pytest.skip(claim.document_untestable)
         holds, on_document = claim.predicate(DOCUMENT_TABLES)
-        self._row(claim.id, claim.section, "document", on_document)
+        row = self._row(claim.id, claim.section, "document", on_document, claim.ja)
         assert holds, f"«{claim.sentence}» does not follow from the document's own tables: {on_document}"
+        if claim.overstated:
+            assert claim.literal is not None, f"{claim.id}: an overstated claim needs its literal reading"
+            literal_holds, literal = claim.literal(DOCUMENT_TABLES)
+            assert not literal_holds, f"{claim.id} is marked overstated, but its literal reading holds on the document's own tables: {literal}"
+            row["document"] = f"qualified: {on_document}; literal: {literal}"
+            row["note"] = f"overstated: {claim.overstated}"
 
 
 @pytest.fixture

@@ -13,6 +13,9 @@ from lib.errors import ConfigError, ResourceUnavailable
 from lib.options import OPTIONS, cache_dir
 
 
+WRITE_UP_TABLES = ("config", "norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lib", description="Experiment 7: residual-stream Δφ PCA")
     sub = p.add_subparsers(dest="command", required=True)
@@ -80,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_tables(tables))
     if args.json:
-        keys = ("config", "norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn")
+        # the write-up's tables first, then the suite's own measurements (README: "The tables from the command line")
+        keys = [*WRITE_UP_TABLES, *(k for k in tables if k not in WRITE_UP_TABLES)]
         args.json.write_text(json.dumps({k: tables[k] for k in keys}, indent=2) + "\n")
     if args.plot:
         from lib.plots import plot_tables

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lib.capture import Capture, Stats, capture_stats, capture_tensors
+from lib.causes import cause_tables
 from lib.config import CAPTURE_INDEPENDENT
 from lib.corpus import Selection, load_text, select_tokens, tokenize
 from lib.lowrank import Projection, lowrank_nll
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from lib.config import RunConfig
 
-TABLES_VERSION = 2
+TABLES_VERSION = 3
 """Bump when a table's definition changes, so cached tables are recomputed."""
 STREAM_ABOVE = 20_000
 """Above this many positions Δφ is not held in memory: Stats are accumulated while capturing."""
@@ -191,7 +192,7 @@ class Run:
         return self.store.get_or_compute_json("tables", self.config.key(), meta, self.compute_tables)
 
     def compute_tables(self) -> dict[str, Any]:
-        st, centred = self.stats, self.config.pca == "centred"
+        st, centred, cfg = self.stats, self.config.pca == "centred", self.bridge.cfg
         bases = layer_bases(st, "delta_phi", centred)
         shared = shared_basis(st, centred)
         reconstruction_rows, reconstruction_per_layer = reconstruction_tables(st.sample, shared)
@@ -201,18 +202,23 @@ class Run:
             self.config.attention,
         )
         baseline = float(st.nll.mean())
+        attn = layer_bases(st, "attn", centred, vectors=False)
+        attn[-1] = pca(st.moments("attn", len(attn) - 1), centred)  # the last layer's directions (causes)
+        ffn = layer_bases(st, "ffn", centred)
+        layer_pca, attn_ffn = layer_pca_table(bases), attn_ffn_table(attn, ffn)
         return {
             "config": self.config.to_json(),
             "norms": norms_table(st.norms),
-            "layer_pca": layer_pca_table(bases),
+            "layer_pca": layer_pca,
             "shared_pca": _k_columns(shared),
             "reconstruction": reconstruction_rows,
             "baseline_ppl": math.exp(baseline),
             "lowrank_ppl": lowrank_table(baseline, nll, ks),
-            "attn_ffn": attn_ffn_table(
-                layer_bases(st, "attn", centred, vectors=False), layer_bases(st, "ffn", centred, vectors=False)
-            ),
+            "attn_ffn": attn_ffn,
             "reconstruction_per_layer": reconstruction_per_layer,
             "layer_spectra": [b.ratio.tolist() for b in bases],
             "reconstruction_sample": len(st.sample[0]),
+            "model_shape": {"n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "d_model": cfg.d_model},
+            **cause_tables(st, bases, shared, attn, ffn, self.bridge, self.selection, centred,
+                           [r["k90"] for r in layer_pca], [r["attn_k90"] for r in attn_ffn]),
         }

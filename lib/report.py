@@ -17,15 +17,19 @@ class Row:
     """cell, measured (a sentence on the measured tables) or document (on the write-up's own)."""
     document: str = ""
     measured: str = ""
+    ja: str = ""
+    """The Japanese phrase the sentence tests (exp7.ja.md); empty for table cells."""
+    note: str = ""
+    """'overstated: why' where the literal sentence goes beyond the document's tables and the qualified reading holds."""
     verdict: str = ""
 
 
-def verdict(outcome: str, kind: str, xfail_reason: str | None, skip_reason: str | None) -> str:
+def verdict(outcome: str, kind: str, xfail_reason: str | None, skip_reason: str | None, note: str = "") -> str:
     """Map a pytest outcome to the summary's words."""
     if xfail_reason is not None:
         return "contradicted by the document" if kind == "document" else "does not hold (xfail)"
     if outcome == "passed":
-        return "holds"
+        return "overstated by the document" + note.removeprefix("overstated") if note.startswith("overstated") else "holds"
     if outcome == "skipped":
         return f"skipped: {skip_reason}" if skip_reason else "skipped"
     return "fails"
@@ -67,7 +71,8 @@ def markdown(rows: list[Row], config: dict[str, Any]) -> str:
         "# Experiment 7 claims report", "",
         "Run: " + ", ".join(f"`{k}={v}`" for k, v in config.items()), "",
         "Totals: " + ", ".join(f"{n} {k}" for k, n in counts(rows).items()), "",
-        "| claim | section | kind | document | measured | verdict |", "|---|---|---|---|---|---|",
+        "| claim | section | kind | original (exp7.ja.md) | document | measured | verdict |", "|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {esc(r.id)} | {r.section} | {r.kind} | {esc(r.document)} | {esc(r.measured)} | {esc(r.verdict)} |" for r in rows]
+    lines += [f"| {esc(r.id)} | {r.section} | {r.kind} | {esc(r.ja)} | {esc(r.document)} | {esc(r.measured)} | {esc(r.verdict)} |"
+              for r in rows]
     return "\n".join(lines) + "\n"

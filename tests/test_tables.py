@@ -106,7 +106,8 @@ def test_cli_prints_tables_and_writes_json(make_model, text_file, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "7D: low-rank inference" in done.stdout and "Baseline perplexity" in done.stdout
     data = json.loads(out.read_text())
-    assert list(data) == ["config", "norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn"]
+    assert list(data)[:8] == ["config", "norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn"]
+    assert {"shared_pca_normalised", "write_sources", "unembedding_overlap", "norm_concentration", "pc1_origin"} <= set(data)
     assert set(data["lowrank_ppl"][0]) == {"k", "individual_ppl", "individual_ratio", "shared_ppl", "shared_ratio"}
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
