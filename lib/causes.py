@@ -150,7 +150,7 @@ def norm_concentration(stats: Stats, selection: Selection) -> list[dict[str, Any
     for layer, norms in enumerate(stats.norms):  # (n,)
         sq = norms.square().sort(descending=True).values
         n_top = max(1, math.ceil(TOP_SHARE * len(sq)))
-        top3 = norms.topk(min(3, len(norms))).indices
+        top3 = norms.sort(descending=True, stable=True).indices[:3]  # ties (the same tokens after BOS) by position
         rows.append({
             "layer": layer, "top_share": float(sq[:n_top].sum() / sq.sum()) if sq.sum() > 0 else math.nan,
             "n_top": n_top, "largest": [[c, p, float(norms[i])] for (c, p), i in zip(locate(selection, top3), top3)],
@@ -173,7 +173,7 @@ def pc1_origin(stats: Stats, bases: Sequence[Pca], b_out: torch.Tensor, selectio
         bias_norm = float(bias.norm())
         cos = float((u @ bias).abs() / bias_norm) if bias_norm > 0 else 0.0
         along = ((stats.sample[layer].double() - basis.mean) @ u).square()  # (n_sample,)
-        order = along.argsort(descending=True)
+        order = along.sort(descending=True, stable=True).indices
         n_top = max(1, math.ceil(TOP_SHARE * len(along)))
         top = order[:n_top]
         rows.append({
