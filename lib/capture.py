@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
+from lib import distributed
 from lib.models import attention_kernel
 from lib.spectra import Moments, add_gram_
 
@@ -91,14 +92,29 @@ class Sink(Protocol):
         """x: (n, d_model), the counted positions offset .. offset + n of one batch."""
 
 
+@runtime_checkable
+class SplitSink(Sink, Protocol):
+    """A sink that `capture(..., split=True)` can share among torchrun ranks."""
+
+    def combine(self) -> None:
+        """Sum what the ranks wrote (each its own batches) so that every rank holds the whole; nothing when alone."""
+
+
 class TensorSink:
-    """Keeps every vector: (n_layers, n_positions, d_model) float32 per key."""
+    """Keeps every vector: (n_layers, n_positions, d_model) float32 per key.
+
+    Zeros where this rank wrote nothing, so that `combine`'s sum over ranks is exact.
+    """
 
     def __init__(self, n_layers: int, n: int, d_model: int) -> None:
-        self.out = {k: torch.empty(n_layers, n, d_model) for k in KEYS}
+        self.out = {k: torch.zeros(n_layers, n, d_model) for k in KEYS}
 
     def write(self, key: str, layer: int, offset: int, x: torch.Tensor) -> None:
         self.out[key][layer, offset : offset + len(x)] = x.float().cpu()
+
+    def combine(self) -> None:
+        for t in self.out.values():
+            distributed.sum_(t)
 
 
 def sample_positions(n: int, size: int = SAMPLE_SIZE) -> torch.Tensor:
@@ -176,6 +192,10 @@ class StatsSink:
             lo, hi = torch.searchsorted(self.positions, torch.tensor([offset, offset + len(x)])).tolist()
             self.sample[layer, lo:hi] = x64[(self.positions[lo:hi] - offset).to(self.device)].float().cpu()
 
+    def combine(self) -> None:
+        for t in (self.total, self.outer, self.norms, self.sample):
+            distributed.sum_(t)
+
     def stats(self, nll: torch.Tensor) -> Stats:
         return Stats(self.n, self.total.cpu(), self.outer.cpu(), self.norms, self.sample, nll)
 
@@ -187,10 +207,14 @@ def capture(
     batch_size: int = 8,
     progress: Callable[[list], Iterable] = iter,
     attention: str = "sdpa",
+    split: bool = False,
 ) -> torch.Tensor:
     """One clean forward pass per batch of chunks; hooks hand the counted positions to `sink`.
 
-    Returns the (n_predicted,) float64 baseline NLL of the same passes.
+    Returns the (n_predicted,) float64 baseline NLL of the same passes. With `split`, under
+    torchrun each rank runs its contiguous share of the batches (the batches one process
+    runs), then `sink.combine()` and the NLL are summed over ranks: every rank returns the
+    whole result. Without it every rank runs every batch (no collective).
     """
     n_layers = bridge.cfg.n_layers
     state: dict[str, Any] = {}
@@ -214,23 +238,32 @@ def capture(
             (f"blocks.{layer}.hook_attn_out", recorder("attn", layer)),
             (f"blocks.{layer}.hook_mlp_out", recorder("ffn", layer)),
         ]
-    nll, offset = [], 0
+    steps = list(batches(selection, batch_size))
+    # where each batch's counted positions and predicted tokens start
+    offsets = torch.tensor([0] + [int(counted.sum()) for _, counted in steps]).cumsum(0).tolist()
+    starts = torch.tensor([0] + [t.shape[0] * (t.shape[1] - 1) for t, _ in steps]).cumsum(0).tolist()
+    assert offsets[-1] == selection.n_positions, (offsets[-1], selection.n_positions)
+    nll = torch.zeros(starts[-1], dtype=torch.float64)  # zeros where another rank writes
     device = bridge.cfg.device
+    mine = list(distributed.shard(len(steps)) if split else range(len(steps)))
     with torch.inference_mode(), attention_kernel(bridge, attention), bridge.hooks(fwd_hooks=fwd_hooks):
-        for tokens, counted in progress(list(batches(selection, batch_size))):
-            state.update(mask=counted.to(device), offset=offset)
+        for i in progress(mine) if distributed.is_writer() else mine:
+            tokens, counted = steps[i]
+            state.update(mask=counted.to(device), offset=offsets[i])
             logits = bridge(tokens.to(device))  # (B, T, vocab)
-            nll.append(token_nll(logits, tokens.to(device)).reshape(-1))
-            offset += int(counted.sum())
-    assert offset == selection.n_positions, (offset, selection.n_positions)
-    return torch.cat(nll)
+            nll[starts[i] : starts[i + 1]] = token_nll(logits, tokens.to(device)).reshape(-1)
+    if split:
+        assert isinstance(sink, SplitSink), f"{type(sink).__name__} cannot be split among ranks"
+        sink.combine()
+        distributed.sum_(nll)
+    return nll
 
 
 def capture_tensors(bridge: TransformerBridge, selection: Selection, batch_size: int = 8,
                     progress: Callable[[list], Iterable] = iter, attention: str = "sdpa") -> Capture:
     """Δφ, Δφ_attn, Δφ_ffn of every counted position, held in memory."""
     sink = TensorSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model)
-    nll = capture(bridge, selection, sink, batch_size, progress, attention)
+    nll = capture(bridge, selection, sink, batch_size, progress, attention, split=True)
     return Capture(sink.out["delta_phi"], sink.out["attn"], sink.out["ffn"], nll)
 
 
@@ -239,4 +272,4 @@ def capture_stats(bridge: TransformerBridge, selection: Selection, batch_size: i
                   size: int = SAMPLE_SIZE) -> Stats:
     """Stats of the counted positions, streamed: memory flat in the token count (but norms)."""
     sink = StatsSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model, size, str(bridge.cfg.device))
-    return sink.stats(capture(bridge, selection, sink, batch_size, progress, attention))
+    return sink.stats(capture(bridge, selection, sink, batch_size, progress, attention, split=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,10 +64,11 @@ def format_tables(t: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from lib import distributed
     from lib.config import build_config, check_batch_size
     from lib.experiment import Run
-    from lib.store import Store
 
+    writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 alone prints and writes
     try:
         check_batch_size(args.batch_size)
         config = build_config(
@@ -74,13 +76,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             numerics=args.numerics, positions=args.positions, pca=args.pca, attention=args.attention,
             ks=args.ks,
         )
-        print(f"dphi: {config.describe()}", file=sys.stderr)
+        if writer:
+            print(f"dphi: {config.describe()}", file=sys.stderr)
         if config.unavailable:
             raise ResourceUnavailable(config.unavailable)
-        tables = Run(config, Store(cache_dir(args.cache_dir)), args.batch_size).tables
+        with distributed.process_group(config.device):  # torchrun: every rank computes, rank 0 writes
+            tables = Run(config, distributed.SharedStore(cache_dir(args.cache_dir)), args.batch_size).tables
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not writer:
+        return 0
     print(format_tables(tables))
     if args.json:
         # the write-up's tables first, then the suite's own measurements (README: "The tables from the command line")

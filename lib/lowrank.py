@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from lib import distributed
 from lib.capture import token_nll
 from lib.models import attention_kernel
 
@@ -131,10 +132,12 @@ def lowrank_nll(
 ) -> list[float]:
     """Mean next-token NLL on the selection's text tokens under each variant.
 
-    Runs ceil(len(variants) / batch_size) * n_chunks forward passes.
+    Runs ceil(len(variants) / batch_size) * n_chunks forward passes: steps (group of variants,
+    chunk). Under torchrun each rank runs a contiguous share of the steps; the per-step NLL
+    sums are summed over ranks (exact: one rank wrote each) and added in step order on every
+    rank, so the result is bitwise that of one process.
     """
     device = bridge.cfg.device
-    totals = torch.zeros(len(variants), dtype=torch.float64)
     count = sum(len(chunk) - 1 for chunk in selection.chunks)  # predicted tokens
     # Group variants of one site and similar width, so that zero-padding to the group's largest costs little.
     groups: list[list[int]] = []
@@ -142,9 +145,12 @@ def lowrank_nll(
         order = sorted((i for i, v in enumerate(variants) if v.site == site), key=lambda i: variants[i].width)
         groups += [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     steps = [(g, chunk) for g in range(len(groups)) for chunk in selection.chunks]
+    partial = torch.zeros(len(steps), len(variants), dtype=torch.float64)  # NLL sum of each step, zeros elsewhere
+    mine = list(distributed.shard(len(steps)))
     with torch.inference_mode(), attention_kernel(bridge, attention), ExitStack() as hooked:
         current = None
-        for g, chunk in progress(steps):
+        for s in progress(mine) if distributed.is_writer() else mine:
+            g, chunk = steps[s]
             group = groups[g]
             if g != current:  # the group's projections, hooked once for all its chunks
                 hooked.close()
@@ -153,5 +159,9 @@ def lowrank_nll(
                 hooked.enter_context(bridge.hooks(fwd_hooks=hooks))
                 current = g
             tokens = chunk.to(device).expand(len(group), -1)  # (G, T)
-            totals[group] += token_nll(bridge(tokens), tokens).sum(-1)
+            partial[s, group] = token_nll(bridge(tokens), tokens).sum(-1)
+    distributed.sum_(partial)
+    totals = torch.zeros(len(variants), dtype=torch.float64)
+    for row in partial:  # in step order, as one process adds them
+        totals += row
     return (totals / count).tolist()
