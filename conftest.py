@@ -44,12 +44,14 @@ def option_values(config: pytest.Config) -> dict[str, Any]:
 
 def pytest_configure(config: pytest.Config) -> None:
     from lib.config import build_config, check_batch_size
+    from lib.store import check_cache_dir
 
     values = option_values(config)
     values.pop("cache_dir")
     try:
         check_batch_size(values.pop("batch_size"))
         config.stash[RUN_CONFIG] = build_config(**values)
+        check_cache_dir(cache_dir(config.getoption("dphi_cache_dir")))
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
 
@@ -104,13 +106,14 @@ def run_config(pytestconfig: pytest.Config) -> RunConfig:
 @pytest.fixture(scope="session")
 def dphi_run(pytestconfig: pytest.Config, run_config: RunConfig) -> Run:
     """Model, tokens, captured Δφ and tables of the session's config, filled from the cache."""
+    from lib.config import check_batch_size
     from lib.experiment import Run
     from lib.store import Store
 
     if run_config.unavailable:
         pytest.skip(run_config.unavailable)
     store = Store(cache_dir(pytestconfig.getoption("dphi_cache_dir")))
-    return Run(run_config, store, batch_size=pytestconfig.getoption("dphi_batch_size"))
+    return Run(run_config, store, batch_size=check_batch_size(pytestconfig.getoption("dphi_batch_size"), run_config.device))
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.unavailable:
             raise ResourceUnavailable(config.unavailable)
         with distributed.process_group(config.device):  # torchrun: every rank computes, rank 0 writes
-            tables = Run(config, distributed.SharedStore(cache_dir(args.cache_dir)), args.batch_size).tables
+            tables = Run(config, distributed.SharedStore(cache_dir(args.cache_dir)),
+                         check_batch_size(args.batch_size, config.device)).tables
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

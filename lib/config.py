@@ -39,7 +39,11 @@ class RunConfig:
     pca: str
     """centred (default) or uncentred PCA."""
     attention: str = "sdpa"
-    """Attention kernel of the forward passes: sdpa (fused) or eager (TransformerBridge's own)."""
+    """Attention kernel asked for: eager (TransformerBridge's own), or sdpa: fused on the layers
+    where the load-time probe (lib/kernels.py) shows it equals the bridge's own attention on this
+    model to float rounding (1e-5), the bridge's own elsewhere. Which one ran is decided by
+    the model's weights and the device, both in this config, so an entry keyed by it always
+    holds the same numbers; either way they are the eager numbers to 1e-5."""
     ks: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
     """7D's K list (d_model is added to it)."""
 
@@ -146,10 +150,23 @@ def build_config(
     )
 
 
-def check_batch_size(batch_size: int) -> int:
-    """--batch-size: at least 1 sequence per forward pass."""
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size {batch_size} must be at least 1")
+AUTO_BATCH_SIZE = {"cpu": 1, "cuda": 8, "mps": 4}
+"""--batch-size auto per device. cpu: one sequence per pass, measured faster per sequence than 8 on
+the GPT-2-small shape (README, "Model families"). cuda, mps: not measured here (no accelerator);
+8 (the former default, which fits GPT-2 small's 8 x 1024 x 50257 float32 logits, 1.6 GB, on any
+current CUDA card) and 4 (mps shares memory with the system), chosen conservatively."""
+
+
+def check_batch_size(batch_size: int | str, device: str = "cpu") -> int:
+    """--batch-size: a whole number of at least 1, or 'auto' (AUTO_BATCH_SIZE for the resolved device).
+
+    Never changes a number: batches hold whole chunks (or whole projections) of equal length
+    without padding, so each sequence's pass is the same computation.
+    """
+    if batch_size == "auto":
+        return AUTO_BATCH_SIZE.get(device, 1)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size!r} is not allowed; expected a whole number of at least 1, or auto")
     return batch_size
 
 

@@ -98,12 +98,23 @@ def resolve_dataset(name: str) -> tuple[str, str]:
             f"--dataset {name!r}: no such file; expected {DEFAULT_DATASET!r} (WikiText-2 raw test "
             "through `datasets`) or the path of a UTF-8 text file"
         )
-    return str(path.resolve()), _sha(path.read_text(encoding="utf-8"))
+    return str(path.resolve()), _sha(read_utf8(path, name))
+
+
+def read_utf8(path: Path, shown: str) -> str:
+    """The text of a --dataset file, which must be UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"--dataset {shown!r} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start} "
+            "cannot be decoded); expected a UTF-8 text file (convert it, e.g. iconv -t utf-8)"
+        ) from None
 
 
 def load_text(dataset: str) -> str:
     """The whole text of a resolved dataset location."""
-    return _default_text() if dataset == DEFAULT_DATASET else Path(dataset).read_text(encoding="utf-8")
+    return _default_text() if dataset == DEFAULT_DATASET else read_utf8(Path(dataset), dataset)
 
 
 @dataclass(frozen=True)

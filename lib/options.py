@@ -36,6 +36,14 @@ class Option:
         return "dphi_" + self.name.replace("-", "_")
 
 
+def batch_size_value(text: str) -> int | str:
+    """--batch-size's text: a whole number as int, anything else as given (`check_batch_size` names it)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("device", "auto", "device for the forward passes", choices=("auto", "cpu", "cuda", "mps")),
     Option(
@@ -72,8 +80,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "attention",
         "sdpa",
-        "attention kernel during capture and 7D: sdpa (fused, ~2x faster on CPU) or eager (the bridge's own); "
-        "they agree to float rounding (~1e-6)",
+        "attention kernel during capture and 7D: sdpa (fused where a load-time probe shows it equals the bridge's "
+        "own attention on this model, to 1e-5; the bridge's own elsewhere) or eager (the bridge's own everywhere)",
         choices=("sdpa", "eager"),
     ),
     Option(
@@ -81,7 +89,13 @@ OPTIONS: tuple[Option, ...] = (
         "8,16,32,64,128,256,512",
         "7D's K list, comma-separated; d_model is always added and values above it dropped",
     ),
-    Option("batch-size", 8, "sequences (chunks x projections) per forward pass", type=int),
+    Option(
+        "batch-size",
+        "auto",
+        "sequences (chunks x projections) per forward pass: a whole number, or auto (1 on cpu, "
+        "8 on cuda, 4 on mps); never changes a number",
+        type=batch_size_value,
+    ),
     Option("cache-dir", None, f"on-disk cache (default: ${CACHE_ENV} or the user cache dir)"),
 )
 

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from filelock import FileLock
 
+from lib.options import CACHE_ENV
+
 
 class CacheWarning(UserWarning):
     """A cache entry was unusable and is being recomputed."""
@@ -44,12 +46,31 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
             os.unlink(tmp)
 
 
+def check_cache_dir(root: str | Path) -> Path:
+    """The cache directory, created if needed; ConfigError when it cannot be created or written."""
+    from lib.errors import ConfigError
+
+    path = Path(root).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(
+            f"--cache-dir {str(root)!r} cannot be created ({e.strerror or e}); expected a directory that "
+            f"exists or can be created, and is writable (or set ${CACHE_ENV})"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"--cache-dir {str(root)!r} is not writable; expected a directory this user can write to "
+            f"(or set ${CACHE_ENV})"
+        )
+    return path
+
+
 class Store:
     """A directory of cache entries; `get_or_compute` is the one way in."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).expanduser()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = check_cache_dir(root)
 
     def path(self, name: str, key: str) -> Path:
         return self.root / f"{name}-{key}.safetensors"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from lib.corpus import select_tokens
 from lib.errors import ConfigError
 from lib.experiment import Run
+from lib.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,3 +157,138 @@ def test_k_list_option_sets_the_7d_sweep(make_model, make_config, text_file, sto
     assert config.ks == (4, 16, 64)
     tables = Run(config, store).tables
     assert [r["k"] for r in tables["lowrank_ppl"]] == [4, 16, 32]  # 64 > d_model = 32 dropped, d_model added
+
+
+def _corrupt_header_dtype(model_dir: Path) -> None:
+    """A whole file whose header names an unknown dtype: only the loader can tell (SafetensorError)."""
+    path = model_dir / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    n = int.from_bytes(data[:8], "little")
+    header = data[8 : 8 + n].decode().replace('"F32"', '"Q32"', 1)  # same length: offsets stay right
+    data[8 : 8 + n] = header.encode()
+    path.write_bytes(bytes(data))
+
+
+def _truncate(model_dir: Path) -> None:
+    path = model_dir / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+@pytest.fixture
+def copied_model(make_model, tmp_path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(make_model(), tmp_path / "model"))
+
+
+def test_text_file_that_is_not_utf8(make_model, make_config, tmp_path):
+    """A Latin-1 text file stops at the config with the file named and UTF-8 asked for."""
+    text = tmp_path / "latin1.txt"
+    text.write_bytes("Caf\u00e9 cr\u00e8me, na\u00efve.".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"--dataset '.*latin1.txt' is not UTF-8 text \(byte 0xe9 at offset 3"):
+        make_config(make_model(), text)
+
+
+def test_truncated_weights_file(copied_model, make_config, text_file):
+    """A truncated .safetensors file is found from its header when the model is resolved, before loading."""
+    _truncate(copied_model)
+    with pytest.raises(ConfigError, match=r"weights file model.safetensors is corrupt \(its tensors need \d+ bytes but"):
+        make_config(copied_model, text_file)
+
+
+def test_weights_file_the_loader_cannot_read(copied_model, make_config, text_file, store):
+    """A weights file whose header is whole but wrong fails at load as one ConfigError, not a SafetensorError."""
+    _corrupt_header_dtype(copied_model)
+    run = Run(make_config(copied_model, text_file), store)
+    with pytest.raises(ConfigError, match=r"--model '.*model': a weights file cannot be read \(.*Q32.*\); expected the"):
+        run.bridge
+
+
+@pytest.mark.parametrize("make_bad", ["under_a_file", "not_writable"])
+def test_cache_dir_that_cannot_be_created(tmp_path, make_bad, monkeypatch):
+    """A cache directory that cannot be created (its parent is a file) or written names the path."""
+    from lib.store import Store
+
+    (tmp_path / "file").write_text("x")
+    path = tmp_path / "file" / "cache"
+    if make_bad == "not_writable":
+        path = tmp_path / "ro"
+        path.mkdir()
+        monkeypatch.setattr(os, "access", lambda p, mode: False)  # root can write anywhere: ask as a user
+    with pytest.raises(ConfigError, match=rf"--cache-dir '{path}' (cannot be created|is not writable)"):
+        Store(path)
+
+
+def _bad_inputs(kind: str, model: Path, tmp_path: Path, text: Path) -> list[str]:
+    """Options naming one bad input of `kind`."""
+    if kind == "text":
+        bad = tmp_path / "latin1.txt"
+        bad.write_bytes("Caf\u00e9".encode("latin-1"))
+        return ["--model", str(model), "--dataset", str(bad)]
+    if kind == "weights":
+        _truncate(model)
+        return ["--model", str(model), "--dataset", str(text)]
+    (tmp_path / "file").write_text("x")
+    return ["--model", str(model), "--dataset", str(text), "--cache-dir", str(tmp_path / "file" / "cache")]
+
+
+EXPECTED = {"text": "is not UTF-8 text", "weights": "is corrupt", "cache": "cannot be created"}
+
+
+@pytest.mark.parametrize("kind", ["text", "weights", "cache"])
+def test_bad_inputs_exit_2_from_the_command_line(kind, copied_model, text_file, tmp_path, capsys):
+    """`python -m lib tables` prints one error line naming the value and exits 2 (no traceback)."""
+    from lib.cli import main
+
+    code = main(["tables", *_bad_inputs(kind, copied_model, tmp_path, text_file), "--n-tokens", "20"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: --") and EXPECTED[kind] in err[-1], err
+    assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("kind", ["text", "weights", "cache"])
+def test_bad_inputs_are_a_pytest_usage_error(kind, copied_model, text_file, tmp_path):
+    """The same inputs given to pytest stop the session as a usage error (exit 4) with the one line."""
+    test = tmp_path / "test_any.py"
+    test.write_text("def test_nothing():\n    pass\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", str(test), "-p", "conftest", "-p", "no:cacheprovider",
+         *_bad_inputs(kind, copied_model, tmp_path, text_file)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert EXPECTED[kind] in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_bad_batch_size(value):
+    """--batch-size takes a whole number of at least 1, or auto."""
+    from lib.config import check_batch_size
+    from lib.options import batch_size_value
+
+    with pytest.raises(ConfigError, match=rf"--batch-size '?{value}'? is not allowed; expected a whole number of at least 1, or auto"):
+        check_batch_size(batch_size_value(value))
+
+
+def test_batch_size_auto_per_device_and_an_explicit_number_wins():
+    from lib.config import check_batch_size
+
+    assert [check_batch_size("auto", d) for d in ("cpu", "cuda", "mps")] == [1, 8, 4]
+    assert check_batch_size(3, "cpu") == 3 and check_batch_size(3, "cuda") == 3
+
+
+def test_batch_size_does_not_change_a_number(make_model, make_config, text_file, tmp_path):
+    """Tables for batch sizes 1 and 3 (chunks, and 7D projections, per pass) are equal to float rounding."""
+    config = make_config(make_model(n_layer=2, n_ctx=16), text_file, n_tokens=90)  # 6 chunks of 16, 7D: 6 projections
+    one = Run(config, Store(tmp_path / "one"), batch_size=1).tables
+    three = Run(config, Store(tmp_path / "three"), batch_size=3).tables
+    # float32 passes of the same sequences in batches of another size: the matmul kernels may sum
+    # in another order, ~1e-7 relative; 1e-6 is float rounding through 2 layers, and K must not move.
+    assert [r["k90"] for r in one["layer_pca"]] == [r["k90"] for r in three["layer_pca"]]
+    assert one["shared_pca"] == three["shared_pca"]
+    for key in ("mean_norm", "std_norm"):
+        np.testing.assert_allclose([r[key] for r in one["norms"]], [r[key] for r in three["norms"]], rtol=1e-6)
+    assert one["baseline_ppl"] == pytest.approx(three["baseline_ppl"], rel=1e-6)
+    for a, b in zip(one["lowrank_ppl"], three["lowrank_ppl"]):
+        assert (a["individual_ppl"], a["shared_ppl"]) == pytest.approx((b["individual_ppl"], b["shared_ppl"]), rel=1e-6)
