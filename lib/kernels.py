@@ -155,8 +155,8 @@ def _probe_pass(bridge: TransformerBridge, tokens: torch.Tensor) -> list[torch.T
 
 
 def _relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
-    """max over positions of ||a - b|| / ||b|| (float64); a, b: (B, T, width)."""
-    a64, b64 = a.double(), b.double()
+    """max over positions of ||a - b|| / ||b|| (float64 on the CPU: mps has none); a, b: (B, T, width)."""
+    a64, b64 = a.cpu().double(), b.cpu().double()
     return float(((a64 - b64).norm(dim=-1) / b64.norm(dim=-1).clamp_min(1e-30)).max())
 
 
