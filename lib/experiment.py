@@ -222,3 +222,20 @@ class Run:
             **cause_tables(st, bases, shared, attn, ffn, self.bridge, self.selection, centred,
                            [r["k90"] for r in layer_pca], [r["attn_k90"] for r in attn_ffn]),
         }
+
+    @cached_property
+    def followups(self) -> dict[str, Any]:
+        """Follow-up tables 7F-7H (lib/followups.py): computed only when accessed, cached beside the tables."""
+        from lib.followups import FOLLOWUPS_VERSION, followup_tables
+
+        meta = {"stage": "followups", "version": FOLLOWUPS_VERSION, **self.config.identity()}
+
+        def compute() -> dict[str, Any]:
+            st = self.stats  # loads the held capture where the tables use it; the outliers' vectors come from it
+            return followup_tables(
+                self.bridge, self.selection, st, centred=self.config.pca == "centred", ks=self.config.ks,
+                batch_size=self.batch_size, progress=_tqdm("7F-7H low-rank passes"), attention=self.config.attention,
+                capture=vars(self).get("capture"),
+            )
+
+        return self.store.get_or_compute_json("followups", self.config.key(), meta, compute)

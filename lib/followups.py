@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 import lib.capture
+from lib.causes import locate
 from lib.corpus import Selection
 from lib.experiment import layer_bases, lowrank_ks, shared_basis
 from lib.lowrank import Projection, lowrank_nll
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
     from lib.capture import Capture, Stats
 
+FOLLOWUPS_VERSION = 1
+"""Bump when a follow-up table's definition changes, so cached ones are recomputed."""
 OVERLAP_FRACTION = 12
 """7G's k = d_model / 12 (64 on GPT-2 small, its head width d_head): a fixed fraction of d_model
 keeps the chance level k / d_model = 1/12 the same on every model, so overlaps compare across models."""
@@ -116,16 +119,6 @@ def outliers(norms: torch.Tensor, mads: float = OUTLIER_MADS) -> list[torch.Tens
     return [torch.nonzero(row).flatten() for row in norms > med + mads * mad]
 
 
-def chunk_positions(selection: Selection) -> tuple[torch.Tensor, torch.Tensor]:
-    """(chunk index, position within the chunk) of every counted position, in capture order."""
-    chunk, position = [], []
-    for c, counted in enumerate(selection.counted):
-        where = torch.nonzero(counted).flatten()  # (n_counted,)
-        chunk.append(torch.full_like(where, c))
-        position.append(where)
-    return torch.cat(chunk), torch.cat(position)
-
-
 def without(moments: Moments, x: torch.Tensor) -> Moments:
     """The moments with the vectors x (n, d) taken out: float64 sums minus their contributions."""
     x = x.to("cpu", torch.float64)
@@ -181,7 +174,6 @@ def layer_pca_without_outliers(
     """
     left_out = outliers(stats.norms)
     x = vectors({layer: ps.tolist() for layer, ps in enumerate(left_out) if len(ps)})
-    chunk, position = chunk_positions(selection)
     med = stats.norms.median(-1).values
     mad = (stats.norms - med[:, None]).abs().median(-1).values
     rows = []
@@ -192,8 +184,8 @@ def layer_pca_without_outliers(
         rows.append({
             "layer": layer, **_k_columns(pca(m, centred, vectors=False)),
             "threshold": float(med[layer] + OUTLIER_MADS * mad[layer]), "n_left_out": len(ps),
-            "left_out": [{"chunk": int(chunk[p]), "position": int(position[p]), "norm": float(stats.norms[layer, p])}
-                         for p in ps],
+            "left_out": [{"chunk": c, "position": p, "norm": float(stats.norms[layer, i])}
+                         for (c, p), i in zip(locate(selection, ps), ps)],
         })
     return rows
 

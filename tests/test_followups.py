@@ -481,3 +481,17 @@ def test_every_predicate_decides_or_says_it_does_not_apply(make_model, make_conf
         except NotApplicable:
             continue
         assert isinstance(holds, bool) and measured, name
+
+
+def test_run_followups_are_lazy_and_cached(small_run, small_followups, tmp_path):
+    """Run.followups: not part of Run.tables, computed when accessed, then read from the cache
+    without loading the model; equal to followup_tables on the run's own data."""
+    run = Run(small_run.config, Store(tmp_path))
+    tables = run.tables
+    assert not {"attn_only_ppl", "subspace_overlap"} & set(tables) and "followups" not in vars(run)
+    f = run.followups
+    for name in ("attn_only_ppl", "ffn_only_ppl", "shared_ablation"):
+        for got, want in zip(f[name], small_followups[name]):
+            assert got == pytest.approx(want, rel=1e-5), name  # another Store, the same numbers
+    again = Run(small_run.config, Store(tmp_path))
+    assert again.followups == f and "bridge" not in vars(again)
