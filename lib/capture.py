@@ -170,33 +170,81 @@ class Stats:
 
 
 class StatsSink:
-    """Accumulates Stats while capturing, instead of holding every vector."""
+    """Accumulates Stats while capturing, instead of holding every vector.
 
-    def __init__(self, n_layers: int, n: int, d_model: int, size: int = SAMPLE_SIZE, device: str = "cpu") -> None:
-        self.n = n
-        # float64 on the forward passes' device where it has float64 (not mps): no copy per hook
-        self.device = "cpu" if torch.device(device).type == "mps" else device
-        self.total = torch.zeros(3, n_layers, d_model, dtype=torch.float64, device=self.device)
-        self.outer = torch.zeros(3, n_layers, d_model, d_model, dtype=torch.float64, device=self.device)
+    exact (Stats.of_capture, the held path): float64 sums of x and x x^T, as Moments.of.
+    Otherwise (the streamed capture): per batch, the float32 Gram matrix of the batch centred
+    on its own mean, on the forward passes' device, merged into a running mean and centred
+    scatter M2 = sum (x - mean)(x - mean)^T with the pairwise update of Chan, Golub & LeVeque
+    (1979): M2 = M2_a + M2_b + delta delta^T n_a n_b / n, delta = mean_b - mean_a. The merge
+    is float64 (float32 on mps, which has no float64; the work stays on the device). The
+    float32 Gram is ~2x cheaper than a float64 one and needs no float64 copy of x; its error
+    against exact float64 is stated in tests/test_capture.py.
+    """
+
+    def __init__(self, n_layers: int, n: int, d_model: int, size: int = SAMPLE_SIZE, device: str = "cpu",
+                 exact: bool = True) -> None:
+        self.n, self.exact = n, exact
+        mps = torch.device(device).type == "mps"
+        # exact: float64 on the forward passes' device where it has float64 (not mps): no copy per hook
+        self.device = "cpu" if mps and exact else device
+        dtype = torch.float32 if mps else torch.float64
+        self.total = torch.zeros(3, n_layers, d_model, dtype=dtype, device=self.device)
+        """exact: sum of x; else the running mean."""
+        self.outer = torch.zeros(3, n_layers, d_model, d_model, dtype=dtype, device=self.device)
+        """exact: sum of x x^T; else M2 (upper triangle only, as Moments.outer)."""
+        self.seen = [[0] * n_layers for _ in KEYS]  # positions merged so far per (key, layer)
+        self.gram = torch.zeros(d_model, d_model, device=device)  # float32 scratch of the fast path
         self.norms = torch.zeros(n_layers, n, dtype=torch.float64)
         self.positions = sample_positions(n, size)
         self.sample = torch.zeros(n_layers, len(self.positions), d_model)
 
     def write(self, key: str, layer: int, offset: int, x: torch.Tensor) -> None:
-        x64 = x.detach().to(self.device, torch.float64)  # (n, d_model)
+        x = x.detach()
         k = KEYS.index(key)
-        self.total[k, layer] += x64.sum(0)
-        add_gram_(self.outer[k, layer], x64)
+        if self.exact:
+            x = x.to(self.device, torch.float64)  # (n, d_model)
+            self.total[k, layer] += x.sum(0)
+            add_gram_(self.outer[k, layer], x)
+        elif len(x):
+            self._merge(k, layer, x.float())
         if key == "delta_phi":
-            self.norms[layer, offset : offset + len(x)] = x64.norm(dim=-1).cpu()
+            norm = torch.linalg.vector_norm(x, dim=-1, dtype=self.total.dtype)  # (n,), no float64 copy of x
+            self.norms[layer, offset : offset + len(x)] = norm.cpu()
             lo, hi = torch.searchsorted(self.positions, torch.tensor([offset, offset + len(x)])).tolist()
-            self.sample[layer, lo:hi] = x64[(self.positions[lo:hi] - offset).to(self.device)].float().cpu()
+            self.sample[layer, lo:hi] = x[(self.positions[lo:hi] - offset).to(x.device)].float().cpu()
+
+    def _merge(self, k: int, layer: int, x: torch.Tensor) -> None:
+        """Chan's pairwise update of (mean, M2) of (k, layer) with the batch x (n_b, d) float32."""
+        n_a, n_b = self.seen[k][layer], len(x)
+        mean_b = x.mean(0)  # (d,) float32
+        self.gram.zero_()
+        add_gram_(self.gram, x - mean_b)  # float32 centred Gram of the batch, upper block triangle
+        mean, m2 = self.total[k, layer], self.outer[k, layer]
+        delta = mean_b.to(mean.dtype) - mean  # (d,)
+        n = n_a + n_b
+        m2 += self.gram
+        m2.addr_(delta, delta, alpha=n_a * n_b / n)
+        mean += delta * (n_b / n)
+        self.seen[k][layer] = n
+
+    def _settle(self) -> None:
+        """Fast path: turn (mean, M2) into the sums Stats holds, sum x and sum x x^T (float64, CPU)."""
+        if self.exact:
+            return
+        count = torch.tensor(self.seen, dtype=torch.float64)[..., None]  # (3, L, 1)
+        mean, m2 = self.total.cpu().double(), self.outer.cpu().double()
+        self.total = mean * count
+        self.outer = m2 + count[..., None] * mean[..., :, None] * mean[..., None, :]  # (3, L, d, d)
+        self.exact = True  # now plain sums: combine adds them across ranks
 
     def combine(self) -> None:
+        self._settle()
         for t in (self.total, self.outer, self.norms, self.sample):
             distributed.sum_(t)
 
     def stats(self, nll: torch.Tensor) -> Stats:
+        self._settle()
         return Stats(self.n, self.total.cpu(), self.outer.cpu(), self.norms, self.sample, nll)
 
 
@@ -271,5 +319,6 @@ def capture_stats(bridge: TransformerBridge, selection: Selection, batch_size: i
                   progress: Callable[[list], Iterable] = iter, attention: str = "sdpa",
                   size: int = SAMPLE_SIZE) -> Stats:
     """Stats of the counted positions, streamed: memory flat in the token count (but norms)."""
-    sink = StatsSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model, size, str(bridge.cfg.device))
+    sink = StatsSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model, size, str(bridge.cfg.device),
+                     exact=False)
     return sink.stats(capture(bridge, selection, sink, batch_size, progress, attention, split=True))

@@ -129,3 +129,43 @@ def test_token_nll_in_blocks_equals_one_cross_entropy(batch, n_tokens, vocab, ch
         got = token_nll(logits, tokens)
     assert got.shape == (batch, n_tokens - 1) and got.dtype == torch.float64
     torch.testing.assert_close(got, want.double(), rtol=1e-6, atol=1e-6)
+
+
+STREAM_EIG_TOL = 1e-6
+"""|λ_i(fast) - λ_i(exact)| / λ_1 for the streamed moments (float32 Gram of each batch centred on its
+own mean, merged in float64) against exact float64 sums: each Gram entry carries float32 rounding
+(~6e-8 relative to the batch's variance scale), so eigenvalues move by ~1e-8 of λ_1 (4.9e-9 measured
+on the embedded model at 30,000 positions); 1e-6 leaves 200x margin and is the bound the issue asks
+the tables to meet."""
+
+
+def test_streamed_float32_moments_match_exact_float64(shared_text, store):
+    """One capture of 30,000 positions of the embedded model feeds the exact float64 sink and the fast
+    streamed one: per layer and write (Δφ, attention, FFN) and for the shared basis, the eigenvalues
+    agree within STREAM_EIG_TOL of the largest, the cumulative ratios too, K at every threshold is
+    exactly the same, and the norms (7A) and the 7C sample are identical."""
+    from lib.capture import KEYS, StatsSink, capture
+    from lib.config import build_config
+    from lib.spectra import pca
+
+    n = 30_000
+    config = build_config(model="tiny-wikitext", dataset=str(shared_text), n_tokens=n, device="cpu",
+                          numerics="compat", positions="all", pca="centred")
+    run = Run(config, store)  # bridge and selection only
+    n_layers, d = run.bridge.cfg.n_layers, run.bridge.cfg.d_model
+    exact, fast = StatsSink(n_layers, n, d, exact=True), StatsSink(n_layers, n, d, exact=False)
+
+    class Both:
+        def write(self, *args: object) -> None:
+            exact.write(*args)  # type: ignore[arg-type]
+            fast.write(*args)  # type: ignore[arg-type]
+
+    nll = capture(run.bridge, run.selection, Both(), batch_size=8)
+    a, b = exact.stats(nll), fast.stats(nll)
+    pairs = [(a.moments(k, layer), b.moments(k, layer)) for k in KEYS for layer in range(n_layers)]
+    for ma, mb in [*pairs, (a.shared_moments(), b.shared_moments())]:
+        pa, pb = pca(ma, vectors=False), pca(mb, vectors=False)
+        assert ((pa.variance - pb.variance).abs() / pa.variance[0]).max() <= STREAM_EIG_TOL
+        assert (pa.ratio.cumsum(0) - pb.ratio.cumsum(0)).abs().max() <= STREAM_EIG_TOL
+        assert pa.ks() == pb.ks()
+    assert torch.equal(a.norms, b.norms) and torch.equal(a.sample, b.sample)
