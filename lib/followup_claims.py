@@ -47,8 +47,7 @@ def _rises(r: dict[int, float]) -> bool:
 
 
 def harmful_noise(t: Tables) -> Outcome:
-    """「Layer 11 に不要な基底が中間層で有害なノイズとして作用するため」: the shared ratio's rise K=8 -> 32 appears with the
-    projection at every layer but the last, and not at the last layer alone."""
+    """「Layer 11 に不要な基底が中間層で有害なノイズとして作用するため」: 7D's rise (ratio at K=8 < 16 < 32) with the shared projection at every layer but the last, not at the last alone."""
     if n_layers(t) < 2:
         raise NotApplicable(f"'the other layers' needs at least 2 layers; this model has {n_layers(t)}")
     rows = {r["k"]: r for r in t["shared_ablation"]}
@@ -76,8 +75,7 @@ def layer2_k90_rises_without_outliers(t: Tables) -> Outcome:
 
 
 def largest_std_ratio_k90_rises_without_outliers(t: Tables) -> Outcome:
-    """「Layer 2: K=1。分散が1方向に極端に集中（std_norm=73 が原因）」by role: the layer with the largest std/mean has a K90 that
-    rises without its outliers."""
+    """「Layer 2: K=1。分散が1方向に極端に集中（std_norm=73 が原因）」by role: the largest-std/mean layer's K90 rises without its outliers."""
     r = _std_over_mean(t)
     layer = r.index(max(r))
     before, row = t["layer_pca"][layer]["k90"], t["layer_pca_without_outliers"][layer]

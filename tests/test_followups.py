@@ -141,33 +141,48 @@ def _sharp_neox(model) -> None:
         qkv.bias.view(heads, 3, -1)[:, :2] *= 30
 
 
-@pytest.fixture(scope="module")
-def neox_dir(tmp_path_factory, tokenizer_dir):
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+def _sharp_gptj(model) -> None:
+    """As _sharp_neox for GPT-J (separate q, k, v projections; one LayerNorm feeds both writes)."""
+    model.lm_head.weight *= 10
+    for block in model.transformer.h:
+        block.attn.q_proj.weight *= 30
+        block.attn.k_proj.weight *= 30
+        block.attn.out_proj.weight *= 10
+        block.mlp.fc_out.weight *= 10
+
+
+def _parallel_model(family: str, out, tokenizer_dir):
+    """A 3-layer parallel-attention model of `family` (sharpened), saved with the test tokenizer."""
+    from transformers import GPTJConfig, GPTJForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
 
     torch.manual_seed(0)
-    config = GPTNeoXConfig(
-        vocab_size=300, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=32, use_parallel_residual=True, rotary_pct=0.5, bos_token_id=0, eos_token_id=0,
-        tie_word_embeddings=False,
-    )
-    model = GPTNeoXForCausalLM(config).eval()
+    if family == "gpt-neox":
+        config = GPTNeoXConfig(
+            vocab_size=300, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=32, use_parallel_residual=True, rotary_pct=0.5, bos_token_id=0, eos_token_id=0,
+            tie_word_embeddings=False,
+        )
+        model, sharpen = GPTNeoXForCausalLM(config).eval(), _sharp_neox
+    else:
+        config = GPTJConfig(vocab_size=300, n_embd=32, n_layer=3, n_head=4, n_positions=32, rotary_dim=4,
+                            bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
+        model, sharpen = GPTJForCausalLM(config).eval(), _sharp_gptj
     with torch.no_grad():
-        _sharp_neox(model)
-    out = tmp_path_factory.mktemp("neox")
+        sharpen(model)
     model.save_pretrained(out)
     for f in tokenizer_dir.iterdir():
         shutil.copy(f, out)
-    return out
+    return out, type(model)
 
 
-def test_site_only_ppl_matches_plain_hf_on_parallel_attention(neox_dir, make_config, text_file, tmp_path):
-    """7F on GPT-NeoX with use_parallel_residual (attention and FFN read the same resid_pre), sharp
-    random attention, 3 chunks past its context: the same HF-hook comparison as for GPT-2."""
-    from transformers import GPTNeoXForCausalLM
-
-    run = Run(make_config(neox_dir, text_file, n_tokens=90, attention="eager", ks="2,8"), Store(tmp_path))
-    hf = GPTNeoXForCausalLM.from_pretrained(neox_dir, attn_implementation="eager").eval()
+@pytest.mark.parametrize("family", ["gpt-neox", "gpt-j"])
+def test_site_only_ppl_matches_plain_hf_on_parallel_attention(family, make_config, text_file, tmp_path, tokenizer_dir):
+    """7F on parallel-attention families (attention and FFN read the same resid_pre: GPT-NeoX with
+    use_parallel_residual, GPT-J), sharp random attention, 3 chunks past the context: the same
+    HF-hook comparison as for GPT-2. Eager attention: the fused kernel is not this test's subject."""
+    model_dir, cls = _parallel_model(family, tmp_path / "model", tokenizer_dir)
+    run = Run(make_config(model_dir, text_file, n_tokens=90, attention="eager", ks="2,8"), Store(tmp_path / "cache"))
+    hf = cls.from_pretrained(model_dir, attn_implementation="eager").eval()
     f = _check_against_hf(run, hf)
     # the projection must move the perplexity by far more than the tolerance, or the comparison is empty
     for site in ("attn", "ffn"):
