@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 
 from lib import distributed
+from lib.errors import ConfigError
 from lib.models import attention_kernel
 from lib.spectra import Moments, add_gram_
 
@@ -246,6 +247,60 @@ class StatsSink:
     def stats(self, nll: torch.Tensor) -> Stats:
         self._settle()
         return Stats(self.n, self.total.cpu(), self.outer.cpu(), self.norms, self.sample, nll)
+
+
+def free_bytes(device: str) -> int:
+    """Memory this process can still take: free memory of a CUDA device, else available RAM (mps: unified)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    import psutil  # a dependency of transformer-lens (through accelerate)
+
+    return int(psutil.virtual_memory().available)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def check_memory(bridge: TransformerBridge, selection: Selection, batch_size: int, held: bool) -> None:
+    """ConfigError before a capture whose kept tensors would not fit, saying what to change.
+
+    Counted: what the capture keeps (held: Δφ, Δφ_attn, Δφ_ffn float32, then their float64
+    moments; streamed: the moments on the forward's device, norms and the 7C sample in RAM)
+    and one batch's float32 logits on the forward's device. Under torchrun every rank of this
+    machine keeps the whole result (LOCAL_WORLD_SIZE times in RAM). The model and the other
+    activations come on top, so a run that passes may still be tight; one that fails would not fit.
+    """
+    cfg = bridge.cfg
+    n_layers, n, d = cfg.n_layers, selection.n_positions, cfg.d_model
+    device, ranks = str(cfg.device), distributed.local_world_size()
+    logits = batch_size * max(len(c) for c in selection.chunks) * cfg.d_vocab * 4
+    moments = 3 * n_layers * (d * d + d) * 8
+    kept = n_layers * n * 8 + n_layers * min(n, SAMPLE_SIZE) * d * 4  # norms, sample
+    if held:
+        ram, dev = ranks * (3 * n_layers * n * d * 4 + moments + kept), logits
+        per_position = ranks * 3 * n_layers * d * 4
+        what = f"Δφ, Δφ_attn and Δφ_ffn of {n:,} positions held in memory, with their moments"
+    else:
+        ram, dev = ranks * kept, moments + d * d * 4 + logits
+        per_position = ranks * n_layers * 8
+        what = f"the streamed statistics of {n:,} positions (moments, per-position norms, 7C sample)"
+    shared_ram = torch.device(device).type != "cuda"  # cpu and mps: one pool
+    ram_free = free_bytes("cpu")
+    if shared_ram:
+        ram, dev = ram + dev, 0
+    if ram > ram_free:
+        fit = max(0, int(n - (ram - ram_free) / per_position))
+        extra = f" or run fewer than {ranks} processes on this machine" if ranks > 1 else ""
+        raise ConfigError(
+            f"{what} need {_gib(ram)} of memory, but {_gib(ram_free)} is available: lower --n-tokens "
+            f"(about {fit:,} would fit) or --batch-size{extra}"
+        )
+    if dev and dev > (dev_free := free_bytes(device)):
+        raise ConfigError(
+            f"{what} and one batch's logits need {_gib(dev)} on {device}, but {_gib(dev_free)} is free "
+            f"there: lower --batch-size, or use --device cpu"
+        )
 
 
 def capture(

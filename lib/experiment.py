@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lib.capture import Capture, Stats, capture_stats, capture_tensors
+from lib.capture import Capture, Stats, capture_stats, capture_tensors, check_memory
 from lib.causes import cause_tables
 from lib.config import CAPTURE_INDEPENDENT
 from lib.corpus import Selection, load_text, select_tokens, tokenize
@@ -163,6 +163,7 @@ class Run:
         meta = {"stage": "capture", **self.config.identity(exclude=CAPTURE_INDEPENDENT)}
 
         def compute() -> dict[str, torch.Tensor]:
+            check_memory(self.bridge, self.selection, self.batch_size, held=True)
             return capture_tensors(
                 self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ"), self.config.attention
             ).tensors()
@@ -180,6 +181,7 @@ class Run:
         meta = {"stage": "stats", **self.config.identity(exclude=CAPTURE_INDEPENDENT)}
 
         def compute() -> dict[str, torch.Tensor]:
+            check_memory(self.bridge, self.selection, self.batch_size, held=False)
             return capture_stats(
                 self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ statistics"), self.config.attention
             ).tensors()

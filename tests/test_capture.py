@@ -169,3 +169,23 @@ def test_streamed_float32_moments_match_exact_float64(shared_text, store):
         assert (pa.ratio.cumsum(0) - pb.ratio.cumsum(0)).abs().max() <= STREAM_EIG_TOL
         assert pa.ks() == pb.ks()
     assert torch.equal(a.norms, b.norms) and torch.equal(a.sample, b.sample)
+
+
+@pytest.mark.parametrize("stream_above", [10_000, 0], ids=["held", "streamed"])
+def test_memory_guard_stops_a_run_that_would_not_fit_before_capturing(
+    make_model, make_config, text_file, tmp_path, monkeypatch, stream_above
+):
+    """With less memory free than the capture keeps, the run raises ConfigError naming the need and the
+    option to change, before any forward pass and without a cache entry; with enough it runs."""
+    from lib.errors import ConfigError
+
+    config = make_config(make_model(), text_file, n_tokens=50)
+    run = Run(config, Store(tmp_path / "cache"), stream_above=stream_above)
+    # held: 3 x 2 layers x 50 x 32 float32 = 38 KiB of vectors, plus moments and logits
+    monkeypatch.setattr(lib.capture, "free_bytes", lambda device: 20_000)
+    monkeypatch.setattr(lib.capture, "capture", lambda *a, **k: pytest.fail("captured before the memory check"))
+    with pytest.raises(ConfigError, match=r"GiB of memory, but .* available: lower --n-tokens"):
+        run.stats
+    assert [p for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
+    monkeypatch.undo()
+    assert Run(config, Store(tmp_path / "cache"), stream_above=stream_above).stats.count == 50
