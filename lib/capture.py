@@ -220,7 +220,12 @@ class StatsSink:
         n_a, n_b = self.seen[k][layer], len(x)
         mean_b = x.mean(0)  # (d,) float32
         self.gram.zero_()
-        add_gram_(self.gram, x - mean_b)  # float32 centred Gram of the batch, upper block triangle
+        precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")  # never TF32 (~1e-3) for the moments, whatever the caller set
+        try:
+            add_gram_(self.gram, x - mean_b)  # float32 centred Gram of the batch, upper block triangle
+        finally:
+            torch.set_float32_matmul_precision(precision)
         mean, m2 = self.total[k, layer], self.outer[k, layer]
         delta = mean_b.to(mean.dtype) - mean  # (d,)
         n = n_a + n_b
