@@ -1,25 +1,24 @@
 """The attention kernel of the forward passes, and the load-time probe that decides it.
 
 TransformerBridge reconstructs attention eagerly (scores, mask, softmax) so that patterns
-can be hooked. Δφ needs no pattern, and one fused causal SDPA call halves the cost of a
-GPT-2 forward on CPU. A speed option must never change a number (DESIGN.md), so the fused
-kernel is used only where it computes what the bridge's own attention computes:
+can be hooked; on Llama-style models that costs ~2x Hugging Face's forward on CPU. Δφ needs
+no pattern: the fused kernel runs each layer's own Hugging Face attention module (the one
+the bridge wraps, with the bridge's processed weights) with Hugging Face's SDPA
+implementation, and fires the bridge's hook_out (hook_attn_out) on its output. A speed
+option must never change a number (DESIGN.md), so it is used only where it computes what
+the bridge's own attention computes:
 
-1. statically, on attention layers whose reconstruction is one the fused kernel re-implements
-   (`FUSED`: the plain joint-QKV attention of GPT-2, and the joint-QKV rotary attention of
-   GPT-NeoX / Pythia, full or partial rotary, with rotary applied exactly as the bridge does);
-   everything else (ALiBi, Llama-style attention with grouped KV, sliding windows,
-   soft-capping or its own score scale, custom subclasses) keeps the bridge's own kernel;
+1. statically, where the Hugging Face model has an SDPA implementation (not Gemma 2's
+   soft-capping, GPT-Neo, Bloom's ALiBi) and nothing hooks the attention's inner sites;
 2. numerically, per loaded model: `probe` runs one short batch through both kernels and
    refuses the fused one when Δφ or the logits differ by more than float rounding.
 
-The decision is stored on the bridge; `attention_kernel` applies it and the run prints one
+The decision is stored on the bridge; `attention_kernel` applies it, and the run prints one
 line saying which kernel runs and why.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 import types
 from collections.abc import Iterator
@@ -51,9 +50,9 @@ class Decision:
     """Which kernel a loaded model's forward passes use, and why (one line)."""
 
     kernel: str
-    """'sdpa' (fused on the layers in `fused`) or 'eager' (the bridge's own everywhere)."""
+    """'sdpa' (fused on every layer) or 'eager' (the bridge's own everywhere)."""
     fused: tuple[int, ...]
-    """Layers whose attention runs fused (empty for eager)."""
+    """Layers whose attention runs fused: all of them, or none (eager)."""
     reason: str
     """Why, for the run's log line."""
 
@@ -61,79 +60,64 @@ class Decision:
         return f"dphi: attention kernel {self.kernel}: {self.reason}"
 
 
-def _fused_classes() -> dict[Any, bool]:
-    """Bridge attention classes whose `_reconstruct_attention` the fused kernel re-implements -> rotary."""
-    from transformer_lens.model_bridge.generalized_components.joint_qkv_attention import JointQKVAttentionBridge
-    from transformer_lens.model_bridge.generalized_components.joint_qkv_position_embeddings_attention import (
-        JointQKVPositionEmbeddingsAttentionBridge,
-    )
+def _hf_attention(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Forward of an attention bridge through the Hugging Face module it wraps, then hook_out.
 
-    return {
-        JointQKVAttentionBridge._reconstruct_attention: False,
-        JointQKVPositionEmbeddingsAttentionBridge._reconstruct_attention: True,
-    }
-
-
-def _sdpa_reconstruct(
-    self: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, rotary: bool, **kwargs: Any
-) -> tuple:
-    """The bridge's attention with one fused causal SDPA kernel instead of scores + mask + softmax.
-
-    The maths of JointQKVAttentionBridge._reconstruct_attention (and, for rotary layers, of
-    JointQKVPositionEmbeddingsAttentionBridge's: the same rotary, full or partial, applied to
-    q and k first) for inputs without padding or KV cache. It skips hook_attn_scores /
-    hook_pattern, so it is installed only where nothing hooks them.
+    The module receives what the Hugging Face decoder layer passes (hidden states, rotary
+    embeddings, ALiBi, the mask) and computes with the model's attention implementation.
     """
-    n_heads = self.config.n_heads
-    n_kv = getattr(self.config, "n_key_value_heads", None) or n_heads
-    q, k, v, batch, seq, d_head = self._reshape_qkv_to_heads(q, k, v, n_heads, n_kv)  # (B, H, T, d_head)
-    position_embeddings = kwargs.get("position_embeddings")
-    if rotary and isinstance(position_embeddings, tuple):
-        cos, sin = self._apply_position_embedding_hooks(position_embeddings)
-        q, k = self._apply_rotary_pos_emb(q, k, cos, sin)
-    if n_kv != n_heads:  # grouped KV, expanded as the bridge does
-        k = k.repeat_interleave(n_heads // n_kv, dim=1)
-        v = v.repeat_interleave(n_heads // n_kv, dim=1)
-    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=d_head**-0.5)
-    out = self._reshape_attn_output(out, batch, seq, n_heads, d_head)  # (B, T, H * d_head)
-    return (self._apply_output_projection(out), None)
+    if not _unhooked(self):
+        raise RuntimeError(
+            f"a hook on an inner site of {str(self.hook_out.name).removesuffix('.hook_out')} (pattern, q, k, v, z ...) was added while the fused "
+            "attention kernel runs, which would skip it: add it before entering attention_kernel, or use "
+            "the 'eager' kernel (--attention eager)"
+        )
+    out = self.original_component(*args, **kwargs)
+    attn_out = self.hook_out(out[0] if isinstance(out, tuple) else out)  # (B, T, d_model)
+    return (attn_out, *out[1:]) if isinstance(out, tuple) else attn_out
 
 
-def fusable(attn: Any) -> bool:
-    """Whether the fused kernel re-implements this attention layer's reconstruction (static check)."""
-    cfg = attn.config
-    reconstruct = getattr(type(attn), "_reconstruct_attention", None)
-    plain = all(
-        not getattr(cfg, flag, False)
-        for flag in ("scale_attn_by_inverse_layer_idx", "use_attn_result", "use_split_qkv_input", "use_attn_in")
-    )
+def fusable(bridge: TransformerBridge) -> bool:
+    """Whether the fused kernel can run this model at all (static check; the probe decides)."""
+    hf = getattr(bridge, "original_model", None)
+    cfg = bridge.cfg
+    plain = not any(getattr(cfg, flag, False) for flag in ("use_attn_result", "use_split_qkv_input", "use_attn_in"))
+    attns = [getattr(block, "attn", None) for block in bridge.blocks]
     return (
-        reconstruct in _fused_classes() and plain and not getattr(attn, "_reorder_and_upcast_attn", False)
-        and not getattr(attn, "training", False)
+        plain and bool(getattr(hf, "_supports_sdpa", False)) and hasattr(hf, "config") and len(attns) > 0
+        and all(a is not None and getattr(a, "original_component", None) is not None for a in attns)
     )
 
 
 def _unhooked(attn: Any) -> bool:
-    """Nothing hooks the pattern or the scores the fused kernel does not compute."""
-    return not any(getattr(attn, h)._forward_hooks for h in ("hook_attn_scores", "hook_pattern") if hasattr(attn, h))
+    """Nothing hooks the attention's inner sites, which the fused kernel does not run (hook_out it fires)."""
+    from transformer_lens.hook_points import HookPoint
+
+    return not any(
+        m._forward_hooks or m._backward_hooks
+        for m in attn.modules() if isinstance(m, HookPoint) and m is not attn.hook_out
+    )
 
 
 @contextmanager
 def _fused(bridge: TransformerBridge, layers: tuple[int, ...]) -> Iterator[None]:
-    patched = []
-    rotary = _fused_classes()
-    for layer in layers:
-        attn = bridge.blocks[layer].attn
-        if not _unhooked(attn):
-            continue
-        kernel = functools.partial(_sdpa_reconstruct, rotary=rotary[type(attn)._reconstruct_attention])
-        attn._reconstruct_attention = types.MethodType(kernel, attn)
-        patched.append(attn)
+    """Run every layer's attention as Hugging Face's SDPA attention inside the block, when
+    `layers` is every layer and none of them has inner hooks; else leave the bridge's own."""
+    attns = [bridge.blocks[layer].attn for layer in layers]
+    if not attns or len(attns) != len(bridge.blocks) or not all(_unhooked(a) for a in attns):
+        yield
+        return
+    config: Any = bridge.original_model.config  # shared by the layers; also decides the mask the model builds
+    saved = config._attn_implementation
+    for attn in attns:
+        attn.__dict__["forward"] = types.MethodType(_hf_attention, attn)  # instance attribute, past the bridge's __setattr__
+    config._attn_implementation = "sdpa"
     try:
         yield
     finally:
-        for attn in patched:
-            del attn._reconstruct_attention
+        config._attn_implementation = saved
+        for attn in attns:
+            del attn.__dict__["forward"]
 
 
 def _probe_pass(bridge: TransformerBridge, tokens: torch.Tensor) -> list[torch.Tensor]:
@@ -166,11 +150,9 @@ def probe(bridge: TransformerBridge) -> Decision:
     Runs PROBE_BATCH deterministic pseudo-random token sequences (BOS first) through the
     eager and the fused kernel and compares Δφ of every layer and the logits.
     """
-    layers = tuple(i for i, block in enumerate(bridge.blocks) if hasattr(block, "attn") and fusable(block.attn))
-    if not layers:
-        kind = type(bridge.blocks[0].attn).__name__ if len(bridge.blocks) and hasattr(bridge.blocks[0], "attn") else "?"
-        return Decision("eager", (), f"the fused kernel does not re-implement this model's attention ({kind}); "
-                                     "using the bridge's own")
+    hf_name = type(getattr(bridge, "original_model", None)).__name__
+    if not fusable(bridge):
+        return Decision("eager", (), f"{hf_name} has no SDPA attention the fused kernel can run; using the bridge's own")
     cfg = bridge.cfg
     length = max(2, min(PROBE_LENGTH, int(cfg.n_ctx)))
     g = torch.Generator().manual_seed(0)
@@ -179,14 +161,18 @@ def probe(bridge: TransformerBridge) -> Decision:
     if bos is not None:
         tokens[:, 0] = bos
     tokens = tokens.to(cfg.device)
+    layers = tuple(range(len(bridge.blocks)))
     eager = _probe_pass(bridge, tokens)
-    with _fused(bridge, layers):
-        fused = _probe_pass(bridge, tokens)
+    try:
+        with _fused(bridge, layers):
+            fused = _probe_pass(bridge, tokens)
+    except Exception as e:  # noqa: BLE001 - any failure of the fused kernel means: not for this model
+        return Decision("eager", (), f"the fused kernel fails on {hf_name} ({type(e).__name__}); using the bridge's own")
     worst = max(_relative_difference(f, e) for f, e in zip(fused, eager))
     if not worst <= PROBE_TOLERANCE:  # NaN refuses too
         return Decision("eager", (), f"the fused kernel differs from the bridge's attention by {worst:.1e} "
                                      f"(> {PROBE_TOLERANCE:.0e}) on a probe; using the bridge's own")
-    return Decision("sdpa", layers, f"fused on {len(layers)} of {len(bridge.blocks)} layers, equal to the "
+    return Decision("sdpa", layers, f"Hugging Face's SDPA attention on all {len(layers)} layers, equal to the "
                                     f"bridge's attention on a probe (max relative difference {worst:.1e} "
                                     f"<= {PROBE_TOLERANCE:.0e})")
 
@@ -208,9 +194,9 @@ def decide(bridge: TransformerBridge, kernel: str, announce: bool = True) -> Dec
 def attention_kernel(bridge: TransformerBridge, kernel: str) -> Iterator[None]:
     """Run the bridge's attention as `kernel` ('sdpa' or 'eager') inside the block.
 
-    'sdpa' installs the fused kernel on the layers the probe accepted (`decide`), and only
-    while nothing hooks their patterns; the rest keep the bridge's own. Inputs must have no
-    padding and no KV cache (the suite's chunks never do).
+    'sdpa' installs the fused kernel where the probe accepted it (`decide`), and only while
+    nothing hooks the attention's inner sites (patterns, q, k, v, z); otherwise the bridge's
+    own runs. Inputs must have no padding and no KV cache (the suite's chunks never do).
     """
     if kernel not in ("sdpa", "eager"):
         raise ValueError(f"attention kernel {kernel!r}: expected 'sdpa' or 'eager'")

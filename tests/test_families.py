@@ -221,39 +221,70 @@ def test_family_matrix(family, numerics, family_dir, make_config, text_file, tmp
     assert row["individual_ppl"] == pytest.approx(want, rel=RTOL), (row["individual_ppl"] / want - 1)
 
 
-FUSED = {"gpt2", "gpt_neox"}
-"""Families whose attention the fused kernel re-implements (plain joint QKV; joint QKV + rotary)."""
+FUSED = {"gpt2", "gpt_neox", "llama", "llama_gqa", "mistral", "qwen2", "phi", "opt", "gptj"}
+"""Families whose Hugging Face attention has an SDPA implementation (not Gemma 2, GPT-Neo, Bloom)."""
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_kernel_each_family_gets(family, family_dir, make_config, text_file, store, capsys):
-    """--attention sdpa runs fused only where it re-implements the attention, and says which, on one line."""
+    """--attention sdpa runs fused where Hugging Face has SDPA attention and the probe agrees, and says
+    which kernel runs, on one line."""
     run = Run(make_config(family_dir(family), text_file, n_tokens=N_TOKENS), store)
     run.bridge
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dphi: attention kernel")]
     assert len(lines) == 1
-    assert lines[0].startswith("dphi: attention kernel sdpa: fused on 2 of 2 layers" if family in FUSED
-                               else "dphi: attention kernel eager: ")
+    assert lines[0].startswith("dphi: attention kernel sdpa: Hugging Face's SDPA attention on all 2 layers"
+                               if family in FUSED else "dphi: attention kernel eager: "), lines[0]
 
 
-@pytest.mark.parametrize("family", ["gpt_neox", "bloom"])
-def test_probe_refuses_a_fused_kernel_that_drops_rotary_or_alibi(family, family_dir, make_config, text_file, tmp_path,
-                                                                  monkeypatch):
-    """Were the fused kernel installed on rotary (GPT-NeoX) or ALiBi (Bloom) attention as plain causal
-    attention (the bug this replaces), the probe sees the difference and the run keeps the bridge's own."""
-    from transformer_lens.model_bridge.generalized_components.bloom_attention import BloomAttentionBridge
-
+def _without_rotary(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """The fused kernel with the rotary embedding dropped (cos 1, sin 0): plain causal attention, the earlier bug."""
     import lib.kernels
 
-    real = lib.kernels._fused_classes()
-    wrong = {**{f: False for f in real}, BloomAttentionBridge._reconstruct_attention: False}
-    monkeypatch.setattr(lib.kernels, "_fused_classes", lambda: wrong)
+    cos, sin = kwargs["position_embeddings"]
+    return lib.kernels.__dict__["_real_hf_attention"](self, *args, **{**kwargs, "position_embeddings": (
+        torch.ones_like(cos), torch.zeros_like(sin))})
+
+
+def _off_by_1e4(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """The fused kernel with its output 1e-4 too large: a small error the probe must still see."""
+    import lib.kernels
+
+    out = lib.kernels.__dict__["_real_hf_attention"](self, *args, **kwargs)
+    return (out[0] * (1 + 1e-4), *out[1:]) if isinstance(out, tuple) else out * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("family,wrong", [("gpt_neox", _without_rotary), ("llama", _without_rotary), ("gpt2", _off_by_1e4)])
+def test_probe_refuses_a_fused_kernel_that_differs(family, wrong, family_dir, make_config, text_file, tmp_path,
+                                                   monkeypatch):
+    """A fused kernel that drops rotary (the bug this replaces: GPT-NeoX's norms were 5% off), or is off
+    by 1e-4, is refused by the probe, and the run keeps the bridge's own attention."""
+    import lib.kernels
+
+    monkeypatch.setitem(lib.kernels.__dict__, "_real_hf_attention", lib.kernels._hf_attention)
+    monkeypatch.setattr(lib.kernels, "_hf_attention", wrong)
     model_dir = family_dir(family)
     sdpa = Run(make_config(model_dir, text_file, n_tokens=N_TOKENS), Store(tmp_path / "a"))
     decision = lib.kernels.decide(sdpa.bridge, "sdpa")
     assert decision.kernel == "eager" and "differs from the bridge's attention" in decision.reason
     eager = Run(make_config(model_dir, text_file, n_tokens=N_TOKENS, attention="eager"), Store(tmp_path / "b"))
     assert torch.equal(sdpa.capture.delta_phi, eager.capture.delta_phi)  # the same kernel ran
+
+
+def test_inner_attention_hooks_keep_the_bridge_attention(family_dir, make_config, text_file, store):
+    """The fused kernel skips the attention's inner hook sites: one hooked before (here q) keeps the
+    bridge's own attention; one added while the fused kernel runs is an error, not skipped silently."""
+    from lib.models import attention_kernel
+
+    bridge = Run(make_config(family_dir("llama"), text_file, n_tokens=N_TOKENS), store).bridge
+    seen: list[tuple[int, ...]] = []
+    hook_q = [("blocks.0.attn.hook_q", lambda x, hook: seen.append(tuple(x.shape)) or x)]
+    with bridge.hooks(fwd_hooks=hook_q), attention_kernel(bridge, "sdpa"), torch.inference_mode():
+        bridge(torch.arange(8)[None])
+    assert seen == [(1, 8, N_HEAD, D_MODEL // N_HEAD)]  # (batch, T, heads, d_head): the hook fired
+    with attention_kernel(bridge, "sdpa"), torch.inference_mode(), bridge.hooks(fwd_hooks=hook_q):
+        with pytest.raises(RuntimeError, match=r"inner site of blocks.0.attn .*--attention eager"):
+            bridge(torch.arange(8)[None])
 
 
 def _save_other(kind: str, tokenizer_dir: Path, out: Path) -> Path:
