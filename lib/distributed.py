@@ -66,13 +66,6 @@ def is_writer() -> bool:
     return rank() == 0
 
 
-def local_device(device: str) -> str:
-    """The device of this rank: cuda:LOCAL_RANK for cuda under torchrun, else `device`."""
-    if torch.device(device).type == "cuda" and launched():
-        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return device
-
-
 @contextmanager
 def process_group(device: str) -> Iterator[None]:
     """Initialise the process group when launched by torchrun (nothing otherwise); destroy it on exit.
