@@ -29,7 +29,7 @@ claims: setup
 test: setup
 	$(PY) -m pytest tests/ -n 2 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	DPHI_CACHE_DIR=$(CURDIR)/.cache/test $(PY) -m pytest claims/ --model tiny-wikitext \
-		--device=cpu --claims-xfail --claims-report reports/claims-tiny-wikitext.md $(PYTEST_ARGS) || [ $$? -eq 5 ]
+		--device=cpu --claims-xfail --require-snapshots --claims-report reports/claims-tiny-wikitext.md $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # Benchmarks (not part of `make test`): a JSON report and a comparison table; see README.
 bench: setup

@@ -19,7 +19,11 @@ if TYPE_CHECKING:
     from lib.config import RunConfig
     from lib.experiment import Run
 
-RUN_CONFIG = pytest.StashKey["RunConfig"]()
+RUNS = pytest.StashKey["dict[str, RunConfig]"]()
+"""The session's runs by label (lib.runs.label): the product of the option lists, times the windows."""
+SHARED = pytest.StashKey["Shared"]()
+TABLES_BY_RUN: dict[str, dict[str, Any]] = {}
+"""label -> tables of every run whose tables were computed, for the session's figure."""
 CLAIM_ROWS: dict[str, Any] = {}
 """nodeid -> lib.report.Row of every claim test that ran, for the summary."""
 
@@ -29,13 +33,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         group.addoption(
             f"--{option.name}", dest=option.dest, default=option.default, type=option.type,
-            choices=option.choices, help=f"{option.help} (default: {option.default})",
+            choices=None if option.listed else option.choices, help=f"{option.help} (default: {option.default})",
         )
     group.addoption(
         "--claims-xfail", dest="dphi_claims_xfail", action="store_true",
         help="report a claim that does not hold for this model as xfail with its values, not a failure",
     )
-    group.addoption("--claims-report", dest="dphi_claims_report", default=None, help="write the claims summary as Markdown to this path")
+    group.addoption("--claims-report", dest="dphi_claims_report", default=None,
+                    help="write the claims summary as Markdown to this path (with several runs: the claim x run matrix, "
+                         "window spreads, and a figure beside it)")
+    group.addoption("--claims-json", dest="dphi_claims_json", default=None,
+                    help="write one JSON object per claim test and run (claim, section, kind, run, document, measured, value, verdict)")
+    group.addoption("--require-snapshots", dest="dphi_require_snapshots", action="store_true",
+                    help="a run without committed snapshots fails its snapshot tests (default: they skip, saying how to create them)")
+    group.addoption(
+        "--follow-ups", dest="dphi_follow_ups", action="store_true",
+        help="also run the follow-up experiments 7F-7H (claims/test_followups.py); about as many passes again as 7D",
+    )
 
 
 def option_values(config: pytest.Config) -> dict[str, Any]:
@@ -43,25 +57,38 @@ def option_values(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from lib.config import build_config, check_batch_size
+    from lib.config import check_batch_size
+    from lib.runs import Shared, build_runs, labels
     from lib.store import check_cache_dir
 
     values = option_values(config)
     values.pop("cache_dir")
     try:
         check_batch_size(values.pop("batch_size"))
-        config.stash[RUN_CONFIG] = build_config(**values)
+        runs = build_runs(values, values.pop("windows"))
         check_cache_dir(cache_dir(config.getoption("dphi_cache_dir")))
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
+    config.stash[RUNS] = dict(zip(labels(runs), runs))
+    config.stash[SHARED] = Shared()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    run = config.stash[RUN_CONFIG]
-    lines = [f"dphi: {run.describe()}", f"dphi cache: {cache_dir(config.getoption('dphi_cache_dir'))}"]
-    if run.unavailable:
-        lines.append(f"dphi: model-dependent tests will skip: {run.unavailable}")
+    runs = config.stash[RUNS]
+    lines = [f"dphi: {len(runs)} run(s)"] if len(runs) > 1 else []
+    for name, run in runs.items():
+        lines.append(f"dphi: {name}: {run.describe()}" if len(runs) > 1 else f"dphi: {run.describe()}")
+        if run.unavailable:
+            lines.append(f"dphi: {name}: model-dependent tests will skip: {run.unavailable}")
+    lines.append(f"dphi cache: {cache_dir(config.getoption('dphi_cache_dir'))}")
     return "\n".join(lines)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that take `run` run once per run of the session; their ids name it."""
+    if "run" in metafunc.fixturenames:
+        names = list(metafunc.config.stash[RUNS])
+        metafunc.parametrize("run", names, ids=names, scope="session")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -80,9 +107,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    import json
     from pathlib import Path
 
-    from lib.report import markdown, terminal_table
+    from lib.report import json_rows, markdown, terminal_table
+    from lib.runs import label
 
     rows = list(CLAIM_ROWS.values())
     if not rows:
@@ -92,15 +121,27 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(line)
     path = config.getoption("dphi_claims_report")
     if path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        runs = {name: {**r.to_json(), "group": label(r).rsplit("-w", 1)[0]} for name, r in config.stash[RUNS].items()}
+        figure = None
+        if TABLES_BY_RUN:
+            from lib.plots import plot_runs
+
+            figure = plot_runs({n: TABLES_BY_RUN[n] for n in runs if n in TABLES_BY_RUN}, out.with_suffix(".png")).name
+        out.write_text(markdown(rows, runs, figure), encoding="utf-8")
+        terminalreporter.write_line(f"claims report written to {path}" + (f" (figure: {figure})" if figure else ""))
+    path = config.getoption("dphi_claims_json")
+    if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(markdown(rows, config.stash[RUN_CONFIG].to_json()), encoding="utf-8")
-        terminalreporter.write_line(f"claims report written to {path}")
+        Path(path).write_text(json.dumps(json_rows(rows), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        terminalreporter.write_line(f"claims JSON written to {path}")
 
 
 @pytest.fixture(scope="session")
-def run_config(pytestconfig: pytest.Config) -> RunConfig:
-    """The resolved run config of this session."""
-    return pytestconfig.stash[RUN_CONFIG]
+def run_config(pytestconfig: pytest.Config, run: str) -> RunConfig:
+    """The resolved config of the test's run (`run`: its label, one per run of the session)."""
+    return pytestconfig.stash[RUNS][run]
 
 
 @pytest.fixture(scope="session")
@@ -113,11 +154,22 @@ def dphi_run(pytestconfig: pytest.Config, run_config: RunConfig) -> Run:
     if run_config.unavailable:
         pytest.skip(run_config.unavailable)
     store = Store(cache_dir(pytestconfig.getoption("dphi_cache_dir")))
-    return Run(run_config, store, batch_size=check_batch_size(pytestconfig.getoption("dphi_batch_size"), run_config.device))
+    batch_size = check_batch_size(pytestconfig.getoption("dphi_batch_size"), run_config.device)
+    return Run(run_config, store, batch_size=batch_size, shared=pytestconfig.stash[SHARED])
 
 
 @pytest.fixture(scope="session")
-def tables(dphi_run: Run, pytestconfig: pytest.Config) -> dict[str, Any]:
+def followup_tables(dphi_run: Run, pytestconfig: pytest.Config) -> dict[str, Any]:
+    """The follow-up experiments 7F-7H of the session's run (lib/followups.py), only with --follow-ups."""
+    if not pytestconfig.getoption("dphi_follow_ups"):
+        pytest.skip("a follow-up experiment (7F-7H), computed on request only: rerun with --follow-ups")
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        return dphi_run.followups
+
+
+@pytest.fixture(scope="session")
+def tables(dphi_run: Run, pytestconfig: pytest.Config, run: str) -> dict[str, Any]:
     """Tables 7A-7E of the session's run (JSON-shaped, see lib/experiment.py).
 
     Output capture is suspended while they are computed, so the progress bars of the
@@ -126,6 +178,8 @@ def tables(dphi_run: Run, pytestconfig: pytest.Config) -> dict[str, Any]:
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     try:
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            return dphi_run.tables
+            tables = dphi_run.tables
     except ResourceUnavailable as e:
         pytest.skip(str(e))
+    TABLES_BY_RUN[run] = tables
+    return tables

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lib.config import RunConfig
-from lib.document import DOCUMENT_TABLES, Cell, Claim, NotApplicable, cells_in, claims_in
+from lib.document import CLAIMS, DOCUMENT_TABLES, Cell, Claim, NotApplicable, cells_in, claims_in
 from lib.options import DEFAULT_DATASET
 
 GPT2_HUB = "openai-community/gpt2"
@@ -43,12 +43,14 @@ def cells_skip_reason(config: RunConfig) -> str | None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     sections = getattr(metafunc.module, "SECTIONS", ())
+    followups = getattr(metafunc.module, "FOLLOWUPS", False)
     if "cell" in metafunc.fixturenames:
         cells = cells_in(*sections)
         metafunc.parametrize("cell", cells, ids=[c.id for c in cells])
     if "claim" in metafunc.fixturenames:
         params = []
-        for c in claims_in(*sections):
+        chosen = [c for c in CLAIMS if c.followup] if followups else [c for c in claims_in(*sections) if not c.followup]
+        for c in chosen:
             marks = []
             if metafunc.function.__name__ == "test_document" and c.contradicted:
                 marks.append(pytest.mark.xfail(strict=True, reason=f"contradicted by the document itself: {c.contradicted}"))
@@ -63,16 +65,26 @@ def _fmt(value: float) -> str:
 class Judge:
     """Evaluates one cell or sentence, records its row for the summary, and decides."""
 
-    def __init__(self, request: pytest.FixtureRequest, config: RunConfig, lenient: bool) -> None:
-        self.request, self.config, self.lenient = request, config, lenient
+    def __init__(self, request: pytest.FixtureRequest, lenient: bool) -> None:
+        self.request, self.lenient = request, lenient
 
-    def _row(self, id: str, section: str, kind: str, document: str = "", ja: str = "") -> dict[str, str]:
-        row = {"id": id, "section": section, "kind": kind, "document": document, "measured": "", "note": "", "ja": ja}
+    @property
+    def config(self) -> RunConfig:
+        """The test's run (cells and sentences take `run`; sentences on the document's own tables do not)."""
+        return self.request.getfixturevalue("run_config")
+
+    def _row(self, id: str, section: str, kind: str, document: str = "", ja: str = "") -> dict[str, Any]:
+        run = self.request.getfixturevalue("run") if kind != "document" else ""
+        row = {"id": id, "section": section, "kind": kind, "document": document, "measured": "", "note": "", "ja": ja,
+               "run": run, "value": None}
         self.request.node.user_properties.append(("claim", row))
         return row
 
-    def _tables(self) -> dict[str, Any]:
-        return self.request.getfixturevalue("tables")
+    def _tables(self, claim: Claim | None = None) -> dict[str, Any]:
+        tables = self.request.getfixturevalue("tables")
+        if claim is not None and claim.followup:
+            return {**tables, **self.request.getfixturevalue("followup_tables")}
+        return tables
 
     def _does_not_hold(self, message: str) -> None:
         if self.lenient:
@@ -80,14 +92,16 @@ class Judge:
         pytest.fail(message, pytrace=False)
 
     def cell(self, cell: Cell) -> None:
+        """The measured value is shown even where the tolerance check does not apply (another model,
+        text or convention): that comparison is what a user who changed the run came for."""
         row = self._row(cell.id, cell.section, "cell", _fmt(cell.value))
-        reason = cells_skip_reason(self.config)
-        if reason:
-            pytest.skip(reason)
         measured = cell.measured(self._tables())
         if measured is None:
             pytest.skip("this model's table has no such row")
-        row["measured"] = _fmt(measured)
+        row["measured"], row["value"] = _fmt(measured), measured
+        reason = cells_skip_reason(self.config)
+        if reason:
+            pytest.skip(f"not judged: {reason}")
         if not cell.within(measured):
             self._does_not_hold(
                 f"{cell.id}: document {cell.value:g}, measured {measured:.6g}, tolerance rtol={cell.rtol:g} "
@@ -103,13 +117,17 @@ class Judge:
         row = self._row(claim.id, claim.section, "measured", self._document_side(claim), claim.ja)
         if claim.untested or claim.predicate is None:
             pytest.skip(f"not tested: {claim.untested}")
-        if claim.scope == "gpt2" and not is_gpt2_small(self.config):
-            pytest.skip("names GPT-2 small's layers or numbers; this run's model is not GPT-2 small")
         try:
-            holds, measured = claim.predicate(self._tables())
-        except NotApplicable as e:
-            pytest.skip(f"does not apply to this model: {e}")
+            holds, measured = claim.predicate(self._tables(claim))
+        except (NotApplicable, IndexError, KeyError) as e:  # a gpt2-scoped claim may name a layer this model lacks
+            if claim.scope == "gpt2" and not is_gpt2_small(self.config):
+                pytest.skip("names GPT-2 small's layers or numbers; this run's model is not GPT-2 small")
+            if isinstance(e, NotApplicable):
+                pytest.skip(f"does not apply to this model: {e}")
+            raise
         row["measured"] = measured
+        if claim.scope == "gpt2" and not is_gpt2_small(self.config):
+            pytest.skip("not judged: names GPT-2 small's layers or numbers; this run's model is not GPT-2 small")
         if not holds:
             self._does_not_hold(f"{claim.id}: «{claim.sentence}» does not hold: measured {measured}; the document's own tables: {row['document']}")
 
@@ -132,8 +150,8 @@ class Judge:
 
 
 @pytest.fixture
-def judge(request: pytest.FixtureRequest, run_config: RunConfig, pytestconfig: pytest.Config) -> Judge:
-    return Judge(request, run_config, lenient=pytestconfig.getoption("dphi_claims_xfail"))
+def judge(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Judge:
+    return Judge(request, lenient=pytestconfig.getoption("dphi_claims_xfail"))
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 SECTIONS = ("background", "setup")
 
 
-def test_sentence(claim, judge):
+def test_sentence(claim, run, judge):
     """A statement of the background or set-up ("Model: GPT-2 small (12 layers, 12 heads, d_model = 768)"), on this run."""
     judge.sentence(claim)
 

@@ -3,12 +3,12 @@
 SECTIONS = ("7C",)
 
 
-def test_cell(cell, judge):
+def test_cell(cell, run, judge):
     """Table 7C, one cell: shared K at a threshold (90%: 6), or cos_sim / relative_L2 with K shared components (K = 256: 0.845, 0.470)."""
     judge.cell(cell)
 
 
-def test_sentence(claim, judge):
+def test_sentence(claim, run, judge):
     """A sentence of 7C ("The shared basis looks very low rank (K = 6 for 90%)", "reconstruction with the shared basis is poor"), on the measured tables."""
     judge.sentence(claim)
 

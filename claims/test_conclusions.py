@@ -3,7 +3,7 @@
 SECTIONS = ("conclusions",)
 
 
-def test_sentence(claim, judge):
+def test_sentence(claim, run, judge):
     """A conclusion ("Δφ is high rank too, hard to compress", "layer 11's norm is 20 times the middle layers'"), on the measured tables."""
     judge.sentence(claim)
 

@@ -1,4 +1,9 @@
-"""`python -m lib tables`: print tables 7A-7E in the write-up's layout, or write them as JSON."""
+"""`python -m lib tables`: print tables 7A-7E in the write-up's layout, or write them as JSON.
+
+List options (--model, --dataset, --numerics, --positions) and --windows give several runs
+(lib/runs.py): one table set per run, printed under the run's label; --json then writes
+{"runs": {label: tables}} (one run: its tables at the top level, as before).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,6 @@ from typing import Any
 from lib.errors import ConfigError, ResourceUnavailable
 from lib.options import OPTIONS, cache_dir
 
-
 WRITE_UP_TABLES = ("config", "norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn")
 
 
@@ -22,9 +26,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     tables = sub.add_parser("tables", help="compute (or read from the cache) and print tables 7A-7E")
     for o in OPTIONS:
-        tables.add_argument(f"--{o.name}", default=o.default, type=o.type, choices=o.choices, help=o.help)
+        tables.add_argument(f"--{o.name}", default=o.default, type=o.type, choices=None if o.listed else o.choices, help=o.help)
     tables.add_argument("--json", type=Path, default=None, help="also write the tables as JSON to this path")
-    tables.add_argument("--plot", type=Path, default=None, help="also draw the 7B spectra and the 7D sweep as PNG")
+    tables.add_argument("--plot", type=Path, default=None,
+                        help="also draw document vs measured (7A norms, 7B K90, 7D ratios, 7E K90) for the runs as PNG")
+    tables.add_argument("--follow-ups", action="store_true",
+                        help="also run the follow-up experiments 7F-7H (about as many passes again as 7D)")
     return p
 
 
@@ -62,39 +69,48 @@ def format_tables(t: dict[str, Any]) -> str:
     )
 
 
+def _ordered(tables: dict[str, Any]) -> dict[str, Any]:
+    """The write-up's tables first, then the suite's own measurements (README: "The tables from the command line")."""
+    return {k: tables[k] for k in [*WRITE_UP_TABLES, *(k for k in tables if k not in WRITE_UP_TABLES)]}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from lib import distributed
-    from lib.config import build_config, check_batch_size
+    from lib.config import check_batch_size
     from lib.experiment import Run
+    from lib.runs import Shared, build_runs, labels
 
     writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 alone prints and writes
+    values = {o.name.replace("-", "_"): getattr(args, o.name.replace("-", "_")) for o in OPTIONS}
+    for name in ("cache_dir", "batch_size", "windows"):
+        values.pop(name)
+    results: dict[str, dict[str, Any]] = {}
     try:
         check_batch_size(args.batch_size)
-        config = build_config(
-            model=args.model, dataset=args.dataset, n_tokens=args.n_tokens, device=args.device,
-            numerics=args.numerics, positions=args.positions, pca=args.pca, attention=args.attention,
-            ks=args.ks,
-        )
-        if writer:
-            print(f"dphi: {config.describe()}", file=sys.stderr)
-        if config.unavailable:
-            raise ResourceUnavailable(config.unavailable)
-        with distributed.process_group(config.device):  # torchrun: every rank computes, rank 0 writes
-            tables = Run(config, distributed.SharedStore(cache_dir(args.cache_dir)),
-                         check_batch_size(args.batch_size, config.device)).tables
+        configs = build_runs(values, args.windows)
+        runs = dict(zip(labels(configs), configs))
+        shared, store = Shared(), distributed.SharedStore(cache_dir(args.cache_dir))
+        with distributed.process_group(next(iter(runs.values())).device):  # torchrun: every rank computes, rank 0 writes
+            for name, config in runs.items():
+                if writer:
+                    print(f"dphi: {name}: {config.describe()}", file=sys.stderr)
+                if config.unavailable:
+                    raise ResourceUnavailable(config.unavailable)
+                run = Run(config, store, check_batch_size(args.batch_size, config.device), shared=shared)
+                results[name] = {**run.tables, **(run.followups if args.follow_ups else {})}
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not writer:
         return 0
-    print(format_tables(tables))
+    for name, tables in results.items():
+        print(f"# {name}\n\n{format_tables(tables)}" if len(results) > 1 else format_tables(tables))
     if args.json:
-        # the write-up's tables first, then the suite's own measurements (README: "The tables from the command line")
-        keys = [*WRITE_UP_TABLES, *(k for k in tables if k not in WRITE_UP_TABLES)]
-        args.json.write_text(json.dumps({k: tables[k] for k in keys}, indent=2) + "\n")
+        data = _ordered(*results.values()) if len(results) == 1 else {"runs": {n: _ordered(t) for n, t in results.items()}}
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
     if args.plot:
-        from lib.plots import plot_tables
+        from lib.plots import plot_runs
 
-        print(f"plot written to {plot_tables(tables, args.plot)}", file=sys.stderr)
+        print(f"plot written to {plot_runs(results, args.plot)}", file=sys.stderr)
     return 0

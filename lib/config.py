@@ -46,6 +46,8 @@ class RunConfig:
     holds the same numbers; either way they are the eager numbers to 1e-5."""
     ks: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
     """7D's K list (d_model is added to it)."""
+    window: int = 0
+    """Token window (lib/runs.py): 0 is the text's start, as the write-up; w > 0 follows windows 0 .. w-1."""
 
     def identity(self, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
         """The fields that decide the numbers (minus `exclude`).
@@ -57,6 +59,8 @@ class RunConfig:
         for name in ("model", "dataset"):
             if data[f"{name}_revision"].startswith("sha256:"):
                 data.pop(name)
+        if not data["window"]:
+            data.pop("window")  # window 0 is the single-window run: its keys predate windows
         return json.loads(json.dumps({k: v for k, v in data.items() if k not in exclude}))  # as stored
 
     def key(self, *, exclude: tuple[str, ...] = ()) -> str:
@@ -75,7 +79,8 @@ class RunConfig:
         from lib.corpus import KNOWN_TEXTS
 
         text = KNOWN_TEXTS.get(self.dataset_revision) or Path(self.dataset).stem
-        return f"{model}-{text}-n{self.n_tokens}-{self.device}-{self.numerics}-{self.positions}-{self.pca}-{self.key()[:8]}"
+        window = f"-w{self.window}" if self.window else ""
+        return f"{model}-{text}-n{self.n_tokens}-{self.device}-{self.numerics}-{self.positions}-{self.pca}{window}-{self.key()[:8]}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

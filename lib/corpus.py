@@ -21,12 +21,15 @@ from lib.options import DEFAULT_DATASET
 if TYPE_CHECKING:
     import torch
 
-HF_DATASET = ("wikitext", DEFAULT_DATASET, "test")
+HF_DATASET = ("Salesforce/wikitext", DEFAULT_DATASET, "test", "text")
+"""The default text by its canonical id (the bare `wikitext` is a legacy alias of it)."""
+HF_PREFIX = "hf:"
+"""--dataset hf:NAME[:CONFIG[:SPLIT[:COLUMN]]]: any `datasets` dataset (split test, column text by default)."""
 LOCAL_COPY_ENV = "DPHI_WIKITEXT2_TEST"
 KNOWN_TEXTS = {"sha256:bbf94c53a05abe9e": "wikitext-2-raw-test"}
 """Readable names of texts known by content hash (used in run ids and snapshot names)."""
 UNAVAILABLE = (
-    "WikiText-2 (datasets: wikitext/wikitext-2-raw-v1, test) is not in the `datasets` cache, no local "
+    "WikiText-2 (datasets: Salesforce/wikitext, wikitext-2-raw-v1, test) is not in the `datasets` cache, no local "
     f"copy was found (${LOCAL_COPY_ENV}, ../shared/data/wikitext-2-raw/wiki.test.raw) and the Hub cannot be "
     "reached from here. Run once with network access, or pass --dataset <text file>"
 )
@@ -56,25 +59,47 @@ def _datasets_offline() -> Iterator[None]:
         datasets.config.HF_HUB_OFFLINE = saved
 
 
+def hf_spec(name: str) -> tuple[str, str | None, str, str]:
+    """'hf:NAME[:CONFIG[:SPLIT[:COLUMN]]]' -> (NAME, CONFIG or None, SPLIT, COLUMN)."""
+    parts = name.removeprefix(HF_PREFIX).split(":")
+    if not parts[0] or len(parts) > 4:
+        raise ConfigError(f"--dataset {name!r}: expected hf:NAME[:CONFIG[:SPLIT[:COLUMN]]], e.g. hf:Salesforce/wikitext:wikitext-103-raw-v1:test:text")
+    path, config, split, column = (parts + [""] * 3)[:4]
+    return path, config or None, split or "test", column or "text"
+
+
+def _hf_text(path: str, config: str | None, split: str, column: str, unavailable: str) -> str:
+    """The rows of a `datasets` split joined as they come (from its cache when the Hub is unreachable)."""
+    import datasets
+
+    from lib.models import hub_reachable
+
+    try:
+        if hub_reachable():
+            rows = datasets.load_dataset(path, config, split=split)
+        else:
+            with _datasets_offline():
+                rows = datasets.load_dataset(path, config, split=split)
+    except Exception as e:  # noqa: BLE001 - datasets raises many kinds when the cache is empty
+        raise ResourceUnavailable(unavailable) from e
+    if column not in rows.column_names:
+        raise ConfigError(f"--dataset: {path} ({config}, {split}) has no column {column!r}; its columns: {', '.join(rows.column_names)}")
+    return "".join(rows[column])
+
+
 def _default_text() -> str:
     """WikiText-2 raw test: a local copy, else `datasets` (from its cache when the Hub is unreachable)."""
     local = next((p for p in local_copies() if p.is_file()), None)
     if local is not None:
         return local.read_text(encoding="utf-8")
-    import datasets
+    return _hf_text(*HF_DATASET, UNAVAILABLE)
 
-    from lib.models import hub_reachable
 
-    path, name, split = HF_DATASET
-    try:
-        if hub_reachable():
-            rows = datasets.load_dataset(path, name, split=split)["text"]
-        else:
-            with _datasets_offline():
-                rows = datasets.load_dataset(path, name, split=split)["text"]
-    except Exception as e:  # noqa: BLE001 - datasets raises many kinds when the cache is empty
-        raise ResourceUnavailable(UNAVAILABLE) from e
-    return "".join(rows)
+def _text_of_spec(name: str) -> str:
+    path, config, split, column = hf_spec(name)
+    return _hf_text(path, config, split, column, (
+        f"dataset {name!r} is not in the `datasets` cache and the Hub cannot be reached from here. Run once with "
+        "network access, or pass --dataset <text file>"))
 
 
 def _sha(text: str) -> str:
@@ -87,16 +112,18 @@ def resolve_dataset(name: str) -> tuple[str, str]:
     The default text is identified by its content, so the `datasets` split and a local copy
     of the same text share cache entries and snapshots.
     """
-    if name == DEFAULT_DATASET:
+    if name == DEFAULT_DATASET or name.startswith(HF_PREFIX):
+        if name != DEFAULT_DATASET:
+            hf_spec(name)  # a malformed spec is an error, not an unavailable text
         try:
-            return name, _sha(_default_text())
+            return name, _sha(load_text(name))
         except ResourceUnavailable as e:
             return name, f"unavailable: {e}"
     path = Path(name).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"--dataset {name!r}: no such file; expected {DEFAULT_DATASET!r} (WikiText-2 raw test "
-            "through `datasets`) or the path of a UTF-8 text file"
+            f"--dataset {name!r}: no such file; expected {DEFAULT_DATASET!r} (WikiText-2 raw test), "
+            "hf:NAME[:CONFIG[:SPLIT[:COLUMN]]] (a `datasets` dataset) or the path of a UTF-8 text file"
         )
     return str(path.resolve()), _sha(read_utf8(path, name))
 
@@ -114,7 +141,11 @@ def read_utf8(path: Path, shown: str) -> str:
 
 def load_text(dataset: str) -> str:
     """The whole text of a resolved dataset location."""
-    return _default_text() if dataset == DEFAULT_DATASET else read_utf8(Path(dataset), dataset)
+    if dataset == DEFAULT_DATASET:
+        return _default_text()
+    if dataset.startswith(HF_PREFIX):
+        return _text_of_spec(dataset)
+    return read_utf8(Path(dataset), dataset)
 
 
 @dataclass(frozen=True)
@@ -131,20 +162,33 @@ class Selection:
         return int(sum(int(c.sum()) for c in self.counted))
 
 
-def select_tokens(text_ids: list[int], bos_id: int, n_tokens: int, n_ctx: int, positions: str) -> Selection:
+def select_tokens(
+    text_ids: list[int], bos_id: int, n_tokens: int, n_ctx: int, positions: str, window: int = 0
+) -> Selection:
     """The first `n_tokens` collected positions: chunks of BOS + up to n_ctx - 1 text tokens.
 
     positions='all' counts every position (BOS too, as `to_tokens(text)[:, :n_tokens]`);
-    'text' counts only the text tokens.
+    'text' counts only the text tokens. Window w starts after the text tokens windows
+    0 .. w-1 use (lib.runs.window_text_tokens each): windows share no text token.
     """
     import torch
 
+    from lib.runs import window_text_tokens
+
     count_bos = positions == "all"
-    chunks, counted, used, remaining = [], [], 0, n_tokens
+    start = window * window_text_tokens(n_tokens, n_ctx, positions)
+    chunks, counted, used, remaining = [], [], start, n_tokens
     while remaining > 0:
         n_text = min(n_ctx - 1, remaining - 1 if count_bos else remaining)
         if used + n_text > len(text_ids):
             most = len(text_ids) + (-(-len(text_ids) // (n_ctx - 1)) if count_bos else 0)
+            per_window = window_text_tokens(n_tokens, n_ctx, positions)
+            if window:
+                raise ConfigError(
+                    f"--windows {window + 1} with --n-tokens {n_tokens}: window {window} needs text tokens "
+                    f"{start}..{start + per_window - 1}, but the text has {len(text_ids)}; at most "
+                    f"{len(text_ids) // per_window} windows fit"
+                )
             raise ConfigError(
                 f"--n-tokens {n_tokens} is larger than the text provides: it has {len(text_ids)} "
                 f"tokens, enough for at most {most} positions with --positions {positions}"

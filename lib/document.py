@@ -249,6 +249,8 @@ class Claim:
     reading (predicate) holds on them: both sides quoted."""
     ja: str = ""
     """The Japanese phrase tested, verbatim from exp7.ja.md."""
+    followup: bool = False
+    """Tested on the follow-up experiments' tables (7F-7H, lib/followups.py), computed on request only."""
 
 
 NORM_RTOL = 0.05  # the norm cells' tolerance: a dip inside it is not a fall
@@ -643,6 +645,92 @@ def _thousand_positions(t: Tables) -> Outcome:
     return c["n_tokens"] == 1000 and wikitext, f"{c['n_tokens']} positions of {text}"
 
 
+# ---------------------------------------------------------------- follow-ups (7F-7H, lib/followups.py)
+def _below_d_in(t: Tables, table: str) -> list[dict]:
+    rows = [r for r in t[table] if r["k"] < d_model(t)]
+    if not rows:
+        raise NotApplicable(f"the K sweep has no K below d_model = {d_model(t)}")
+    return rows
+
+
+def attention_candidate(t: Tables) -> Outcome:
+    """「もし圧縮を試みるなら、FFN ではなく Attention パスが候補」: attention-only ratio <= FFN-only ratio at every K < d_model."""
+    attn, ffn = _below_d_in(t, "attn_only_ppl"), _below_d_in(t, "ffn_only_ppl")
+    worse = [f"K={a['k']}: {a['ratio']:.4g}x vs {f['ratio']:.4g}x" for a, f in zip(attn, ffn) if a["ratio"] > f["ratio"]]
+    pairs = "; ".join(f"K={a['k']}: {a['ratio']:.4g}x / {f['ratio']:.4g}x" for a, f in zip(attn, ffn))
+    return not worse, f"attention-only / FFN-only ratio {pairs}; attention worse at " + ("; ".join(worse) or "no K")
+
+
+def _mean_off_diagonal(m: list[list[float]]) -> float:
+    return statistics.mean(m[i][j] for i in range(len(m)) for j in range(len(m)) if i != j)
+
+
+def attention_similar_patterns(t: Tables) -> Outcome:
+    """「Attention は各レイヤーで類似した低次元の書き込みパターンを持ち」: attention's mean off-diagonal overlap > the FFN's and > chance."""
+    if n_layers(t) < 2:
+        raise NotApplicable(f"overlaps between layers need at least 2 layers; this model has {n_layers(t)}")
+    o = t["subspace_overlap"]
+    a, f = _mean_off_diagonal(o["attn"]), _mean_off_diagonal(o["ffn"])
+    return a > f and a > o["chance"], (
+        f"mean overlap of the top-{o['k']} subspaces of two layers: attention {a:.3f}, FFN {f:.3f}, chance {o['chance']:.3f}"
+    )
+
+
+def _rises_8_16_32(r: dict[int, float]) -> bool:
+    return r[8] < r[16] < r[32]
+
+
+def harmful_noise(t: Tables) -> Outcome:
+    """「Layer 11 に不要な基底が中間層で有害なノイズとして作用するため」: 7D's rise (ratio at K=8 < 16 < 32) with the shared projection at every layer but the last, not at the last alone."""
+    if n_layers(t) < 2:
+        raise NotApplicable(f"'the other layers' needs at least 2 layers; this model has {n_layers(t)}")
+    rows = {r["k"]: r for r in t["shared_ablation"]}
+    if not {8, 16, 32} <= set(rows) or d_model(t) <= 32:
+        raise NotApplicable(f"the sweep lacks K = 8, 16 or 32 below d_model = {d_model(t)}")
+    others = {k: rows[k]["all_but_last_ratio"] for k in (8, 16, 32)}
+    last = {k: rows[k]["last_only_ratio"] for k in (8, 16, 32)}
+    shared = {r["k"]: r["shared_ratio"] for r in t["lowrank_ppl"]}
+    show = lambda r: ", ".join(f"{r[k]:.4g}x" for k in (8, 16, 32))  # noqa: E731
+    return _rises_8_16_32(others) and not _rises_8_16_32(last), (
+        f"shared ratio at K=8, 16, 32: every layer {show(shared)}; all but the last {show(others)}; last only {show(last)}"
+    )
+
+
+def layer2_k90_rises_without_outliers(t: Tables) -> Outcome:
+    """「Layer 2: K=1。分散が1方向に極端に集中（std_norm=73 が原因）」: layer 2's K90 rises above 1 without its outliers (GPT-2 scope)."""
+    if n_layers(t) < 3:
+        raise NotApplicable(f"layer 2 needs at least 3 layers; this model has {n_layers(t)}")
+    before, row = t["layer_pca"][2]["k90"], t["layer_pca_without_outliers"][2]
+    where = [(p["chunk"], p["position"]) for p in row["left_out"]]
+    return row["k90"] > 1 and row["k90"] > before, (
+        f"layer 2 K90 {before} with every position, {row['k90']} without its {row['n_left_out']} outliers "
+        f"(chunk, position): {where}"
+    )
+
+
+def largest_std_ratio_k90_rises_without_outliers(t: Tables) -> Outcome:
+    """「Layer 2: K=1。分散が1方向に極端に集中（std_norm=73 が原因）」by role: the largest-std/mean layer's K90 rises without its outliers."""
+    r = _std_over_mean(t)
+    layer = r.index(max(r))
+    before, row = t["layer_pca"][layer]["k90"], t["layer_pca_without_outliers"][layer]
+    where = [(p["chunk"], p["position"]) for p in row["left_out"]]
+    return row["k90"] > before, (
+        f"largest std/mean {r[layer]:.3g} at layer {layer}: K90 {before} with every position, {row['k90']} without its "
+        f"{row['n_left_out']} outliers (chunk, position): {where}"
+    )
+
+
+def inner_attention_lower(t: Tables) -> Outcome:
+    """「Attention は FFN より一貫して低ランク」restricted to the inner layers (the design card's "attention K < FFN K in layers 3-10")."""
+    rows = [t["attn_ffn"][i] for i in inner(t)]
+    bad = [f"layer {r['layer']}: attn {r['attn_k90']} vs FFN {r['ffn_k90']}" for r in rows if r["attn_k90"] >= r["ffn_k90"]]
+    return not bad, (
+        f"inner layers {inner(t).start}-{inner(t).stop - 1}: attention K90 {_fmt([r['attn_k90'] for r in rows])}, "
+        f"FFN K90 {_fmt([r['ffn_k90'] for r in rows])}; attention not lower at " + ("; ".join(bad) or "no layer")
+    )
+
+
+NO_FOLLOWUP = "the write-up runs no such experiment; the suite's follow-up (7F-7H) does"
 EXP_OTHER = "a result of another experiment ({}); this suite measures experiment 7 only"
 NO_PER_LAYER = "the write-up gives only the layer average of the reconstruction, not per-layer values"
 
@@ -695,6 +783,10 @@ CLAIMS: tuple[Claim, ...] = (
           ja="K=85（11%）。embedding 近傍は比較的低ランク"),
     Claim("7B-layer-2-one-direction", "7B", "Layer 2: K = 1; the variance is concentrated in one direction (caused by std_norm = 73).", _layer2_k1, scope="gpt2",
           ja="K=1。分散が1方向に極端に集中（std_norm=73 が原因）"),
+    Claim("7B-layer-2-caused-by-outliers", "7B", "(caused by std_norm = 73): a few outlier positions carry layer 2's one direction; without them its K90 rises above 1", layer2_k90_rises_without_outliers, scope="gpt2",
+          followup=True, document_untestable=NO_FOLLOWUP, ja="K=1。分散が1方向に極端に集中（std_norm=73 が原因）"),
+    Claim("7B-largest-std-ratio-caused-by-outliers", "7B", "(caused by std_norm = 73), by role: the layer with the largest std/mean has a K90 that rises without its outlier positions", largest_std_ratio_k90_rises_without_outliers,
+          followup=True, document_untestable=NO_FOLLOWUP, ja="K=1。分散が1方向に極端に集中（std_norm=73 が原因）"),
     Claim("7B-last-layer-concentrated", "7B", "Layer 11: K = 3; the final layer's writes, leaning toward the unembedding, are concentrated too.", _last_concentrated,
           ja="K=3。最終層の unembedding 寄りの書き込みも集中的"),
     Claim("7B-last-toward-unembedding", "7B", "the final layer's writes lean toward the unembedding: its top principal directions lie in the unembedding's top singular subspace far above chance", _toward_unembedding("delta_phi"), document_untestable="needs directions, which the write-up does not give",
@@ -731,7 +823,7 @@ CLAIMS: tuple[Claim, ...] = (
           ja="共有基底が Layer 11 に最適化されてしまい"),
     Claim("7D-shared-rises-8-to-32", "7D", "In one range the PPL even rises as K grows (K = 8 → 32: 136x → 463x)", _shared_rises,
           ja="K が増えるにつれ PPL が**増加する**区間すらある（K=8→32 で 136x→463x）"),
-    Claim("7D-harmful-noise", "7D", "because components that layer 11 does not need act as harmful noise in the middle layers", untested="a causal explanation; no experiment in the write-up isolates it (it would need per-layer bases mixed with the shared one)",
+    Claim("7D-harmful-noise", "7D", "because components that layer 11 does not need act as harmful noise in the middle layers (7H: the rise from K = 8 to 32 appears with the shared projection at every layer but the last, not at the last alone)", harmful_noise, followup=True, document_untestable=NO_FOLLOWUP,
           ja="Layer 11 に不要な基底が中間層で有害なノイズとして作用するため"),
     Claim("7D-ratios-are-ppl-over-baseline", "7D", "Ind. Ratio and Sh. Ratio are the PPL divided by the baseline perplexity 29.79", _ratios_are_ppl_over_baseline,
           ja="Baseline perplexity: 29.79"),
@@ -742,6 +834,8 @@ CLAIMS: tuple[Claim, ...] = (
           contradicted="in layer 2 attention needs K = 97 and the FFN K = 1 (ratio 97.0): not lower there",
           ja="Attention は FFN より一貫して低ランク。"),
     Claim("7E-inner-about-half", "7E", "In the middle layers attention reaches 90% with about half the FFN's components (ratio 0.42–0.68).", _inner_about_half,
+          ja="中間層で Attn は FFN の約半分の次元数で90%到達（比率 0.42~0.68）"),
+    Claim("7E-inner-attention-below-ffn", "7E", "In the middle (inner) layers attention needs fewer components than the FFN: attention K90 < FFN K90 in layers 3-10", inner_attention_lower,
           ja="中間層で Attn は FFN の約半分の次元数で90%到達（比率 0.42~0.68）"),
     Claim("7E-layer-0-attention-low", "7E", "Layer 0: attention especially low rank (K = 29); early attention has limited patterns.", _first_attn_low,
           ja="Attn が特に低ランク（K=29）。初期層の attention は限定的なパターン"),
@@ -756,7 +850,7 @@ CLAIMS: tuple[Claim, ...] = (
           ja="Attn が K=3。最終層の attention は unembedding 方向への集中的な書き込み"),
     Claim("7E-g-from-attention", "7E", "since attention writes are lower rank than the FFN's, the regularity of g(l/L) likely comes from attention", untested=EXP_OTHER.format("exp3's g(l/L)"),
           ja="g(l/L) の規則性は **Attention 由来**の可能性が高い"),
-    Claim("7E-attention-similar-patterns", "7E", 'Attention has similar low-dimensional write patterns in every layer, seen as "equal injection of context"', untested="a statement about write directions across layers; the tables give only how many components each layer needs, not which",
+    Claim("7E-attention-similar-patterns", "7E", 'Attention has similar low-dimensional write patterns in every layer, seen as "injection of an equal amount of context" (7G: attention\'s mean overlap between layers exceeds the FFN\'s and chance)', attention_similar_patterns, followup=True, document_untestable=NO_FOLLOWUP,
           ja="Attention は各レイヤーで類似した低次元の書き込みパターンを持ち、これが「等量の文脈注入」として観測される"),
     Claim("7E-ffn-high-dimensional", "7E", "the FFN writes in high, diverse dimensions", _ffn_high,
           ja="FFN は高次元で多様な書き込みを行い"),
@@ -791,7 +885,7 @@ CLAIMS: tuple[Claim, ...] = (
           ja="レイヤー間のスケール不均衡が共有基底を破壊"),
     Claim("core-3-attention-about-half", "conclusions", "Attention is easier to compress than the FFN: attention writes reach 90% with about half the FFN's dimensions.", _about_half,
           ja="Attention の書き込みは FFN の約半分の次元で90%"),
-    Claim("core-3-attention-candidate", "conclusions", "If compression is attempted, the attention path, not the FFN, is the candidate.", untested="a recommendation; the write-up runs no attention-only low-rank inference to support it",
+    Claim("core-3-attention-candidate", "conclusions", "If compression is attempted, the attention path, not the FFN, is the candidate (7F: attention-only ratio <= FFN-only ratio at every K < d_model).", attention_candidate, followup=True, document_untestable=NO_FOLLOWUP,
           ja="もし圧縮を試みるなら、FFN ではなく Attention パスが候補"),
     Claim("core-4-layer-2-ffn", "conclusions", "Layer 2: the FFN is concentrated in one direction (possibly some fixed bias term).", _layer2_ffn_k1, scope="gpt2",
           ja="Layer 2: FFN が1方向に集中（何らかの固定的バイアス項の可能性）"),

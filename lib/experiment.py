@@ -13,7 +13,7 @@ import torch
 from lib.capture import Capture, Stats, capture_stats, capture_tensors, check_memory
 from lib.causes import cause_tables
 from lib.config import CAPTURE_INDEPENDENT
-from lib.corpus import Selection, load_text, select_tokens, tokenize
+from lib.corpus import Selection, select_tokens
 from lib.lowrank import Projection, lowrank_nll
 from lib.spectra import RECONSTRUCTION_KS, THRESHOLDS, Pca, pca, reconstruction
 from lib.store import Store
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
     from lib.config import RunConfig
+    from lib.runs import Shared
 
 TABLES_VERSION = 3
 """Bump when a table's definition changes, so cached tables are recomputed."""
@@ -138,24 +139,26 @@ class Run:
 
     def __init__(
         self, config: RunConfig, store: Store, batch_size: int = 8, stream_above: int = STREAM_ABOVE,
-        hold_bytes: int = HOLD_BYTES,
+        hold_bytes: int = HOLD_BYTES, shared: Shared | None = None,
     ) -> None:
+        from lib.runs import Shared
+
         self.config, self.store, self.batch_size = config, store, batch_size
         self.stream_above, self.hold_bytes = stream_above, hold_bytes
+        self.shared = shared or Shared()
+        """Models and tokenized texts shared with the session's other runs."""
 
     @cached_property
     def bridge(self) -> TransformerBridge:
-        from lib.models import load_model
-
-        return load_model(self.config)
+        return self.shared.bridge(self.config)
 
     @cached_property
     def selection(self) -> Selection:
-        text = load_text(self.config.dataset)
         tokenizer = self.bridge.tokenizer
         bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         return select_tokens(
-            tokenize(tokenizer, text), bos, self.config.n_tokens, self.bridge.cfg.n_ctx, self.config.positions
+            self.shared.text_ids(self.config, tokenizer), bos, self.config.n_tokens, self.bridge.cfg.n_ctx,
+            self.config.positions, self.config.window,
         )
 
     @cached_property

@@ -30,6 +30,8 @@ class Option:
     """Parser for the flag's text."""
     choices: tuple[str, ...] | None = None
     """Allowed values, when the set is closed."""
+    listed: bool = False
+    """Takes a comma-separated list: the session runs every value (lib/runs.py); choices are checked per value."""
 
     @property
     def dest(self) -> str:
@@ -50,26 +52,37 @@ OPTIONS: tuple[Option, ...] = (
         "model",
         DEFAULT_MODEL,
         "Hub name (default GPT-2 small), a local directory in Hugging Face format, "
-        "or an embedded model's name (tiny-wikitext)",
+        "or an embedded model's name (tiny-wikitext); a comma-separated list runs each",
+        listed=True,
     ),
     Option(
         "dataset",
         DEFAULT_DATASET,
-        "WikiText-2 raw test split through `datasets` (default), or a path to a UTF-8 text file",
+        "WikiText-2 raw test split (default: a local copy, else `datasets` Salesforce/wikitext), "
+        "hf:NAME[:CONFIG[:SPLIT[:COLUMN]]] (any `datasets` dataset), or a path to a UTF-8 text file; "
+        "a comma-separated list runs each",
+        listed=True,
     ),
     Option("n-tokens", 1000, "number of token positions collected (the write-up: 1000)", type=int),
+    Option(
+        "windows", 1,
+        "token windows: N disjoint windows of --n-tokens positions each, every one starting with BOS; "
+        "window 0 is the text's start (the write-up's), window w follows the text tokens of windows 0..w-1",
+        type=int,
+    ),
     Option(
         "numerics",
         "compat",
         "compat: HookedTransformer-equivalent (fold LayerNorm, centre writing weights), "
-        "as the write-up's legacy loader; raw: Hugging Face numerics",
-        choices=("compat", "raw"),
+        "as the write-up's legacy loader; raw: Hugging Face numerics; compat,raw runs both",
+        choices=("compat", "raw"), listed=True,
     ),
     Option(
         "positions",
         "all",
-        "which positions count: all (BOS included, as to_tokens(text)[:, :n]) or text (BOS positions left out)",
-        choices=("all", "text"),
+        "which positions count: all (BOS included, as to_tokens(text)[:, :n]) or text (BOS positions left out); "
+        "all,text runs both",
+        choices=("all", "text"), listed=True,
     ),
     Option(
         "pca",

@@ -1,7 +1,13 @@
-"""The claims summary for a person: one row per claim test, in the terminal and as Markdown."""
+"""The claims summary: one row per claim test and run, in the terminal, as Markdown and as JSON.
+
+With several runs (models, texts, conventions, token windows) the Markdown adds a claim x run
+matrix ("holds in k of n runs") and, for every table cell, the spread of the measured value
+over the windows of each model and text beside the document's value.
+"""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +27,10 @@ class Row:
     """The Japanese phrase the sentence tests (exp7.ja.md); empty for table cells."""
     note: str = ""
     """'overstated: why' where the literal sentence goes beyond the document's tables and the qualified reading holds."""
+    run: str = ""
+    """The run's label (lib.runs.label); empty for claims on the document's own tables."""
+    value: float | None = None
+    """A table cell's measured value, shown even where the cell's tolerance check does not apply."""
     verdict: str = ""
 
 
@@ -56,23 +66,80 @@ def terminal_table(rows: list[Row], width: int = 44, collapse: int = 5) -> list[
             reasons.setdefault(r.verdict, []).append(r)
     collapsed = {v for v, rs in reasons.items() if len(rs) > collapse}
     shown = [r for r in rows if r.verdict not in collapsed]
-    header = ("claim", "section", "kind", "document", "measured", "verdict")
-    body = [(r.id, r.section, r.kind, _clip(r.document, width), _clip(r.measured, width), _clip(r.verdict, 70)) for r in shown]
-    body += [(f"({len(reasons[v])} more)", "", "", "", "", v) for v in sorted(collapsed)]
+    header = ("claim", "section", "kind", "run", "document", "measured", "verdict")
+    body = [(r.id, r.section, r.kind, r.run, _clip(r.document, width), _clip(r.measured, width), _clip(r.verdict, 70)) for r in shown]
+    body += [(f"({len(reasons[v])} more)", "", "", "", "", "", v) for v in sorted(collapsed)]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     summary = ", ".join(f"{n} {k}" for k, n in counts(rows).items())
     return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(b) for b in body), "", summary]
 
 
-def markdown(rows: list[Row], config: dict[str, Any]) -> str:
+def _short(verdict: str) -> str:
+    return verdict.split(":")[0].replace(" by the document", "").replace(" (xfail)", "")
+
+
+def matrix(rows: list[Row], runs: list[str]) -> list[str]:
+    """Markdown lines: one row per claim test (cells and sentences), one column per run."""
+    by_claim: dict[tuple[str, str], dict[str, Row]] = {}
+    for r in rows:
+        if r.run:
+            by_claim.setdefault((r.id, r.kind), {})[r.run] = r
+    lines = ["| claim | kind | " + " | ".join(runs) + " | holds in |", "|---|---|" + "---|" * len(runs) + "---|"]
+    for (claim, kind), cells in by_claim.items():
+        verdicts = [_short(cells[run].verdict) if run in cells else "" for run in runs]
+        held = sum(v in ("holds", "overstated") for v in verdicts)
+        lines.append(f"| {claim} | {kind} | " + " | ".join(verdicts) + f" | {held} of {len(runs)} runs |")
+    return lines
+
+
+def window_spread(rows: list[Row], runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown lines: each table cell's measured mean, sd and min-max over the windows of one
+    model, text and convention, beside the document's value (is 1000 tokens typical?)."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    document: dict[str, str] = {}
+    for r in rows:
+        if r.kind == "cell" and r.value is not None and r.run in runs:
+            group = runs[r.run].get("group", r.run)
+            groups.setdefault((r.id, group), []).append(r.value)
+            document[r.id] = r.document
+    lines = ["| cell | runs | windows | document | mean | sd | min–max |", "|---|---|---|---|---|---|---|"]
+    for (cell, group), values in groups.items():
+        if len(values) < 2:
+            continue
+        mean = statistics.mean(values)
+        lines.append(f"| {cell} | {group} | {len(values)} | {document[cell]} | {mean:.4g} | {statistics.stdev(values):.3g} | "
+                     f"{min(values):.4g}–{max(values):.4g} |")
+    return lines if len(lines) > 2 else []
+
+
+def markdown(rows: list[Row], runs: dict[str, dict[str, Any]], figure: str | None = None) -> str:
+    """The report: runs, totals, the claim x run matrix and window spreads (several runs), every row.
+
+    runs: label -> the run's config (JSON), plus 'group' (the label without its window).
+    """
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    lines = [
-        "# Experiment 7 claims report", "",
-        "Run: " + ", ".join(f"`{k}={v}`" for k, v in config.items()), "",
-        "Totals: " + ", ".join(f"{n} {k}" for k, n in counts(rows).items()), "",
-        "| claim | section | kind | original (exp7.ja.md) | document | measured | verdict |", "|---|---|---|---|---|---|---|",
-    ]
-    lines += [f"| {esc(r.id)} | {r.section} | {r.kind} | {esc(r.ja)} | {esc(r.document)} | {esc(r.measured)} | {esc(r.verdict)} |"
+    lines = ["# Experiment 7 claims report", "", "## Runs", "", "| run | model | text | positions | numerics | position policy | window | device |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, c in runs.items():
+        lines.append(f"| {name} | `{c.get('model')}` | `{c.get('dataset')}` | {c.get('n_tokens')} | {c.get('numerics')} | "
+                     f"{c.get('positions')} | {c.get('window', 0)} | {c.get('device')} |")
+    lines += ["", "Totals: " + ", ".join(f"{n} {k}" for k, n in counts(rows).items()), ""]
+    if figure:
+        lines += [f"![document vs measured]({figure})", ""]
+    if len(runs) > 1:
+        lines += ["## Claims across runs", "", *matrix(rows, list(runs)), ""]
+        spread = window_spread(rows, runs)
+        if spread:
+            lines += ["## Table cells across token windows", "", *spread, ""]
+    lines += ["## Every claim test", "",
+              "| claim | section | kind | run | original (exp7.ja.md) | document | measured | verdict |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {esc(r.id)} | {r.section} | {r.kind} | {r.run} | {esc(r.ja)} | {esc(r.document)} | {esc(r.measured)} | {esc(r.verdict)} |"
               for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def json_rows(rows: list[Row]) -> list[dict[str, Any]]:
+    """--claims-json: one object per claim test and run."""
+    return [{"claim": r.id, "section": r.section, "kind": r.kind, "run": r.run, "document": r.document,
+             "measured": r.measured, "value": r.value, "verdict": r.verdict, "ja": r.ja} for r in rows]

@@ -412,7 +412,7 @@ def _hand_tables(n_layers: int = 4, d: int = 64) -> dict:
 
 
 def test_attention_candidate_predicate():
-    from lib.followup_claims import attention_candidate
+    from lib.document import attention_candidate
 
     t = _hand_tables()
     for a, f, ratio in zip(t["attn_only_ppl"], t["ffn_only_ppl"], (3.0, 2.0, 1.5)):
@@ -424,7 +424,7 @@ def test_attention_candidate_predicate():
 
 
 def test_similar_patterns_predicate():
-    from lib.followup_claims import attention_similar_patterns
+    from lib.document import attention_similar_patterns
 
     t = _hand_tables()
     o = t["subspace_overlap"]
@@ -439,8 +439,7 @@ def test_similar_patterns_predicate():
 
 
 def test_harmful_noise_predicate():
-    from lib.document import NotApplicable
-    from lib.followup_claims import harmful_noise
+    from lib.document import NotApplicable, harmful_noise
 
     t = _hand_tables()
     for r, others, last in zip(t["shared_ablation"], (2.0, 3.0, 4.0, 1.0), (3.0, 2.0, 1.5, 1.0)):
@@ -454,7 +453,7 @@ def test_harmful_noise_predicate():
 
 
 def test_outlier_predicates():
-    from lib.followup_claims import largest_std_ratio_k90_rises_without_outliers, layer2_k90_rises_without_outliers
+    from lib.document import largest_std_ratio_k90_rises_without_outliers, layer2_k90_rises_without_outliers
 
     t = _hand_tables()
     t["norms"][2]["std_norm"] = 40.0
@@ -469,7 +468,7 @@ def test_outlier_predicates():
 
 
 def test_inner_attention_lower_predicate():
-    from lib.followup_claims import inner_attention_lower
+    from lib.document import inner_attention_lower
 
     t = _hand_tables(n_layers=8)
     t["attn_ffn"][0]["attn_k90"] = 99  # the first layer is not inner: ignored
@@ -485,7 +484,7 @@ PREDICATES = ("attention_candidate", "attention_similar_patterns", "harmful_nois
 
 @pytest.mark.parametrize("n_layer,d_model", [(1, 8), (2, 16), (4, 64)])
 def test_every_predicate_decides_or_says_it_does_not_apply(make_model, make_config, text_file, tmp_path, n_layer, d_model):
-    import lib.followup_claims
+    import lib.document
     from lib.document import NotApplicable
 
     run = Run(make_config(make_model(n_layer=n_layer, d_model=d_model), text_file, n_tokens=40), Store(tmp_path))
@@ -493,7 +492,7 @@ def test_every_predicate_decides_or_says_it_does_not_apply(make_model, make_conf
                                               capture=run.capture)}
     for name in PREDICATES:
         try:
-            holds, measured = getattr(lib.followup_claims, name)(tables)
+            holds, measured = getattr(lib.document, name)(tables)
         except NotApplicable:
             continue
         assert isinstance(holds, bool) and measured, name

@@ -1,0 +1,124 @@
+"""A session's runs: the product of the option lists, times the token windows (DESIGN.md,
+"Many runs in one session"), and what the runs share (one model load per model and
+numerics, one tokenization per text and tokenizer).
+
+Window w is the selection that window 0 makes (BOS, then text tokens; past n_ctx, chunks
+each starting with BOS), taken from the token stream after the text tokens windows
+0 .. w-1 used: no two windows share a text token, and window 0 is the write-up's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lib.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from lib.config import RunConfig
+
+LISTS = ("model", "dataset", "numerics", "positions")
+"""Options that take a comma-separated list; the session runs their product."""
+
+
+def split(name: str, value: str) -> list[str]:
+    """'a, b,a' -> ['a', 'b']: the values of a list option, in order, each once, each allowed."""
+    from lib.options import OPTIONS
+
+    values = list(dict.fromkeys(v.strip() for v in str(value).split(",") if v.strip()))
+    if not values:
+        raise ConfigError(f"--{name} {value!r}: expected one value or a comma-separated list")
+    allowed = next((o.choices for o in OPTIONS if o.name == name), None)
+    bad = [v for v in values if allowed and v not in allowed]
+    if bad:
+        raise ConfigError(f"--{name} {bad[0]!r} is not allowed; allowed: {', '.join(allowed or ())} (or a comma-separated list of them)")
+    return values
+
+
+def check_windows(windows: int) -> int:
+    if not isinstance(windows, int) or windows < 1:
+        raise ConfigError(f"--windows {windows!r} is not allowed; expected a whole number of at least 1")
+    return windows
+
+
+def build_runs(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
+    """Every combination of the list options' values, times windows 0 .. windows-1.
+
+    `values` are build_config's keyword arguments, list options as comma-separated text.
+    Each model and text is resolved (fingerprinted) once.
+    """
+    from lib.config import build_config
+
+    lists = {name: split(name, values[name]) for name in LISTS}
+    rest = {k: v for k, v in values.items() if k not in LISTS}
+    resolved: dict[tuple[str, str], RunConfig] = {}
+    runs = []
+    for model, dataset, numerics, positions in itertools.product(*(lists[n] for n in LISTS)):
+        if (model, dataset) not in resolved:
+            resolved[model, dataset] = build_config(model=model, dataset=dataset, numerics=numerics, positions=positions, **rest)
+        base = dataclasses.replace(resolved[model, dataset], numerics=numerics, positions=positions)
+        runs += [dataclasses.replace(base, window=w) for w in range(check_windows(windows))]
+    return runs
+
+
+def label(config: RunConfig) -> str:
+    """A short readable name of the run, a function of the run alone: model, then what differs
+    from the write-up's set-up (text, positions count, conventions), then the window."""
+    from lib.corpus import KNOWN_TEXTS
+    from lib.options import DEFAULT_DATASET
+
+    local = config.model_revision.startswith("sha256:")
+    parts = [Path(config.model).name if local else config.model.split("/")[-1]]
+    if config.dataset != DEFAULT_DATASET and KNOWN_TEXTS.get(config.dataset_revision) != "wikitext-2-raw-test":
+        parts.append(KNOWN_TEXTS.get(config.dataset_revision) or Path(config.dataset).stem.replace(":", "-"))
+    if config.n_tokens != 1000:
+        parts.append(f"n{config.n_tokens}")
+    parts += [v for v, default in ((config.numerics, "compat"), (config.positions, "all"), (config.pca, "centred")) if v != default]
+    parts.append(f"w{config.window}")
+    return "-".join(parts)
+
+
+def labels(runs: list[RunConfig]) -> list[str]:
+    """label() of each run; runs whose labels collide (two directories of one name) get their key."""
+    names = [label(r) for r in runs]
+    return [f"{n}-{r.key()[:6]}" if names.count(n) > 1 else n for n, r in zip(names, runs)]
+
+
+def window_text_tokens(n_tokens: int, n_ctx: int, positions: str) -> int:
+    """Text tokens one window of n_tokens positions uses (BOS positions count with positions='all')."""
+    used, remaining = 0, n_tokens
+    while remaining > 0:
+        n_text = min(n_ctx - 1, remaining - 1 if positions == "all" else remaining)
+        used += n_text
+        remaining -= n_text + (positions == "all")
+    return used
+
+
+class Shared:
+    """What the runs of one session share: loaded models and tokenized texts."""
+
+    def __init__(self) -> None:
+        self._bridges: dict[tuple, TransformerBridge] = {}
+        self._tokens: dict[tuple, list[int]] = {}
+
+    def bridge(self, config: RunConfig) -> TransformerBridge:
+        """One load per model, device, dtype and numerics (compat processes the weights)."""
+        from lib.models import load_model
+
+        key = (config.model, config.model_revision, config.device, config.dtype, config.numerics)
+        if key not in self._bridges:
+            self._bridges[key] = load_model(config)
+        return self._bridges[key]
+
+    def text_ids(self, config: RunConfig, tokenizer: Any) -> list[int]:
+        """One tokenization per text and model (tokenizers belong to models)."""
+        from lib.corpus import load_text, tokenize
+
+        key = (config.dataset, config.dataset_revision, config.model, config.model_revision)
+        if key not in self._tokens:
+            self._tokens[key] = tokenize(tokenizer, load_text(config.dataset))
+        return self._tokens[key]
