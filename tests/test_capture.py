@@ -130,15 +130,25 @@ def test_token_nll_in_blocks_equals_one_cross_entropy(batch, n_tokens, vocab, ch
     torch.testing.assert_close(got, want.double(), rtol=1e-6, atol=1e-6)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for a long forward: two per pytest-xdist worker oversubscribe a shared
+    2-core machine (~4x slower here); what the test compares does not depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 STREAM_EIG_TOL = 1e-6
 """|λ_i(fast) - λ_i(exact)| / λ_1 for the streamed moments (float32 Gram of each batch centred on its
 own mean, merged in float64) against exact float64 sums: each Gram entry carries float32 rounding
-(~6e-8 relative to the batch's variance scale), so eigenvalues move by ~1e-8 of λ_1 (4.9e-9 measured
-on the embedded model at 30,000 positions); 1e-6 leaves 200x margin and is the bound the issue asks
-the tables to meet."""
+(~6e-8 relative to the batch's variance scale), so eigenvalues move by ~1e-8 of λ_1 (measured on the
+embedded model at 30,000 positions: 4.9e-9 with two threads, 7.4e-9 with one); 1e-6 leaves >100x
+margin and is the bound the issue asks the tables to meet."""
 
 
-def test_streamed_float32_moments_match_exact_float64(shared_text, store):
+def test_streamed_float32_moments_match_exact_float64(shared_text, store, one_thread):
     """One capture of 30,000 positions of the embedded model feeds the exact float64 sink and the fast
     streamed one: per layer and write (Δφ, attention, FFN) and for the shared basis, the eigenvalues
     agree within STREAM_EIG_TOL of the largest, the cumulative ratios too, K at every threshold is

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lib import distributed
 from lib.config import build_config
 from lib.experiment import Run
@@ -24,8 +26,9 @@ ARGS = ["--model", "tiny-wikitext", "--device", "cpu", "--n-tokens", str(N_TOKEN
         "--batch-size", str(BATCH)]
 REL = 1e-6
 """Floats of an N-process run within 1e-6 of one process (the issue's bound); K compared exactly.
-The capture and the 7D sums are combined bitwise exactly; what differs is float64 rounding of the
-table arithmetic under torchrun's OMP_NUM_THREADS=1 (~1e-16 seen)."""
+The capture and the 7D sums are combined bitwise exactly, so with one thread on both sides the
+JSON is bitwise that of one process (seen); a single process with its default threads differs
+by float64 rounding of the table arithmetic (~1e-16 seen)."""
 PLANTED = "planted failure on rank 1"
 
 
@@ -67,7 +70,12 @@ def test_two_processes_give_the_single_process_tables_and_cache(shared_text, tmp
     assert two.stdout.count("## 7A") == 1, "rank 0 alone prints the tables"
     ours = json.loads((tmp_path / "two.json").read_text())
 
-    reference = json.loads(json.dumps(Run(config(), Store(tmp_path / "one"), BATCH).tables))  # as stored
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as torchrun's ranks (OMP_NUM_THREADS=1), and no oversubscription of 2 cores
+    try:
+        reference = json.loads(json.dumps(Run(config(), Store(tmp_path / "one"), BATCH).tables))  # as stored
+    finally:
+        torch.set_num_threads(threads)
     assert_same(ours, {k: reference[k] for k in ours})
 
     def recompute(*args: object, **kwargs: object) -> None:
@@ -117,11 +125,11 @@ def test_shards_cover_every_step_once(monkeypatch):
 
 def _streamed_rank(rank: int, world: int, init: str, config: Any, out: str) -> None:
     """One rank of test_streamed_statistics_split_over_ranks: capture_stats over gloo, rank 0 saves."""
-    import torch
     import torch.distributed as dist
 
     from lib.capture import capture_stats
 
+    torch.set_num_threads(1)  # as under torchrun
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
         run = Run(config, Store(Path(out).parent / f"cache{rank}"), 2)
@@ -135,7 +143,6 @@ def _streamed_rank(rank: int, world: int, init: str, config: Any, out: str) -> N
 def test_streamed_statistics_split_over_ranks(make_model, make_config, text_file, tmp_path):
     """The streamed capture (past STREAM_ABOVE) split over 2 gloo ranks: norms, 7C sample and NLL equal
     one process bit for bit; the moments (float64 sums added in another order) within 1e-12 relative."""
-    import torch
     import torch.multiprocessing as mp
 
     from lib.capture import capture_stats
@@ -145,7 +152,12 @@ def test_streamed_statistics_split_over_ranks(make_model, make_config, text_file
     mp.spawn(_streamed_rank, args=(2, f"file://{tmp_path / 'rendezvous'}", config, str(out)), nprocs=2)
     ours = torch.load(out)
     run = Run(config, Store(tmp_path / "one"), 2)
-    one = capture_stats(run.bridge, run.selection, 2).tensors()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks
+    try:
+        one = capture_stats(run.bridge, run.selection, 2).tensors()
+    finally:
+        torch.set_num_threads(threads)
     for name in ("count", "norms", "sample", "nll"):
         assert torch.equal(ours[name], one[name]), name
     for name in ("total", "outer"):
