@@ -85,7 +85,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylim(bottom=0)
         ax.set_xlabel("positions")
         ax.set_ylabel(label)
-    fig.suptitle("python -m lib tables, embedded model, cold cache (--ks " + KS + ")")
+    fig.suptitle("tables 7A-7E (Run.tables), embedded model, cold cache, --ks " + KS)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
