@@ -3,8 +3,8 @@
 Each family is built from its `transformers` config (2 layers, d_model 32, vocabulary 300,
 the test tokenizer, context 32) with the query and key weights scaled up so that attention
 is sharp (random initialisation gives near-uniform attention, under which a wrong attention
-kernel goes unseen). The suite's tables, in raw and compat numerics, with the default
-options (`--attention sdpa`), are compared with Δφ = block output − block input taken by
+kernel goes unseen). The suite's tables, in raw and compat numerics, with either attention
+kernel (the default `--attention sdpa` and `eager`), are compared with Δφ = block output − block input taken by
 forward hooks on the Hugging Face model itself (eager attention), on 80 positions: three
 chunks past the context, each starting with BOS.
 
@@ -182,14 +182,17 @@ def _k(s: np.ndarray, t: float) -> int:
     return int(np.searchsorted(ratio, t - 1e-12) + 1)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("numerics", ["raw", "compat"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_family_matrix(family, numerics, family_dir, make_config, text_file, tmp_path):
-    """Tables of one family (default kernel) equal plain Hugging Face hooks: 7A norms and baseline
-    perplexity within 1e-5, 7B K at every threshold exactly, and the 7D individual K = 8
-    perplexity, over three chunks past the context."""
+def test_family_matrix(family, numerics, attention, family_dir, make_config, text_file, tmp_path):
+    """Tables of one family, with either kernel (sdpa: the default, fused where the probe allows;
+    eager: the bridge's own, the probe's reference), equal plain Hugging Face hooks: 7A norms and
+    baseline perplexity within 1e-5, 7B K at every threshold exactly, and the 7D individual
+    K = 8 perplexity, over three chunks past the context."""
     model_dir = family_dir(family)
-    run = Run(make_config(model_dir, text_file, n_tokens=N_TOKENS, numerics=numerics), Store(tmp_path))
+    config = make_config(model_dir, text_file, n_tokens=N_TOKENS, numerics=numerics, attention=attention)
+    run = Run(config, Store(tmp_path))
     assert run.bridge.cfg.n_ctx == N_CTX, "the test needs chunks past the context"
     tables = run.tables
     reference = Reference(model_dir, _chunks(model_dir, text_file.read_text()))
