@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import socket
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -150,10 +151,20 @@ def _safetensors_problem(path: Path) -> str | None:
     return None
 
 
+def _bin_problem(path: Path) -> str | None:
+    """Why a pytorch_model*.bin cannot be read, or None: a zip archive (torch.save's format since
+    torch 1.6) must end in its central directory; older pickle files are not checked."""
+    with path.open("rb") as f:
+        zipped = f.read(2) == b"PK"
+    if zipped and not zipfile.is_zipfile(path):
+        return "a zip archive without its central directory: truncated"
+    return None
+
+
 def check_weights(directory: Path, shown: str) -> None:
-    """Every .safetensors file of a model directory must be whole (its header and size agree)."""
-    for path in sorted(directory.glob("*.safetensors")):
-        problem = _safetensors_problem(path)
+    """Every weights file of a model directory must be whole (header and size agree; zip complete)."""
+    for path in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("pytorch_model*.bin")):
+        problem = _safetensors_problem(path) if path.suffix == ".safetensors" else _bin_problem(path)
         if problem:
             raise ConfigError(
                 f"--model {shown!r}: weights file {path.name} is corrupt ({problem}); expected the "
@@ -187,6 +198,10 @@ def check_architecture(config_json: Path, shown: str) -> str:
     return model_type
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [""])[0]
+
+
 def load_model(config: RunConfig) -> TransformerBridge:
     """Boot the bridge on the config's device, in eval mode, with the config's numerics.
 
@@ -212,15 +227,17 @@ def load_model(config: RunConfig) -> TransformerBridge:
         model_type = check_architecture(Path(location) / "config.json", config.model)
     try:
         bridge = TransformerBridge.boot_transformers(location, device=config.device, dtype=getattr(torch, config.dtype))
-    except SafetensorError as e:
+    except (SafetensorError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "PytorchStreamReader" not in str(e):  # torch.load of a broken .bin
+            raise
         raise ConfigError(
-            f"--model {config.model!r}: a weights file cannot be read ({e}); expected the files "
+            f"--model {config.model!r}: a weights file cannot be read ({_first_line(e)}); expected the files "
             "save_pretrained writes: download or save the model again"
         ) from None
     except (ValueError, KeyError, NotImplementedError, AttributeError) as e:
         raise ConfigError(
             f"--model {config.model!r}: TransformerLens cannot load model type {model_type!r} "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); expected an architecture "
+            f"({type(e).__name__}: {_first_line(e)}); expected an architecture "
             "TransformerBridge supports (GPT-2, GPT-NeoX, Llama, Mistral, Qwen2, Gemma 2, Phi, OPT, GPT-J, "
             "GPT-Neo, Bloom, ...)"
         ) from None

@@ -292,3 +292,31 @@ def test_batch_size_does_not_change_a_number(make_model, make_config, text_file,
     assert one["baseline_ppl"] == pytest.approx(three["baseline_ppl"], rel=1e-6)
     for a, b in zip(one["lowrank_ppl"], three["lowrank_ppl"]):
         assert (a["individual_ppl"], a["shared_ppl"]) == pytest.approx((b["individual_ppl"], b["shared_ppl"]), rel=1e-6)
+
+
+def test_truncated_pytorch_bin_weights(copied_model, make_config, text_file):
+    """A pytorch_model.bin cut short (a zip without its central directory) is found when the model is resolved."""
+    from safetensors.torch import load_file
+
+    weights = copied_model / "model.safetensors"
+    torch.save(load_file(str(weights)), copied_model / "pytorch_model.bin")
+    weights.unlink()
+    data = (copied_model / "pytorch_model.bin").read_bytes()
+    (copied_model / "pytorch_model.bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match=r"weights file pytorch_model.bin is corrupt \(a zip archive without its central"):
+        make_config(copied_model, text_file)
+
+
+@pytest.mark.parametrize("message,error", [("PytorchStreamReader failed reading zip archive", ConfigError),
+                                           ("CUDA out of memory", RuntimeError)])
+def test_torch_load_failure_at_load(copied_model, make_config, text_file, store, monkeypatch, message, error):
+    """torch.load's error on a broken .bin becomes one ConfigError; any other RuntimeError is not hidden."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", fail)
+    run = Run(make_config(copied_model, text_file), store)
+    with pytest.raises(error, match=message):
+        run.bridge
