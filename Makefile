@@ -25,9 +25,10 @@ claims: setup
 # The library's tests, then the claims suite end to end on the embedded model (offline: the
 # WikiText-2 test text comes from ../shared/data or $DPHI_WIKITEXT2_TEST, else `datasets`), with a
 # cache of its own so a stale user cache cannot hide a regression. pytest's exit 5 (nothing
-# collected, e.g. under -k) is not a failure.
+# collected, e.g. under -k) is not a failure. Two xdist workers with one intra-op thread each fill
+# the 2 cores; two threads each oversubscribe them (several times slower).
 test: setup
-	$(PY) -m pytest tests/ -n 2 $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests/ -n 2 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	DPHI_CACHE_DIR=$(CURDIR)/.cache/test $(PY) -m pytest claims/ --model tiny-wikitext \
 		--device=cpu --claims-xfail --require-snapshots --claims-report reports/claims-tiny-wikitext.md $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
