@@ -2,23 +2,25 @@
 
 TransformerBridge reconstructs attention eagerly (scores, mask, softmax) so that patterns
 can be hooked; on Llama-style models that costs ~2x Hugging Face's forward on CPU. Δφ needs
-no pattern: the fused kernel runs each layer's own Hugging Face attention module (the one
-the bridge wraps, with the bridge's processed weights) with Hugging Face's SDPA
-implementation, and fires the bridge's hook_out (hook_attn_out) on its output. A speed
-option must never change a number (DESIGN.md), so it is used only where it computes what
-the bridge's own attention computes:
+no pattern, so the fused kernel computes attention with SDPA, in one of two ways per layer:
 
-1. statically, where the Hugging Face model has an SDPA implementation (not Gemma 2's
-   soft-capping, GPT-Neo, Bloom's ALiBi) and nothing hooks the attention's inner sites;
-2. numerically, per loaded model: `probe` runs one short batch through both kernels and
-   refuses the fused one when Δφ or the logits differ by more than float rounding.
+- joint-QKV layers (GPT-2; GPT-NeoX with its rotary): the bridge's own q, k, v (which hold
+  compat's processed weights), then one fused causal SDPA call (`_sdpa_reconstruct`);
+- other layers: the Hugging Face attention module the bridge wraps (it holds the processed
+  weights there) with Hugging Face's SDPA implementation, where the model has one
+  (`_hf_attention`); the bridge's hook_out (hook_attn_out) fires on its output.
 
+A speed option must never change a number (DESIGN.md), so the kernel is used only where it
+computes what the bridge's own attention computes: statically, where one of the two applies
+to every layer and nothing hooks a site it skips; numerically, per loaded model, where
+`probe` finds Δφ and the logits of both kernels equal to float rounding on a short batch.
 The decision is stored on the bridge; `attention_kernel` applies it, and the run prints one
 line saying which kernel runs and why.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 from collections.abc import Iterator
@@ -61,64 +63,132 @@ class Decision:
         return f"dphi: attention kernel {self.kernel}: {self.reason}"
 
 
+def _joint_qkv_rotary() -> dict[Any, bool]:
+    """The bridge's joint-QKV reconstructions `_sdpa_reconstruct` re-implements -> whether with rotary.
+
+    GPT-2 and GPT-NeoX: the bridge splits the fused QKV weight into q, k, v of its own, which
+    hold compat's processed weights; the Hugging Face module keeps the unprocessed ones, so
+    these layers stay in the bridge and only the scores-mask-softmax step is fused.
+    """
+    from transformer_lens.model_bridge.generalized_components.joint_qkv_attention import JointQKVAttentionBridge
+    from transformer_lens.model_bridge.generalized_components.joint_qkv_position_embeddings_attention import (
+        JointQKVPositionEmbeddingsAttentionBridge,
+    )
+
+    return {
+        JointQKVAttentionBridge._reconstruct_attention: False,
+        JointQKVPositionEmbeddingsAttentionBridge._reconstruct_attention: True,
+    }
+
+
+def _skipped(attn: Any, joint: bool) -> bool:
+    """Whether something hooks a site of `attn` the fused kernel skips: scores and pattern in a
+    joint-QKV layer; every inner site but hook_out where Hugging Face's module runs."""
+    from transformer_lens.hook_points import HookPoint
+
+    if joint:
+        sites = [getattr(attn, h) for h in ("hook_attn_scores", "hook_pattern") if hasattr(attn, h)]
+    else:
+        sites = [m for m in attn.modules() if isinstance(m, HookPoint) and m is not attn.hook_out]
+    return any(m._forward_hooks or m._backward_hooks for m in sites)
+
+
+def _refuse_hooks_added_inside(attn: Any, joint: bool) -> None:
+    if _skipped(attn, joint):
+        raise RuntimeError(
+            f"a hook on an inner site of {str(attn.hook_out.name).removesuffix('.hook_out')} (pattern, q, k, v, z "
+            "...) was added while the fused attention kernel runs, which would skip it: add it before entering "
+            "attention_kernel, or use the 'eager' kernel (--attention eager)"
+        )
+
+
+def _sdpa_reconstruct(
+    self: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, rotary: bool, **kwargs: Any
+) -> tuple:
+    """The bridge's joint-QKV attention with one fused causal SDPA call instead of scores + mask + softmax.
+
+    The maths of JointQKVAttentionBridge._reconstruct_attention (and, for rotary layers, of
+    JointQKVPositionEmbeddingsAttentionBridge's: the same rotary, full or partial, applied to
+    q and k first) for inputs without padding or KV cache; hook_attn_scores and hook_pattern
+    do not fire.
+    """
+    _refuse_hooks_added_inside(self, joint=True)
+    n_heads = self.config.n_heads
+    n_kv = getattr(self.config, "n_key_value_heads", None) or n_heads
+    q, k, v, batch, seq, d_head = self._reshape_qkv_to_heads(q, k, v, n_heads, n_kv)  # (B, H, T, d_head)
+    position_embeddings = kwargs.get("position_embeddings")
+    if rotary and isinstance(position_embeddings, tuple):
+        cos, sin = self._apply_position_embedding_hooks(position_embeddings)
+        q, k = self._apply_rotary_pos_emb(q, k, cos, sin)
+    if n_kv != n_heads:  # grouped KV, expanded as the bridge does
+        k = k.repeat_interleave(n_heads // n_kv, dim=1)
+        v = v.repeat_interleave(n_heads // n_kv, dim=1)
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=d_head**-0.5)
+    out = self._reshape_attn_output(out, batch, seq, n_heads, d_head)  # (B, T, H * d_head)
+    return (self._apply_output_projection(out), None)
+
+
 def _hf_attention(self: Any, *args: Any, **kwargs: Any) -> Any:
     """Forward of an attention bridge through the Hugging Face module it wraps, then hook_out.
 
-    The module receives what the Hugging Face decoder layer passes (hidden states, rotary
-    embeddings, ALiBi, the mask) and computes with the model's attention implementation.
+    The module holds the bridge's processed weights (compat) and receives what the Hugging
+    Face decoder layer passes (hidden states, rotary embeddings, the mask); it computes with
+    the model's attention implementation, set to SDPA while the kernel runs.
     """
-    if not _unhooked(self):
-        raise RuntimeError(
-            f"a hook on an inner site of {str(self.hook_out.name).removesuffix('.hook_out')} (pattern, q, k, v, z ...) was added while the fused "
-            "attention kernel runs, which would skip it: add it before entering attention_kernel, or use "
-            "the 'eager' kernel (--attention eager)"
-        )
+    _refuse_hooks_added_inside(self, joint=False)
     out = self.original_component(*args, **kwargs)
     attn_out = self.hook_out(out[0] if isinstance(out, tuple) else out)  # (B, T, d_model)
     return (attn_out, *out[1:]) if isinstance(out, tuple) else attn_out
 
 
+def _how(attn: Any, hf: Any) -> str | None:
+    """How the fused kernel runs this layer: 'joint' (_sdpa_reconstruct), 'hf' (_hf_attention) or None."""
+    if getattr(type(attn), "_reconstruct_attention", None) in _joint_qkv_rotary():
+        return "joint"
+    if getattr(attn, "original_component", None) is not None and getattr(hf, "_supports_sdpa", False):
+        return "hf"
+    return None
+
+
 def fusable(bridge: TransformerBridge) -> bool:
-    """Whether the fused kernel can run this model at all (static check; the probe decides)."""
+    """Whether the fused kernel can run every layer of this model (static check; the probe decides)."""
     hf = getattr(bridge, "original_model", None)
     cfg = bridge.cfg
     plain = not any(getattr(cfg, flag, False) for flag in ("use_attn_result", "use_split_qkv_input", "use_attn_in"))
     attns = [getattr(block, "attn", None) for block in bridge.blocks]
-    return (
-        plain and bool(getattr(hf, "_supports_sdpa", False)) and hasattr(hf, "config") and len(attns) > 0
-        and all(a is not None and getattr(a, "original_component", None) is not None for a in attns)
-    )
-
-
-def _unhooked(attn: Any) -> bool:
-    """Nothing hooks the attention's inner sites, which the fused kernel does not run (hook_out it fires)."""
-    from transformer_lens.hook_points import HookPoint
-
-    return not any(
-        m._forward_hooks or m._backward_hooks
-        for m in attn.modules() if isinstance(m, HookPoint) and m is not attn.hook_out
-    )
+    return plain and hasattr(hf, "config") and len(attns) > 0 and all(_how(a, hf) for a in attns)
 
 
 @contextmanager
 def _fused(bridge: TransformerBridge, layers: tuple[int, ...]) -> Iterator[None]:
-    """Run every layer's attention as Hugging Face's SDPA attention inside the block, when
-    `layers` is every layer and none of them has inner hooks; else leave the bridge's own."""
+    """Run every layer's attention fused inside the block, when `layers` is every layer and
+    nothing hooks a site the kernel skips; else leave the bridge's own everywhere."""
+    hf = bridge.original_model
     attns = [bridge.blocks[layer].attn for layer in layers]
-    if not attns or len(attns) != len(bridge.blocks) or not all(_unhooked(a) for a in attns):
+    how = [_how(a, hf) for a in attns]
+    if not attns or len(attns) != len(bridge.blocks) or any(h is None or _skipped(a, h == "joint") for a, h in zip(attns, how)):
         yield
         return
-    config: Any = bridge.original_model.config  # shared by the layers; also decides the mask the model builds
+    rotary = _joint_qkv_rotary()
+    config: Any = hf.config  # shared by the layers; also decides the mask the model builds
     saved = config._attn_implementation
-    for attn in attns:
-        attn.__dict__["forward"] = types.MethodType(_hf_attention, attn)  # instance attribute, past the bridge's __setattr__
-    config._attn_implementation = "sdpa"
+    for attn, h in zip(attns, how):
+        if h == "joint":
+            kernel = functools.partial(_sdpa_reconstruct, rotary=rotary[type(attn)._reconstruct_attention])
+            attn._reconstruct_attention = types.MethodType(kernel, attn)
+        else:  # an instance attribute, past the bridge's __setattr__
+            attn.__dict__["forward"] = types.MethodType(_hf_attention, attn)
+    if "hf" in how:
+        config._attn_implementation = "sdpa"
     try:
         yield
     finally:
         config._attn_implementation = saved
-        for attn in attns:
-            del attn.__dict__["forward"]
+        for attn, h in zip(attns, how):
+            if h == "joint":
+                del attn._reconstruct_attention
+            else:
+                del attn.__dict__["forward"]
 
 
 def _probe_pass(bridge: TransformerBridge, tokens: torch.Tensor) -> list[torch.Tensor]:
@@ -153,7 +223,8 @@ def probe(bridge: TransformerBridge) -> Decision:
     """
     hf_name = type(getattr(bridge, "original_model", None)).__name__
     if not fusable(bridge):
-        return Decision("eager", (), f"{hf_name} has no SDPA attention the fused kernel can run; using the bridge's own")
+        return Decision("eager", (), f"the fused kernel cannot run {hf_name}'s attention (no SDPA in Hugging Face, "
+                                     "or the bridge's own computation); using the bridge's own")
     cfg = bridge.cfg
     length = max(2, min(PROBE_LENGTH, int(cfg.n_ctx)))
     g = torch.Generator().manual_seed(0)
@@ -173,7 +244,7 @@ def probe(bridge: TransformerBridge) -> Decision:
     if not worst <= PROBE_TOLERANCE:  # NaN refuses too
         return Decision("eager", (), f"the fused kernel differs from the bridge's attention by {worst:.1e} "
                                      f"(> {PROBE_TOLERANCE:.0e}) on a probe; using the bridge's own")
-    return Decision("sdpa", layers, f"Hugging Face's SDPA attention on all {len(layers)} layers, equal to the "
+    return Decision("sdpa", layers, f"fused on all {len(layers)} layers, equal to the "
                                     f"bridge's attention on a probe (max relative difference {worst:.1e} "
                                     f"<= {PROBE_TOLERANCE:.0e})")
 

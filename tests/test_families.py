@@ -82,7 +82,15 @@ FAMILIES = tuple(_configs())
 
 
 def _sharpen(model: torch.nn.Module) -> None:
-    """Scale every query and key projection (weights and biases) by SHARPEN."""
+    """Scale every query and key projection (weights and biases) by SHARPEN, and give every norm and
+    every bias values of its own (as trained ones), so that compat's folding of them matters."""
+    g = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if "Norm" in type(module).__name__:
+                p.add_(torch.randn(p.shape, generator=g) * (0.3 if name == "weight" else 0.1))
+            elif name == "bias":  # random init leaves them 0: compat's folding of value biases would go unseen
+                p.add_(torch.randn(p.shape, generator=g) * 0.1)
     n_heads = model.config.num_attention_heads
     for name, p in model.named_parameters():
         parts = name.split(".")
@@ -228,15 +236,16 @@ FUSED = {"gpt2", "gpt_neox", "llama", "llama_gqa", "mistral", "qwen2", "phi", "o
 """Families whose Hugging Face attention has an SDPA implementation (not Gemma 2, GPT-Neo, Bloom)."""
 
 
+@pytest.mark.parametrize("numerics", ["raw", "compat"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_kernel_each_family_gets(family, family_dir, make_config, text_file, store, capsys):
+def test_kernel_each_family_gets(family, numerics, family_dir, make_config, text_file, store, capsys):
     """--attention sdpa runs fused where Hugging Face has SDPA attention and the probe agrees, and says
     which kernel runs, on one line."""
-    run = Run(make_config(family_dir(family), text_file, n_tokens=N_TOKENS), store)
+    run = Run(make_config(family_dir(family), text_file, n_tokens=N_TOKENS, numerics=numerics), store)
     run.bridge
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dphi: attention kernel")]
     assert len(lines) == 1
-    assert lines[0].startswith("dphi: attention kernel sdpa: Hugging Face's SDPA attention on all 2 layers"
+    assert lines[0].startswith("dphi: attention kernel sdpa: fused on all 2 layers"
                                if family in FUSED else "dphi: attention kernel eager: "), lines[0]
 
 
@@ -257,15 +266,25 @@ def _off_by_1e4(self: Any, *args: Any, **kwargs: Any) -> Any:
     return (out[0] * (1 + 1e-4), *out[1:]) if isinstance(out, tuple) else out * (1 + 1e-4)
 
 
-@pytest.mark.parametrize("family,wrong", [("gpt_neox", _without_rotary), ("llama", _without_rotary), ("gpt2", _off_by_1e4)])
-def test_probe_refuses_a_fused_kernel_that_differs(family, wrong, family_dir, make_config, text_file, tmp_path,
+def _joint_without_rotary() -> dict[Any, bool]:
+    """GPT-NeoX's joint-QKV attention fused as plain causal attention: the earlier bug (norms 5% off)."""
+    import lib.kernels
+
+    return dict.fromkeys(lib.kernels.__dict__["_real_joint_qkv_rotary"](), False)
+
+
+@pytest.mark.parametrize("family,name,wrong", [("gpt_neox", "_joint_qkv_rotary", _joint_without_rotary),
+                                               ("llama", "_hf_attention", _without_rotary),
+                                               ("opt", "_hf_attention", _off_by_1e4)])
+def test_probe_refuses_a_fused_kernel_that_differs(family, name, wrong, family_dir, make_config, text_file, tmp_path,
                                                    monkeypatch):
-    """A fused kernel that drops rotary (the bug this replaces: GPT-NeoX's norms were 5% off), or is off
+    """A fused kernel that drops rotary (GPT-NeoX's joint-QKV path, Llama's Hugging Face path), or is off
     by 1e-4, is refused by the probe, and the run keeps the bridge's own attention."""
     import lib.kernels
 
     monkeypatch.setitem(lib.kernels.__dict__, "_real_hf_attention", lib.kernels._hf_attention)
-    monkeypatch.setattr(lib.kernels, "_hf_attention", wrong)
+    monkeypatch.setitem(lib.kernels.__dict__, "_real_joint_qkv_rotary", lib.kernels._joint_qkv_rotary)
+    monkeypatch.setattr(lib.kernels, name, wrong)
     model_dir = family_dir(family)
     sdpa = Run(make_config(model_dir, text_file, n_tokens=N_TOKENS), Store(tmp_path / "a"))
     decision = lib.kernels.decide(sdpa.bridge, "sdpa")
