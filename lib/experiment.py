@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from lib.runs import Shared
 
 TABLES_VERSION = 3
+CAPTURE_VERSION = 2
+"""Bump when what a capture holds changes. 2: the fused kernel no longer drops rotary/ALiBi
+(GPT-NeoX and Bloom entries written by version 1 with --attention sdpa were wrong), and the
+streamed moments are per-batch float32 Grams merged in float64."""
 """Bump when a table's definition changes, so cached tables are recomputed."""
 STREAM_ABOVE = 20_000
 """Above this many positions Δφ is not held in memory: Stats are accumulated while capturing."""
@@ -163,7 +167,7 @@ class Run:
 
     @cached_property
     def capture(self) -> Capture:
-        meta = {"stage": "capture", **self.config.identity(exclude=CAPTURE_INDEPENDENT)}
+        meta = {"stage": "capture", "version": CAPTURE_VERSION, **self.config.identity(exclude=CAPTURE_INDEPENDENT)}
 
         def compute() -> dict[str, torch.Tensor]:
             check_memory(self.bridge, self.selection, self.batch_size, held=True)
@@ -181,7 +185,7 @@ class Run:
         held_bytes = 3 * cfg.n_layers * self.config.n_tokens * cfg.d_model * 4
         if self.config.n_tokens <= self.stream_above and held_bytes <= self.hold_bytes:
             return Stats.of_capture(self.capture)
-        meta = {"stage": "stats", **self.config.identity(exclude=CAPTURE_INDEPENDENT)}
+        meta = {"stage": "stats", "version": CAPTURE_VERSION, **self.config.identity(exclude=CAPTURE_INDEPENDENT)}
 
         def compute() -> dict[str, torch.Tensor]:
             check_memory(self.bridge, self.selection, self.batch_size, held=False)

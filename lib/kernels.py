@@ -21,6 +21,7 @@ line saying which kernel runs and why.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import types
 from collections.abc import Iterator
@@ -257,7 +258,7 @@ def decide(bridge: TransformerBridge, kernel: str, announce: bool = True) -> Dec
             decisions[kernel] = Decision("eager", (), "the bridge's own (--attention eager)")
         else:
             decisions[kernel] = probe(bridge)
-        if announce:
+        if announce and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
             print(decisions[kernel].line(), file=sys.stderr)
     return decisions[kernel]
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lib.config import CAPTURE_INDEPENDENT
-from lib.experiment import Run
+from lib.experiment import CAPTURE_VERSION, Run
 from lib.store import CacheWarning, Store
 
 META = {"stage": "test", "n": 1}
@@ -34,8 +34,17 @@ def test_changed_config_or_device_misses(make_model, make_config, text_file, sto
     other = dataclasses.replace(config, **change)
     assert other.capture_key != config.capture_key
     Run(config, store).capture
-    meta = {"stage": "capture", **other.identity(exclude=CAPTURE_INDEPENDENT)}
+    meta = {"stage": "capture", "version": CAPTURE_VERSION, **other.identity(exclude=CAPTURE_INDEPENDENT)}
     assert store.load("capture", other.capture_key, meta) is None
+
+
+def test_an_entry_of_an_older_capture_version_is_recomputed(make_model, make_config, text_file, store):
+    """Captures written before a fix (e.g. the fused kernel that dropped rotary) never answer again."""
+    config = make_config(make_model(), text_file)
+    Run(config, store).capture
+    meta = {"stage": "capture", "version": CAPTURE_VERSION, **config.identity(exclude=CAPTURE_INDEPENDENT)}
+    assert store.load("capture", config.capture_key, meta) is not None
+    assert store.load("capture", config.capture_key, {**meta, "version": CAPTURE_VERSION - 1}) is None
 
 
 def test_moved_model_and_text_share_the_key(make_model, make_config, text_file, tmp_path):
