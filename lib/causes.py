@@ -105,7 +105,10 @@ def unembedding_directions(bridge: TransformerBridge) -> torch.Tensor:
         w_u = gamma.detach().to("cpu", torch.float64)[:, None] * w_u
     if getattr(bridge.cfg, "normalization_type", "LN") in ("LN", "LNPre"):
         w_u = w_u - w_u.mean(0, keepdim=True)  # (I - 11^T/d) W_U
-    return torch.linalg.svd(w_u, full_matrices=False).U  # (d, d)
+    # left singular vectors of W = eigenvectors of W W^T (d x d): ~8x faster than an SVD of the
+    # (d, vocab) matrix (0.5 s against 4 s at 768 x 50257 on 2 cores), same subspaces
+    _, vectors = torch.linalg.eigh(w_u @ w_u.T)  # ascending
+    return vectors.flip(-1)  # (d, d), largest first
 
 
 def unembedding_overlap(

@@ -115,3 +115,26 @@ def test_pc1_origin_tells_a_bias_from_a_few_positions():
     st = _stats(varying)
     row = pc1_origin(st, layer_bases(st, "delta_phi", True), bias[None], _selection(200, 64))[0]
     assert row["bias_cos"] > 0.99 and row["top_share"] < 0.2
+
+
+@pytest.mark.parametrize("normalization", ["LN", "RMS"])
+def test_unembedding_directions_are_the_readouts_left_singular_vectors(normalization):
+    """LN_final's scale, and for LayerNorm its centring, are part of the readout (raw numerics)."""
+    from types import SimpleNamespace
+
+    from lib.causes import unembedding_directions
+
+    g = torch.Generator().manual_seed(7)
+    d, vocab = 16, 200
+    ln = torch.nn.LayerNorm(d) if normalization == "LN" else torch.nn.RMSNorm(d)
+    with torch.no_grad():
+        ln.weight.copy_(torch.rand(d, generator=g) * 3)
+    bridge = SimpleNamespace(W_U=torch.randn(d, vocab, generator=g) * torch.linspace(4, 0.1, d)[:, None], ln_final=ln,
+                             cfg=SimpleNamespace(normalization_type=normalization))
+    w = ln.weight.detach().double()[:, None] * bridge.W_U.double()
+    if normalization == "LN":
+        w = w - w.mean(0, keepdim=True)
+    want = torch.linalg.svd(w, full_matrices=False).U
+    got = unembedding_directions(bridge)
+    for k in (1, 4, 8):
+        assert overlap(got[:, :k], want[:, :k]) == pytest.approx(1.0, abs=1e-9), k
