@@ -8,6 +8,7 @@ disk per config and device). Tests never read `request.config` directly.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -85,8 +86,10 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests that take `run` run once per run of the session; their ids name it."""
-    if "run" in metafunc.fixturenames:
+    """Claim tests that take `run` run once per run of the session; their ids name it. (Only under
+    claims/: the benchmarks have a `run` fixture of their own.)"""
+    claims = Path(__file__).resolve().parent / "claims"
+    if "run" in metafunc.fixturenames and claims in Path(metafunc.definition.path).resolve().parents:
         names = list(metafunc.config.stash[RUNS])
         metafunc.parametrize("run", names, ids=names, scope="session")
 
