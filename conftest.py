@@ -142,6 +142,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 @pytest.fixture(scope="session")
+def run(pytestconfig: pytest.Config) -> str:
+    """The session's first run, for tests outside claims/ (claims/ tests run once per run: their
+    `run` is parametrized by pytest_generate_tests)."""
+    return next(iter(pytestconfig.stash[RUNS]))
+
+
+@pytest.fixture(scope="session")
 def run_config(pytestconfig: pytest.Config, run: str) -> RunConfig:
     """The resolved config of the test's run (`run`: its label, one per run of the session)."""
     return pytestconfig.stash[RUNS][run]
