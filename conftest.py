@@ -8,6 +8,7 @@ disk per config and device). Tests never read `request.config` directly.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +166,12 @@ def dphi_run(pytestconfig: pytest.Config, run_config: RunConfig) -> Run:
         pytest.skip(run_config.unavailable)
     store = Store(cache_dir(pytestconfig.getoption("dphi_cache_dir")))
     batch_size = check_batch_size(pytestconfig.getoption("dphi_batch_size"), run_config.device)
+    last = pytestconfig.getoption("dphi_windows") - 1
+    if run_config.window < last:  # a window that does not fit stops the session before any capture
+        try:
+            Run(dataclasses.replace(run_config, window=last), store, shared=pytestconfig.stash[SHARED]).selection
+        except ConfigError as e:
+            pytest.exit(f"error: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
     return Run(run_config, store, batch_size=batch_size, shared=pytestconfig.stash[SHARED])
 
 

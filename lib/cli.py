@@ -97,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"dphi: {name}: {config.describe()}", file=sys.stderr)
                 if config.unavailable:
                     raise ResourceUnavailable(config.unavailable)
-                run = Run(config, store, check_batch_size(args.batch_size, config.device), shared=shared)
+            selected = {n: Run(c, store, check_batch_size(args.batch_size, c.device), shared=shared) for n, c in runs.items()}
+            for run in selected.values():  # windows that do not fit stop the command before any capture
+                if run.config.window == args.windows - 1:
+                    run.selection
+            for name, run in selected.items():
                 results[name] = {**run.tables, **(run.followups if args.follow_ups else {})}
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -144,3 +144,16 @@ def test_claims_across_models_and_windows_in_one_session(tmp_path, make_model, t
     assert cell["value"] is not None and cell["verdict"].startswith("skipped: not judged")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Table cells across token windows" in figure.read_text()
+
+
+def test_windows_that_do_not_fit_stop_the_command_before_any_capture(make_model, text_file, tmp_path):
+    import subprocess
+    import sys
+
+    from test_claims_suite import ROOT
+
+    cmd = [sys.executable, "-m", "lib", "tables", "--model", str(make_model(n_layer=1)), "--dataset", str(text_file),
+           "--n-tokens", "40", "--windows", "500", "--device", "cpu", "--cache-dir", str(tmp_path / "c")]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--windows 500 with --n-tokens 40" in done.stderr and "windows fit" in done.stderr
+    assert not list((tmp_path / "c").glob("capture-*"))  # nothing computed
