@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lib.capture import sample_positions
-from lib.spectra import RECONSTRUCTION_KS, THRESHOLDS, Moments, Pca, pca, reconstruction
+from lib.spectra import RECONSTRUCTION_KS, Moments, Pca, pca, reconstruction
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -38,10 +38,6 @@ def overlap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.T.double() @ b.double()).square().sum() / a.shape[1])
 
 
-def _ks(basis: Pca) -> dict[str, int]:
-    return {f"k{round(t * 100)}": k for t, k in zip(THRESHOLDS, basis.ks())}
-
-
 def shared_pca_normalised(stats: Stats, centred: bool) -> dict[str, int]:
     """7C's shared PCA with every layer's Δφ scaled to unit mean norm (「ノルムが支配的なため」).
 
@@ -51,7 +47,7 @@ def shared_pca_normalised(stats: Stats, centred: bool) -> dict[str, int]:
     scale = 1 / stats.norms.mean(-1).clamp_min(torch.finfo(torch.float64).tiny)  # (L,)
     total = (stats.total[0] * scale[:, None]).sum(0)  # (d,)
     outer = (stats.outer[0] * scale[:, None, None] ** 2).sum(0)  # (d, d), upper triangle
-    return _ks(pca(Moments(stats.count * len(scale), total, outer), centred, vectors=False))
+    return pca(Moments(stats.count * len(scale), total, outer), centred, vectors=False).k_columns()
 
 
 def own_reconstruction(sample: torch.Tensor, bases: Sequence[Pca], ks: Sequence[int] = RECONSTRUCTION_KS) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from lib.causes import cause_tables
 from lib.config import CAPTURE_INDEPENDENT
 from lib.corpus import Selection, select_tokens
 from lib.lowrank import Projection, lowrank_nll
-from lib.spectra import RECONSTRUCTION_KS, THRESHOLDS, Pca, pca, reconstruction
+from lib.spectra import RECONSTRUCTION_KS, Pca, pca, reconstruction
 from lib.store import Store
 
 if TYPE_CHECKING:
@@ -35,10 +35,6 @@ STREAM_ABOVE = 20_000
 HOLD_BYTES = 4 * 2**30
 """Nor when Δφ, Δφ_attn and Δφ_ffn of every layer (float32) would take more than this: larger
 models stream sooner (GPT-2 small holds up to 20,000 positions, GPT-2 XL up to ~4,600)."""
-
-
-def _k_columns(basis: Pca) -> dict[str, int]:
-    return {f"k{round(t * 100)}": k for t, k in zip(THRESHOLDS, basis.ks())}
 
 
 def norms_table(norms: torch.Tensor) -> list[dict[str, Any]]:
@@ -64,7 +60,7 @@ def shared_basis(stats: Stats, centred: bool) -> Pca:
 
 def layer_pca_table(bases: Sequence[Pca]) -> list[dict[str, Any]]:
     """7B: per layer, K at 50/80/90/95%."""
-    return [{"layer": layer, **_k_columns(b)} for layer, b in enumerate(bases)]
+    return [{"layer": layer, **b.k_columns()} for layer, b in enumerate(bases)]
 
 
 def reconstruction_tables(
@@ -219,7 +215,7 @@ class Run:
             "config": self.config.to_json(),
             "norms": norms_table(st.norms),
             "layer_pca": layer_pca,
-            "shared_pca": _k_columns(shared),
+            "shared_pca": shared.k_columns(),
             "reconstruction": reconstruction_rows,
             "baseline_ppl": math.exp(baseline),
             "lowrank_ppl": lowrank_table(baseline, nll, ks),

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 import lib.capture
-from lib.causes import locate
+from lib.causes import locate, overlap
 from lib.corpus import Selection
 from lib.experiment import layer_bases, lowrank_ks, shared_basis
 from lib.lowrank import Projection, lowrank_nll
-from lib.spectra import THRESHOLDS, Moments, Pca, add_gram_, pca
+from lib.spectra import Moments, Pca, add_gram_, pca
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -45,10 +45,6 @@ norms (MAD = median |norm - median|, unscaled; torch's median, the lower middle 
 count). One-sided: only large writes dominate a PCA. For norms spread like a Gaussian (MAD ~ 0.67
 sigma) 10 MADs are ~6.7 sigma, reached by chance about once in 10^11 positions; GPT-2's BOS write in
 layer 2 (norm ~2,300 against a mean of 18) is far past it."""
-
-
-def _k_columns(basis: Pca) -> dict[str, int]:
-    return {f"k{round(t * 100)}": k for t, k in zip(THRESHOLDS, basis.ks())}
 
 
 def _stack(bases: Sequence[Pca]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,9 +77,7 @@ def overlap_matrix(bases: Sequence[Pca], k: int) -> list[list[float]]:
     layer's writes span fewer than k dimensions, its trailing directions are arbitrary within
     the null space, and so is that part of the overlap.
     """
-    u = torch.stack([b.directions[:, :k] for b in bases])  # (L, d, k)
-    # row i: U_i^T U_j for every j, (L, k, k); one row at a time keeps it at L k^2 floats
-    return [(torch.einsum("dk,jdm->jkm", ui, u).square().sum((-1, -2)) / k).tolist() for ui in u]
+    return [[overlap(a.directions[:, :k], b.directions[:, :k]) for b in bases] for a in bases]
 
 
 def subspace_overlap(attn: Sequence[Pca], ffn: Sequence[Pca], k: int | None = None) -> dict[str, Any]:
@@ -189,7 +183,7 @@ def layer_pca_without_outliers(
         if len(ps):
             m = without(m, torch.stack([x[(layer, int(p))] for p in ps]))  # (n_left_out, d)
         rows.append({
-            "layer": layer, **_k_columns(pca(m, centred, vectors=False)),
+            "layer": layer, **pca(m, centred, vectors=False).k_columns(),
             "threshold": float(threshold[layer]), "n_left_out": len(ps),
             "left_out": [{"chunk": c, "position": p, "norm": float(stats.norms[layer, i])}
                          for (c, p), i in zip(locate(selection, ps), ps)],

@@ -88,6 +88,10 @@ class Pca:
     def ks(self, thresholds: Sequence[float] = THRESHOLDS) -> tuple[int, ...]:
         return tuple(self.k_at(t) for t in thresholds)
 
+    def k_columns(self) -> dict[str, int]:
+        """{k50, k80, k90, k95}: K at each threshold, as the tables print them."""
+        return {f"k{round(t * 100)}": k for t, k in zip(THRESHOLDS, self.ks())}
+
     def project(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """x_hat = mu + U_K U_K^T (x - mu); x: (n, d) -> (n, d) float64."""
         u = self.directions[:, :k]  # (d, K)
