@@ -16,7 +16,7 @@ import torch
 from lib import distributed
 from lib.errors import ConfigError
 from lib.models import attention_kernel
-from lib.spectra import Moments, add_gram_
+from lib.spectra import Moments, add_gram_, gram_blocks
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -216,9 +216,17 @@ class StatsSink:
             self.sample[layer, lo:hi] = x[(self.positions[lo:hi] - offset).to(x.device)].float().cpu()
 
     def _merge(self, k: int, layer: int, x: torch.Tensor) -> None:
-        """Chan's pairwise update of (mean, M2) of (k, layer) with the batch x (n_b, d) float32."""
+        """Chan's pairwise update of (mean, M2) of (k, layer) with the batch x (n_b, d) float32.
+
+        Panel by panel of the upper block triangle, the batch Gram plus the float64 rank-one term
+        is formed in a small temporary (in cache) and added to M2 (36 of them, 170 MB at GPT-2
+        small's shape, read from memory): one pass over 5/8 of M2 instead of two over all of it.
+        """
         n_a, n_b = self.seen[k][layer], len(x)
         mean_b = x.mean(0)  # (d,) float32
+        mean, m2 = self.total[k, layer], self.outer[k, layer]
+        delta = mean_b.to(mean.dtype) - mean  # (d,)
+        n = n_a + n_b
         self.gram.zero_()
         precision = torch.get_float32_matmul_precision()
         torch.set_float32_matmul_precision("highest")  # never TF32 (~1e-3) for the moments, whatever the caller set
@@ -226,11 +234,8 @@ class StatsSink:
             add_gram_(self.gram, x - mean_b)  # float32 centred Gram of the batch, upper block triangle
         finally:
             torch.set_float32_matmul_precision(precision)
-        mean, m2 = self.total[k, layer], self.outer[k, layer]
-        delta = mean_b.to(mean.dtype) - mean  # (d,)
-        n = n_a + n_b
-        m2 += self.gram
-        m2.addr_(delta, delta, alpha=n_a * n_b / n)
+        for i, j in gram_blocks(len(delta)):
+            m2[i:j, i:] += torch.addr(self.gram[i:j, i:].to(m2.dtype), delta[i:j], delta[i:], alpha=n_a * n_b / n)
         mean += delta * (n_b / n)
         self.seen[k][layer] = n
 
@@ -239,9 +244,10 @@ class StatsSink:
         if self.exact:
             return
         count = torch.tensor(self.seen, dtype=torch.float64)[..., None]  # (3, L, 1)
-        mean, m2 = self.total.cpu().double(), self.outer.cpu().double()
+        mean, m2 = self.total.cpu().double(), self.outer.cpu().double()  # on the CPU: these tensors themselves
         self.total = mean * count
-        self.outer = m2 + count[..., None] * mean[..., :, None] * mean[..., None, :]  # (3, L, d, d)
+        d = mean.shape[-1]
+        self.outer = m2.view(-1, d, d).baddbmm_(self.total.view(-1, d, 1), mean.view(-1, 1, d)).view(m2.shape)  # M2 + n mean mean^T
         self.exact = True  # now plain sums: combine adds them across ranks
 
     def combine(self) -> None:

@@ -49,9 +49,14 @@ def add_gram_(acc: torch.Tensor, x: torch.Tensor, block: int = GRAM_BLOCK) -> to
     blocks per step, (b, n) @ (n, d - i), skips the strictly lower blocks; `pca` reads
     the upper triangle only.
     """
-    for i in range(0, x.shape[1], block):
-        acc[i : i + block, i:].addmm_(x[:, i : i + block].T, x[:, i:])
+    for i, j in gram_blocks(x.shape[1], block):
+        acc[i:j, i:].addmm_(x[:, i:j].T, x[:, i:])
     return acc
+
+
+def gram_blocks(d: int, block: int = GRAM_BLOCK) -> list[tuple[int, int]]:
+    """The row panels [i, j) of add_gram_: panel i:j holds columns i: (the upper block triangle)."""
+    return [(i, min(i + block, d)) for i in range(0, d, block)]
 
 
 @dataclass(frozen=True)
