@@ -145,7 +145,7 @@ STREAM_EIG_TOL = 1e-6
 """|λ_i(fast) - λ_i(exact)| / λ_1 for the streamed moments (float32 Gram of each batch centred on its
 own mean, merged in float64) against exact float64 sums: each Gram entry carries float32 rounding
 (~6e-8 relative to the batch's variance scale), so eigenvalues move by ~1e-8 of λ_1 (measured on the
-embedded model at 30,000 positions: 4.9e-9 with two threads, 7.4e-9 with one); 1e-6 leaves >100x
+embedded model at 30,000 positions: 4.9e-9 with two threads and with one); 1e-6 leaves >100x
 margin and is the bound the issue asks the tables to meet."""
 
 
