@@ -60,7 +60,7 @@ def own_reconstruction(sample: torch.Tensor, bases: Sequence[Pca], ks: Sequence[
     rows = []
     for layer, (x, basis) in enumerate(zip(sample, bases)):
         cos, rel = reconstruction(x, basis, ks)  # (len(ks), n) each
-        rows += [{"layer": layer, "k": k, "cos_sim": float(cos[i].mean()), "relative_l2": float(rel[i].mean())}
+        rows += [{"layer": layer, "k": k, "cos_sim": float(cos[i].nanmean()), "relative_l2": float(rel[i].nanmean())}
                  for i, k in enumerate(ks)]
     return rows
 

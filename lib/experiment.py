@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from lib.config import RunConfig
     from lib.runs import Shared
 
-TABLES_VERSION = 3
+TABLES_VERSION = 4
+"""Bump when a table's computation changes. 4: 7C leaves positions whose write is exactly zero out
+of its means (they were averaged in as ~1e306)."""
 CAPTURE_VERSION = 2
 """Bump when what a capture holds changes. 2: the fused kernel no longer drops rotary/ALiBi
 (GPT-NeoX and Bloom entries written by version 1 with --attention sdpa were wrong), and the
@@ -74,8 +76,8 @@ def reconstruction_tables(
     """
     ks = [k for k in ks if k <= delta_phi.shape[-1]]
     per_layer = [reconstruction(x, shared, ks) for x in delta_phi]  # L x ((len(ks), N), (len(ks), N))
-    cos_l = torch.stack([cos.mean(-1) for cos, _ in per_layer])  # (L, len(ks))
-    rel_l = torch.stack([rel.mean(-1) for _, rel in per_layer])
+    cos_l = torch.stack([cos.nanmean(-1) for cos, _ in per_layer])  # (L, len(ks)); zero writes left out
+    rel_l = torch.stack([rel.nanmean(-1) for _, rel in per_layer])
     overall = [
         {"k": k, "cos_sim": float(cos_l[:, i].mean()), "relative_l2": float(rel_l[:, i].mean())}
         for i, k in enumerate(ks)

@@ -129,11 +129,14 @@ def reconstruction(x: torch.Tensor, basis: Pca, ks: Sequence[int]) -> tuple[torc
     """Per-position quality of x_hat = mu + U_K U_K^T (x - mu) for each K.
 
     x: (n, d). Returns (cos_sim, relative_l2), each (len(ks), n) float64:
-    cos(x, x_hat) and ||x - x_hat|| / ||x||.
+    cos(x, x_hat) and ||x - x_hat|| / ||x||. Both are undefined, NaN, where x = 0 (a position
+    whose write is exactly zero, e.g. a zero embedding at BOS when pad_token_id is the BOS id):
+    the tables' means leave those positions out (torch.nanmean).
     """
     x = x.to(torch.float64)
     coeffs = (x - basis.mean) @ basis.directions  # (n, d)
-    norm = x.norm(dim=-1).clamp_min(torch.finfo(torch.float64).tiny)  # (n,)
+    norm = x.norm(dim=-1)  # (n,)
+    norm = torch.where(norm > 0, norm, torch.nan)
     cos, rel = [], []
     for k in ks:
         x_hat = basis.mean + coeffs[:, :k] @ basis.directions[:, :k].T  # (n, d)

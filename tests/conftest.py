@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -112,3 +114,30 @@ def shared_text() -> Path:
     if not SHARED_TEXT.is_file():
         pytest.skip(f"WikiText-2 test text not found at {SHARED_TEXT} (see ../shared/data/README.md)")
     return SHARED_TEXT
+
+
+SAME_REL = 1e-6
+"""Tables under another speed option (batch size, process count, streamed statistics): floats within
+1e-6 relative (float32 passes in other shapes sum in another order, ~1e-7), K and every int exact."""
+
+
+def _assert_same(ours: Any, reference: Any, rel: float = SAME_REL, abs_: float = 1e-12, where: str = "") -> None:
+    if isinstance(reference, dict):
+        assert ours.keys() == reference.keys(), where
+        for k in reference:
+            _assert_same(ours[k], reference[k], rel, abs_, f"{where}.{k}")
+    elif isinstance(reference, list):
+        assert len(ours) == len(reference), where
+        for i, (a, b) in enumerate(zip(ours, reference)):
+            _assert_same(a, b, rel, abs_, f"{where}[{i}]")
+    elif isinstance(reference, float):
+        assert isinstance(ours, float) and math.isclose(ours, reference, rel_tol=rel, abs_tol=abs_), (where, ours, reference)
+    else:
+        assert ours == reference, (where, ours, reference)
+
+
+@pytest.fixture(scope="session")
+def assert_same() -> Callable[..., None]:
+    """assert_same(ours, reference, rel=SAME_REL, abs_=1e-12): the same structure, ints (K) and
+    strings equal, floats within rel (or abs_)."""
+    return _assert_same

@@ -4,7 +4,6 @@ give the tables of one process, write the entries a single process reads, and fa
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -24,7 +23,6 @@ N_TOKENS, KS, BATCH = 300, "8,32", 2
 two variants per 7D group give each rank its own share of the capture and of the 7D steps."""
 ARGS = ["--model", "tiny-wikitext", "--device", "cpu", "--n-tokens", str(N_TOKENS), "--ks", KS,
         "--batch-size", str(BATCH)]
-REL = 1e-6
 """Floats of an N-process run within 1e-6 of one process (the issue's bound); K compared exactly.
 The capture and the 7D sums are combined bitwise exactly, so with one thread on both sides the
 JSON is bitwise that of one process (seen); a single process with its default threads differs
@@ -46,23 +44,7 @@ def config() -> Any:
                         numerics="compat", positions="all", pca="centred", ks=KS)
 
 
-def assert_same(ours: Any, reference: Any, where: str = "") -> None:
-    """Ints (K) equal, floats within REL, the same structure."""
-    if isinstance(reference, dict):
-        assert ours.keys() == reference.keys(), where
-        for k in reference:
-            assert_same(ours[k], reference[k], f"{where}.{k}")
-    elif isinstance(reference, list):
-        assert len(ours) == len(reference), where
-        for i, (a, b) in enumerate(zip(ours, reference)):
-            assert_same(a, b, f"{where}[{i}]")
-    elif isinstance(reference, float):
-        assert isinstance(ours, float) and math.isclose(ours, reference, rel_tol=REL, abs_tol=1e-12), (where, ours, reference)
-    else:
-        assert ours == reference, (where, ours, reference)
-
-
-def test_two_processes_give_the_single_process_tables_and_cache(shared_text, tmp_path, monkeypatch):
+def test_two_processes_give_the_single_process_tables_and_cache(shared_text, tmp_path, monkeypatch, assert_same):
     """2 gloo ranks: the JSON equals one process's tables (K exact, floats within 1e-6), and a later
     single-process run reads the tables and the capture the 2-process run wrote, without computing."""
     two = torchrun(tmp_path, "--json", str(tmp_path / "two.json"), "--cache-dir", str(tmp_path / "two"))

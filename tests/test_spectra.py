@@ -78,6 +78,25 @@ def test_reconstruction_error_falls_with_k_and_vanishes_at_d(data, centre):
     assert float((cos[-1] - 1).abs().max()) < ATOL
 
 
+@given(planted(), centred, st.lists(st.integers(0, 10_000), min_size=1, max_size=3))
+def test_a_zero_write_is_left_out_of_the_reconstruction_means(data, centre, where):
+    """A position whose vector is exactly zero has no relative error or cosine (NaN there), and the
+    means over positions (nanmean, as the tables take them) are those of the other positions."""
+    x = data[0]
+    zero = sorted({i % (len(x) + 1) for i in where})
+    with_zeros = x.clone()
+    for i in reversed(zero):  # zero rows inserted at those indices
+        with_zeros = torch.cat([with_zeros[:i], torch.zeros(1, x.shape[1], dtype=x.dtype), with_zeros[i:]])
+    is_zero = with_zeros.norm(dim=-1) == 0
+    basis = pca(Moments.of(x), centre)
+    ks = [1, x.shape[1] // 2, x.shape[1]]
+    cos, rel = reconstruction(with_zeros, basis, ks)
+    assert bool(cos[:, is_zero].isnan().all()) and bool(rel[:, is_zero].isnan().all())
+    want_cos, want_rel = reconstruction(x, basis, ks)
+    torch.testing.assert_close(cos.nanmean(-1), want_cos.mean(-1))
+    torch.testing.assert_close(rel.nanmean(-1), want_rel.mean(-1))
+
+
 @given(planted(), centred)
 def test_projection_with_all_components_is_identity(data, centre):
     x = data[0]
