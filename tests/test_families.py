@@ -17,6 +17,7 @@ unchanged); on RMSNorm families (Llama, Mistral, Qwen2, Gemma 2) it does not cen
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from collections.abc import Callable
@@ -251,6 +252,42 @@ def test_speed_options_do_not_change_a_family_tables(family, family_dir, make_co
     assert_same(Run(config, Store(tmp_path / "three"), batch_size=3).tables, one)
     streamed = Run(config, Store(tmp_path / "streamed"), batch_size=3, stream_above=0).tables
     assert_same(streamed, one, rel=STREAMED_REL, abs_=STREAMED_ABS)
+
+
+def _tables_rank(rank: int, world: int, init: str, config: Any, out: str) -> None:
+    """One gloo rank of test_two_processes_give_a_family_one_process_tables; rank 0 writes the tables."""
+    import torch.distributed as dist
+
+    from lib import distributed
+
+    torch.set_num_threads(1)  # as under torchrun
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        tables = Run(config, distributed.SharedStore(Path(out).parent / "cache"), batch_size=1).tables
+        if rank == 0:
+            Path(out).write_text(json.dumps(tables))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("family", ["gpt_neox", "llama_gqa", "bloom"])
+def test_two_processes_give_a_family_one_process_tables(family, family_dir, make_config, text_file, tmp_path,
+                                                         assert_same):
+    """Process count, a speed option, beyond GPT-2: two gloo ranks (each its share of the capture's
+    chunks and of 7D's steps) give one process's tables within 1e-6, every K exact, on parallel
+    attention with rotary (GPT-NeoX), RMSNorm with grouped KV heads (Llama) and ALiBi (Bloom)."""
+    import torch.multiprocessing as mp
+
+    config = make_config(family_dir(family), text_file, n_tokens=N_TOKENS, numerics="compat")
+    out = tmp_path / "two.json"
+    mp.spawn(_tables_rank, args=(2, f"file://{tmp_path / 'rendezvous'}", config, str(out)), nprocs=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks
+    try:
+        one = Run(config, Store(tmp_path / "one"), batch_size=1).tables
+    finally:
+        torch.set_num_threads(threads)
+    assert_same(json.loads(out.read_text()), json.loads(json.dumps(one)))
 
 
 FUSED = {"gpt2", "gpt_neox", "llama", "llama_gqa", "mistral", "qwen2", "phi", "opt", "gptj"}
