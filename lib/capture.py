@@ -247,7 +247,10 @@ class StatsSink:
         mean, m2 = self.total.cpu().double(), self.outer.cpu().double()  # on the CPU: these tensors themselves
         self.total = mean * count
         d = mean.shape[-1]
-        self.outer = m2.view(-1, d, d).baddbmm_(self.total.view(-1, d, 1), mean.view(-1, 1, d)).view(m2.shape)  # M2 + n mean mean^T
+        outer, total, mean = m2.view(-1, d, d), self.total.view(-1, d, 1), mean.view(-1, 1, d)
+        for i, j in gram_blocks(d):  # M2 + n mean mean^T on M2's panels: below them zeros, as in the exact sums
+            outer[:, i:j, i:].baddbmm_(total[:, i:j], mean[..., i:])
+        self.outer = m2
         self.exact = True  # now plain sums: combine adds them across ranks
 
     def combine(self) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lib.capture import sample_positions
-from lib.spectra import RECONSTRUCTION_KS, Moments, Pca, pca, reconstruction
+from lib.spectra import RECONSTRUCTION_KS, Moments, Pca, pca, reconstruction_means
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -59,8 +59,8 @@ def own_reconstruction(sample: torch.Tensor, bases: Sequence[Pca], ks: Sequence[
     ks = [k for k in ks if k <= sample.shape[-1]]
     rows = []
     for layer, (x, basis) in enumerate(zip(sample, bases)):
-        cos, rel = reconstruction(x, basis, ks)  # (len(ks), n) each
-        rows += [{"layer": layer, "k": k, "cos_sim": float(cos[i].nanmean()), "relative_l2": float(rel[i].nanmean())}
+        cos, rel = reconstruction_means(x, basis, ks)  # (len(ks),) each
+        rows += [{"layer": layer, "k": k, "cos_sim": float(cos[i]), "relative_l2": float(rel[i])}
                  for i, k in enumerate(ks)]
     return rows
 

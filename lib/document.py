@@ -390,9 +390,13 @@ def _shared_costs_layers(layers: Callable[[Tables], range]) -> Callable[[Tables]
         if not ks:
             raise NotApplicable(f"no reconstruction K in 64..256 below d_model = {d_model(t)}")
         parts, ok = [], True
+        written = {r["layer"] for r in t["reconstruction_per_layer"] if not math.isnan(r["cos_sim"])}  # not all-zero
+        live = [layer for layer in chosen if layer in written]
+        if not live:
+            raise NotApplicable(f"every write of layers {chosen.start}-{chosen.stop - 1} is zero")
         for k in ks:
-            own = statistics.mean(r["cos_sim"] for r in t["reconstruction_own_per_layer"] if r["k"] == k and r["layer"] in chosen)
-            shared = statistics.mean(r["cos_sim"] for r in t["reconstruction_per_layer"] if r["k"] == k and r["layer"] in chosen)
+            own = statistics.mean(r["cos_sim"] for r in t["reconstruction_own_per_layer"] if r["k"] == k and r["layer"] in live)
+            shared = statistics.mean(r["cos_sim"] for r in t["reconstruction_per_layer"] if r["k"] == k and r["layer"] in live)
             ok &= shared <= own - SHARED_COS_GAP
             parts.append(f"K={k}: shared {shared:.3f} vs own {own:.3f}")
         return ok, f"layers {chosen.start}-{chosen.stop - 1}, mean cos: " + "; ".join(parts) + f" (gap >= {SHARED_COS_GAP}?)"

@@ -15,7 +15,7 @@ from lib.causes import cause_tables
 from lib.config import CAPTURE_INDEPENDENT
 from lib.corpus import Selection, select_tokens
 from lib.lowrank import Projection, lowrank_nll
-from lib.spectra import RECONSTRUCTION_KS, Pca, pca, reconstruction
+from lib.spectra import RECONSTRUCTION_KS, Pca, pca, reconstruction_means
 from lib.store import Store
 
 if TYPE_CHECKING:
@@ -72,14 +72,15 @@ def reconstruction_tables(
 
     delta_phi: (n_layers, n_sample, d_model), Stats.sample: every position up to
     SAMPLE_SIZE positions, evenly spaced ones beyond. Per position, averaged per layer,
-    then over layers.
+    then over layers (positions and layers whose write is exactly zero left out).
     """
     ks = [k for k in ks if k <= delta_phi.shape[-1]]
-    per_layer = [reconstruction(x, shared, ks) for x in delta_phi]  # L x ((len(ks), N), (len(ks), N))
-    cos_l = torch.stack([cos.nanmean(-1) for cos, _ in per_layer])  # (L, len(ks)); zero writes left out
-    rel_l = torch.stack([rel.nanmean(-1) for _, rel in per_layer])
+    per_layer = [reconstruction_means(x, shared, ks) for x in delta_phi]  # L x ((len(ks),), (len(ks),))
+    cos_l = torch.stack([cos for cos, _ in per_layer])  # (L, len(ks))
+    rel_l = torch.stack([rel for _, rel in per_layer])
+    written = (delta_phi.norm(dim=-1) != 0).any(-1)  # (L,): layers whose every write is zero have no 7C
     overall = [
-        {"k": k, "cos_sim": float(cos_l[:, i].mean()), "relative_l2": float(rel_l[:, i].mean())}
+        {"k": k, "cos_sim": float(cos_l[written, i].mean()), "relative_l2": float(rel_l[written, i].mean())}
         for i, k in enumerate(ks)
     ]
     layers = [

@@ -131,7 +131,7 @@ def reconstruction(x: torch.Tensor, basis: Pca, ks: Sequence[int]) -> tuple[torc
     x: (n, d). Returns (cos_sim, relative_l2), each (len(ks), n) float64:
     cos(x, x_hat) and ||x - x_hat|| / ||x||. Both are undefined, NaN, where x = 0 (a position
     whose write is exactly zero, e.g. a zero embedding at BOS when pad_token_id is the BOS id):
-    the tables' means leave those positions out (torch.nanmean).
+    reconstruction_means leaves those positions out.
     """
     x = x.to(torch.float64)
     coeffs = (x - basis.mean) @ basis.directions  # (n, d)
@@ -143,3 +143,11 @@ def reconstruction(x: torch.Tensor, basis: Pca, ks: Sequence[int]) -> tuple[torc
         cos.append((x * x_hat).sum(-1) / (norm * x_hat.norm(dim=-1).clamp_min(torch.finfo(torch.float64).tiny)))
         rel.append((x - x_hat).norm(dim=-1) / norm)
     return torch.stack(cos), torch.stack(rel)
+
+
+def reconstruction_means(x: torch.Tensor, basis: Pca, ks: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos_sim, relative_l2), each (len(ks),): reconstruction's means over the positions whose write
+    is not exactly zero (NaN when there is none); a non-finite write still makes them NaN."""
+    cos, rel = reconstruction(x, basis, ks)
+    keep = x.norm(dim=-1) != 0  # NaN != 0: a NaN write is kept, and shows
+    return cos[:, keep].mean(-1), rel[:, keep].mean(-1)

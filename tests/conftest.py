@@ -131,7 +131,9 @@ def _assert_same(ours: Any, reference: Any, rel: float = SAME_REL, abs_: float =
         for i, (a, b) in enumerate(zip(ours, reference)):
             _assert_same(a, b, rel, abs_, f"{where}[{i}]")
     elif isinstance(reference, float):
-        assert isinstance(ours, float) and math.isclose(ours, reference, rel_tol=rel, abs_tol=abs_), (where, ours, reference)
+        both_nan = math.isnan(reference) and isinstance(ours, float) and math.isnan(ours)  # undefined in both
+        assert both_nan or (isinstance(ours, float) and math.isclose(ours, reference, rel_tol=rel, abs_tol=abs_)), (
+            where, ours, reference)
     else:
         assert ours == reference, (where, ours, reference)
 
@@ -139,5 +141,5 @@ def _assert_same(ours: Any, reference: Any, rel: float = SAME_REL, abs_: float =
 @pytest.fixture(scope="session")
 def assert_same() -> Callable[..., None]:
     """assert_same(ours, reference, rel=SAME_REL, abs_=1e-12): the same structure, ints (K) and
-    strings equal, floats within rel (or abs_)."""
+    strings equal, floats within rel (or abs_), NaN where the other is NaN."""
     return _assert_same

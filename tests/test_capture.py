@@ -181,6 +181,53 @@ def test_streamed_float32_moments_match_exact_float64(shared_text, store, one_th
     assert torch.equal(a.norms, b.norms) and torch.equal(a.sample, b.sample)
 
 
+def test_streamed_moments_over_several_panels_and_split_in_two_equal_the_exact_sums():
+    """d = 400 > GRAM_BLOCK: the streamed merge and settle run panel by panel (the models above fit
+    one panel). Against the exact float64 sums the moments agree within float32 rounding, with the
+    strictly lower blocks zero in both; a sink fed the first batches plus one fed the rest, added
+    after settling (what combine does across ranks), equal one sink fed everything (float64)."""
+    from lib.capture import KEYS, StatsSink
+    from lib.spectra import GRAM_BLOCK, Moments
+
+    n_layers, d = 2, 400
+    assert d > 2 * GRAM_BLOCK
+    g = torch.Generator().manual_seed(0)
+    sizes = [37, 128, 5, 90, 64]
+    data = [torch.randn(n, d, generator=g) * 3 + torch.randn(d, generator=g) * 10 for n in sizes]  # off-centre
+    n = sum(sizes)
+
+    def fed(batches: list[int], exact: bool) -> StatsSink:
+        sink = StatsSink(n_layers, n, d, exact=exact)
+        for b in batches:
+            offset = sum(sizes[:b])
+            for key in KEYS:
+                for layer in range(n_layers):
+                    sink.write(key, layer, offset, data[b] * (layer + 1))
+        sink.stats(torch.zeros(1))  # settles
+        return sink
+
+    everything = list(range(len(sizes)))
+    exact, fast = fed(everything, True), fed(everything, False)
+    lower = torch.ones(d, d, dtype=torch.bool).tril(-1)
+    lower[:GRAM_BLOCK, :GRAM_BLOCK] = lower[GRAM_BLOCK : 2 * GRAM_BLOCK, GRAM_BLOCK : 2 * GRAM_BLOCK] = False
+    lower[2 * GRAM_BLOCK :, 2 * GRAM_BLOCK :] = False  # the diagonal blocks are whole
+    for sink in (exact, fast):
+        assert bool((sink.outer[..., lower] == 0).all())
+    scale = float(exact.outer.abs().max())
+    torch.testing.assert_close(fast.total, exact.total, rtol=1e-6, atol=1e-6 * float(exact.total.abs().max()))
+    torch.testing.assert_close(fast.outer, exact.outer, rtol=1e-6, atol=1e-6 * scale)
+    def centred(m: Moments) -> torch.Tensor:  # the scatter about the mean, upper triangle
+        return (m.outer - torch.outer(m.total, m.total) / m.count).triu()
+
+    want = centred(Moments.of(torch.cat(data)))  # layer 0's data, for every key
+    for k in range(len(KEYS)):  # where float32 rounding would show first: the mean (10x the spread) is out
+        got = centred(Moments(n, fast.total[k, 0], fast.outer[k, 0]))
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
+    first, rest = fed(everything[:2], False), fed(everything[2:], False)
+    torch.testing.assert_close(first.total + rest.total, fast.total, rtol=1e-12, atol=1e-12 * float(fast.total.abs().max()))
+    torch.testing.assert_close(first.outer + rest.outer, fast.outer, rtol=1e-12, atol=1e-12 * scale)
+
+
 @pytest.mark.parametrize("stream_above", [10_000, 0], ids=["held", "streamed"])
 def test_memory_guard_stops_a_run_that_would_not_fit_before_capturing(
     make_model, make_config, text_file, tmp_path, monkeypatch, stream_above

@@ -138,3 +138,28 @@ def test_unembedding_directions_are_the_readouts_left_singular_vectors(normaliza
     got = unembedding_directions(bridge)
     for k in (1, 4, 8):
         assert overlap(got[:, :k], want[:, :k]) == pytest.approx(1.0, abs=1e-9), k
+
+
+def test_misses_middle_layers_leaves_a_dead_layer_out():
+    """7C-misses-middle-layers on tables where a middle layer's every write is zero (its 7C rows NaN):
+    judged on the other middle layers; with every middle layer dead it does not apply."""
+    from lib.document import CLAIMS, NotApplicable, middle
+
+    claim = next(c for c in CLAIMS if c.id == "7C-misses-middle-layers")
+    n, d = 8, 512
+
+    def rows(cos: dict[int, float]) -> list[dict]:
+        return [{"layer": layer, "k": 128, "cos_sim": c, "relative_l2": 1 - c} for layer, c in cos.items()]
+
+    t = {"norms": [{}] * n, "lowrank_ppl": [{"k": d}]}
+    chosen = middle(t)
+    own = {layer: 0.99 for layer in range(n)}
+    shared = {layer: 0.5 for layer in range(n)}
+    dead = chosen.start
+    own[dead] = shared[dead] = float("nan")
+    t |= {"reconstruction_own_per_layer": rows(own), "reconstruction_per_layer": rows(shared)}
+    holds, says = claim.predicate(t)
+    assert holds and "shared 0.500 vs own 0.990" in says
+    t["reconstruction_per_layer"] = rows({layer: float("nan") if layer in chosen else 0.5 for layer in range(n)})
+    with pytest.raises(NotApplicable, match="is zero"):
+        claim.predicate(t)

@@ -233,11 +233,12 @@ def test_family_matrix(family, numerics, attention, family_dir, make_config, tex
     assert row["individual_ppl"] == pytest.approx(want, rel=RTOL), (row["individual_ppl"] / want - 1)
 
 
-STREAMED_REL, STREAMED_ABS = 1e-3, 1e-6
+STREAMED_REL, STREAMED_ABS = 1e-4, 1e-6
 """The streamed statistics against the held float64 sums: float32 Grams move eigenvalues by ~1e-8
 of the largest (tests/test_capture.py), so explained-variance ratios by that in absolute terms;
-what depends on eigenvectors (subspace overlaps, PC1 cosines) moves by that over the eigengap:
-up to 5e-4 relative measured here (GPT-J's shared-subspace overlap), 2e-5 for the rest."""
+what depends on eigenvectors (PC1 cosines, subspace overlaps) moves by that over the eigengap:
+at most 2e-5 relative measured on these families (GPT-J's FFN PC1 cosine), values below 1e-6
+compared absolutely."""
 
 
 @pytest.mark.parametrize("family", FAMILIES)

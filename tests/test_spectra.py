@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib.capture import Capture, Stats
-from lib.experiment import shared_basis
+from lib.experiment import reconstruction_tables, shared_basis
 from lib.spectra import THRESHOLDS, Moments, add_gram_, pca, reconstruction
 
 # float64 eigendecompositions of well-conditioned data: errors ~1e-12; 1e-8 is safe and tight.
@@ -95,6 +97,23 @@ def test_a_zero_write_is_left_out_of_the_reconstruction_means(data, centre, wher
     want_cos, want_rel = reconstruction(x, basis, ks)
     torch.testing.assert_close(cos.nanmean(-1), want_cos.mean(-1))
     torch.testing.assert_close(rel.nanmean(-1), want_rel.mean(-1))
+
+
+def test_reconstruction_tables_leave_out_a_zero_layer_but_show_a_non_finite_write():
+    """A layer whose every write is zero has no 7C rows (NaN) and is left out of the overall mean,
+    which is then the other layers'; a NaN write is not left out: its layer's means are NaN."""
+    g = torch.Generator().manual_seed(0)
+    live = torch.randn(2, 30, 6, generator=g, dtype=torch.float64)
+    stacked = torch.cat([live[:1], torch.zeros(1, 30, 6, dtype=torch.float64), live[1:]])  # layer 1 dead
+    basis = pca(Moments.of(live.reshape(-1, 6)))
+    overall, layers = reconstruction_tables(stacked, basis, [2, 4])
+    want, _ = reconstruction_tables(live, basis, [2, 4])
+    assert all(math.isnan(r["cos_sim"]) and math.isnan(r["relative_l2"]) for r in layers if r["layer"] == 1)
+    for got, ref in zip(overall, want):
+        assert got["cos_sim"] == pytest.approx(ref["cos_sim"]) and got["relative_l2"] == pytest.approx(ref["relative_l2"])
+    stacked[0, 3, 2] = torch.nan
+    _, layers = reconstruction_tables(stacked, basis, [2])
+    assert math.isnan(next(r for r in layers if r["layer"] == 0)["cos_sim"])
 
 
 @given(planted(), centred)
