@@ -42,9 +42,11 @@ def shared_pca_normalised(stats: Stats, centred: bool) -> dict[str, int]:
     """7C's shared PCA with every layer's Δφ scaled to unit mean norm (「ノルムが支配的なため」).
 
     Scaling layer l by s_l = 1 / mean ||Δφ(l)|| scales its sum by s_l and its sum of outer
-    products by s_l^2, so the pooled moments are exact: sum_l s_l S1_l, sum_l s_l^2 S2_l.
+    products by s_l^2, so the pooled moments are exact: sum_l s_l S1_l, sum_l s_l^2 S2_l. A layer
+    whose every write is zero cannot be scaled and adds its zeros, as in the unscaled shared PCA.
     """
-    scale = 1 / stats.norms.mean(-1).clamp_min(torch.finfo(torch.float64).tiny)  # (L,)
+    mean_norm = stats.norms.mean(-1)  # (L,)
+    scale = torch.where(mean_norm > 0, 1 / mean_norm, 0)  # a layer whose writes are all zero stays zero
     total = (stats.total[0] * scale[:, None]).sum(0)  # (d,)
     outer = (stats.outer[0] * scale[:, None, None] ** 2).sum(0)  # (d, d), upper triangle
     return pca(Moments(stats.count * len(scale), total, outer), centred, vectors=False).k_columns()

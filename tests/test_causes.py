@@ -52,6 +52,18 @@ def test_normalised_shared_pca_equals_pca_of_scaled_vectors():
     assert got["k90"] > raw  # the dominant layer's one direction hid the others
 
 
+def test_normalised_shared_pca_with_a_dead_layer():
+    """A layer whose every write is zero cannot be scaled to unit norm: it adds its zeros (no NaN),
+    as the stacked vectors with that layer left at zero would."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 100, 8, generator=g, dtype=torch.float64)
+    x[1] = 0
+    got = shared_pca_normalised(_stats(x.float()), centred=True)
+    xf = x.float().double().numpy()
+    scaled = np.concatenate([layer / n if (n := np.linalg.norm(layer, axis=-1).mean()) > 0 else layer for layer in xf])
+    assert got == {f"k{round(t * 100)}": _k(scaled, t) for t in THRESHOLDS}
+
+
 def test_write_sources_finds_the_write_that_carries_the_variance():
     """A rank-1 FFN write of large variance against small attention noise: share ~1, same first direction."""
     g = torch.Generator().manual_seed(1)
