@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import torch
 
-from lib.capture import Stats, StatsSink, capture, capture_stats, capture_tensors
-from lib.config import build_config
+from lib.capture import Stats, StatsSink, batches, capture, capture_stats, capture_tensors
+from lib.config import build_config, check_batch_size
 from lib.corpus import Selection
 from lib.experiment import Run, layer_bases, lowrank_ks, projections, shared_basis
 from lib.lowrank import lowrank_nll
@@ -33,7 +33,11 @@ from lib.spectra import Moments, add_gram_, pca
 from lib.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-TEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
+TEXT = Path(os.environ.get("DPHI_BENCH_TEXT", ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"))
+DEVICE = os.environ.get("DPHI_BENCH_DEVICE", "cpu")
+"""$DPHI_BENCH_DEVICE: cpu (default), cuda or mps; benchmarks/device.sh runs them on a lent GPU."""
+BATCH = check_batch_size("auto", DEVICE)
+"""Chunks per pass, ours and the plain forward alike: the fastest on each device (1 on the CPU)."""
 N_TOKENS = 1000
 STREAMED_TOKENS = 4000
 """The streamed capture is timed on 4 chunks: past 20,000 positions its fixed cost (allocating and
@@ -82,7 +86,7 @@ def gpt2_shaped(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def run(gpt2_shaped: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    config = build_config(model=str(gpt2_shaped), dataset=str(TEXT), n_tokens=N_TOKENS, device="cpu",
+    config = build_config(model=str(gpt2_shaped), dataset=str(TEXT), n_tokens=N_TOKENS, device=DEVICE,
                           numerics="compat", positions="all", pca="centred")
     r = Run(config, Store(tmp_path_factory.mktemp("cache")))
     r.bridge, r.selection  # model loading aside
@@ -97,16 +101,30 @@ def run_streamed(run: Run, tmp_path_factory: pytest.TempPathFactory) -> Run:
     return r
 
 
+def _sync() -> None:
+    """Wait for the device's queued work (timings on CUDA and mps are otherwise launch times)."""
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+    elif DEVICE == "mps":
+        torch.mps.synchronize()
+
+
 def _hf_forward(model_dir: Path, selection: Selection) -> Callable[[int], None]:
-    """forward(batch): a bare Hugging Face forward (default attention) of the chunks, repeated batch times."""
+    """forward(copies): a bare Hugging Face forward (default attention) of the chunks on DEVICE, BATCH
+    chunks per pass; with copies > 1, each chunk alone, repeated copies times in its pass (as 7D's)."""
     from transformers import GPT2LMHeadModel
 
-    model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    model = GPT2LMHeadModel.from_pretrained(model_dir).to(DEVICE).eval()
 
-    def forward(batch: int = 1) -> None:
+    def forward(copies: int = 1) -> None:
         with torch.inference_mode():
-            for chunk in selection.chunks:
-                model(chunk[None].expand(batch, -1))
+            if copies == 1:
+                for tokens, _ in batches(selection, BATCH):
+                    model(tokens.to(DEVICE))
+            else:
+                for chunk in selection.chunks:
+                    model(chunk[None].expand(copies, -1).to(DEVICE))
+        _sync()
 
     forward(1)  # warm-up
     return forward
@@ -125,7 +143,7 @@ def captured(run: Run) -> Stats:
 @pytest.mark.benchmark(group="capture")
 def test_capture_delta_phi(benchmark, run, hf_forward):
     """Δφ, Δφ_attn, Δφ_ffn of all layers (held in memory) vs a bare HF forward on the same tokens."""
-    plain = interleaved(benchmark, hf_forward, lambda: capture_tensors(run.bridge, run.selection))
+    plain = interleaved(benchmark, hf_forward, lambda: capture_tensors(run.bridge, run.selection, BATCH))
     record(benchmark, plain, "bare Hugging Face forward, default attention")
 
 
@@ -147,19 +165,25 @@ def test_capture_streamed_statistics(benchmark, gpt2_shaped, run_streamed):
     shapes); `fixed_s`, allocating and settling the moments (once per capture, whatever its size).
     """
     r = run_streamed
-    plain = interleaved(benchmark, _hf_forward(gpt2_shaped, r.selection), lambda: capture_stats(r.bridge, r.selection, 1),
+    plain = interleaved(benchmark, _hf_forward(gpt2_shaped, r.selection), lambda: capture_stats(r.bridge, r.selection, BATCH),
                         rounds=3)
     record(benchmark, plain, f"bare Hugging Face forward, default attention, {STREAMED_TOKENS} positions")
     cfg, counted = r.bridge.cfg, [int(c.sum()) for c in r.selection.counted]
-    xs = [torch.randn(n, cfg.d_model) for n in counted]
-    gram = torch.zeros(cfg.d_model, cfg.d_model)
+    xs = [torch.randn(n, cfg.d_model, device=DEVICE) for n in counted]
+    gram = torch.zeros(cfg.d_model, cfg.d_model, device=DEVICE)
 
     def fixed() -> None:
-        StatsSink(cfg.n_layers, r.selection.n_positions, cfg.d_model, exact=False).stats(torch.zeros(1))
+        StatsSink(cfg.n_layers, r.selection.n_positions, cfg.d_model, device=DEVICE, exact=False).stats(torch.zeros(1))
+
+    def grams() -> None:
+        for x in xs:
+            for _ in range(3 * cfg.n_layers):
+                add_gram_(gram, x)
+        _sync()
 
     benchmark.extra_info.update(
-        hooks_s=round(fastest(lambda: capture(r.bridge, r.selection, _NoSink(), 1, split=True), 3), 4),
-        grams_s=round(fastest(lambda: [add_gram_(gram, x) for x in xs for _ in range(3 * cfg.n_layers)], 3), 4),
+        hooks_s=round(fastest(lambda: capture(r.bridge, r.selection, _NoSink(), BATCH, split=True), 3), 4),
+        grams_s=round(fastest(grams, 3), 4),
         fixed_s=round(fastest(fixed, 3), 4),
     )
 
@@ -225,7 +249,7 @@ def test_tables_warm(benchmark, run, tmp_path):
 
 MEMORY_SCRIPT = """
 import json, re, sys
-from lib.config import build_config
+from lib.config import build_config, check_batch_size
 from lib.experiment import Run
 from lib.store import Store
 config = build_config(model="tiny-wikitext", dataset=sys.argv[1], n_tokens=int(sys.argv[2]), device="cpu",
