@@ -342,7 +342,8 @@ def capture(
                 state[f"pre{layer}"] = x
                 return x
             value = x - state.pop(f"pre{layer}") if key == "delta_phi" else x
-            sink.write(key, layer, state["offset"], value[state["mask"]])  # (n_counted, d_model)
+            mask = state["mask"]  # None: every position counts, and a view needs no copy
+            sink.write(key, layer, state["offset"], value.flatten(0, 1) if mask is None else value[mask])  # (n_counted, d)
             return x
 
         return hook
@@ -366,7 +367,7 @@ def capture(
     with torch.inference_mode(), attention_kernel(bridge, attention), bridge.hooks(fwd_hooks=fwd_hooks):
         for i in progress(mine) if distributed.is_writer() else mine:
             tokens, counted = steps[i]
-            state.update(mask=counted.to(device), offset=offsets[i])
+            state.update(mask=None if bool(counted.all()) else counted.to(device), offset=offsets[i])
             logits = bridge(tokens.to(device))  # (B, T, vocab)
             nll[starts[i] : starts[i + 1]] = token_nll(logits, tokens.to(device)).reshape(-1)
     if split:
