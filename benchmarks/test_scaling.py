@@ -121,7 +121,9 @@ def test_two_processes_wall_time(benchmark, tmp_path, positions):
     """Wall time of `torchrun --nproc-per-node 2 -m lib tables` (gloo) over `python -m lib tables`, cold.
 
     3000 positions: torchrun's own start (its launcher imports torch, then the rendezvous, ~1.6 s
-    here) weighs; 20,000 (the largest held run): the forward passes dominate.
+    here) weighs; 20,000 (the largest held run): the forward passes dominate. extra_info's
+    torchrun_overhead_s is that start: two ranks that only import torch and meet, less a bare
+    `import torch`.
     """
     if not TEXT.is_file():
         pytest.skip(f"WikiText-2 test text not found at {TEXT}")
@@ -148,8 +150,22 @@ def test_two_processes_wall_time(benchmark, tmp_path, positions):
 
     benchmark.pedantic(lambda: timed(two), setup=setup, rounds=2, warmup_rounds=0)
     ours = benchmark.stats.stats.min
+    # torchrun's own cost: two ranks that import torch, meet and leave, against one bare `import torch`
+    meet = tmp_path / "meet.py"
+    meet.write_text("import torch.distributed as dist\ndist.init_process_group('gloo')\ndist.barrier()\n"
+                    "dist.destroy_process_group()\n")
+    launch = min(wall_time([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                              str(meet)]) for _ in range(2))
+    import_torch = min(wall_time([sys.executable, "-c", "import torch"]) for _ in range(2))
     benchmark.extra_info.update(
         plain=f"python -m lib tables, one process, {positions} positions", plain_s=round(min(singles), 3), ours_s=round(ours, 3),
         ratio=round(ours / min(singles), 3), single_one_thread_s=round(min(single_one_thread), 3),
-        load_average=os.getloadavg()[0],
+        torchrun_overhead_s=round(launch - import_torch, 3), load_average=os.getloadavg()[0],
     )
+
+
+def wall_time(cmd: list[str]) -> float:
+    """Wall time of one run of cmd (checked)."""
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - start
