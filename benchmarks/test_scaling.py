@@ -134,10 +134,7 @@ def test_two_processes_wall_time(benchmark, tmp_path, positions):
 
     def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
         cache = tmp_path / str(time.perf_counter_ns())  # cold: the run must compute
-        start = time.perf_counter()
-        subprocess.run([*cmd, "--cache-dir", str(cache)], cwd=ROOT, check=True, capture_output=True,
-                       env={**os.environ, **(env or {})})
-        return time.perf_counter() - start
+        return wall_time([*cmd, "--cache-dir", str(cache)], env)
 
     # torchrun gives each rank OMP_NUM_THREADS=1: the single process is timed with its default threads
     # (what a user runs) and with one thread (the same per-process setting), before each 2-process round
@@ -164,8 +161,8 @@ def test_two_processes_wall_time(benchmark, tmp_path, positions):
     )
 
 
-def wall_time(cmd: list[str]) -> float:
-    """Wall time of one run of cmd (checked)."""
+def wall_time(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall time of one run of cmd (checked), with env added to this process's environment."""
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env={**os.environ, **(env or {})})
     return time.perf_counter() - start
