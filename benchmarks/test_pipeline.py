@@ -26,6 +26,7 @@ import torch
 from lib.capture import Stats, StatsSink, batches, capture, capture_stats, capture_tensors
 from lib.config import build_config, check_batch_size
 from lib.corpus import Selection
+from lib.device import resolve_device
 from lib.experiment import Run, layer_bases, lowrank_ks, projections, shared_basis
 from lib.lowrank import lowrank_nll
 from lib.models import EMBEDDED
@@ -34,8 +35,8 @@ from lib.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = Path(os.environ.get("DPHI_BENCH_TEXT", ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"))
-DEVICE = os.environ.get("DPHI_BENCH_DEVICE", "cpu")
-"""$DPHI_BENCH_DEVICE: cpu (default), cuda or mps; benchmarks/device.sh runs them on a lent GPU."""
+DEVICE = resolve_device(os.environ.get("DPHI_BENCH_DEVICE", "cpu"))
+"""$DPHI_BENCH_DEVICE: cpu (default), cuda, mps or auto; benchmarks/device.sh runs them on a lent GPU."""
 BATCH = check_batch_size("auto", DEVICE)
 """Chunks per pass, ours and the plain forward alike: the fastest on each device (1 on the CPU)."""
 N_TOKENS = 1000
@@ -88,7 +89,7 @@ def gpt2_shaped(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(gpt2_shaped: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
     config = build_config(model=str(gpt2_shaped), dataset=str(TEXT), n_tokens=N_TOKENS, device=DEVICE,
                           numerics="compat", positions="all", pca="centred")
-    r = Run(config, Store(tmp_path_factory.mktemp("cache")))
+    r = Run(config, Store(tmp_path_factory.mktemp("cache")), batch_size=BATCH)
     r.bridge, r.selection  # model loading aside
     return r
 
@@ -96,7 +97,8 @@ def run(gpt2_shaped: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
 @pytest.fixture(scope="session")
 def run_streamed(run: Run, tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The model of `run` on STREAMED_TOKENS positions."""
-    r = Run(replace(run.config, n_tokens=STREAMED_TOKENS), Store(tmp_path_factory.mktemp("cache")), shared=run.shared)
+    r = Run(replace(run.config, n_tokens=STREAMED_TOKENS), Store(tmp_path_factory.mktemp("cache")), batch_size=BATCH,
+            shared=run.shared)
     r.bridge, r.selection
     return r
 

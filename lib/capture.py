@@ -90,7 +90,10 @@ SAMPLE_SIZE = 4096
 
 class Sink(Protocol):
     def write(self, key: str, layer: int, offset: int, x: torch.Tensor) -> None:
-        """x: (n, d_model), the counted positions offset .. offset + n of one batch."""
+        """x: (n, d_model), the counted positions offset .. offset + n of one batch.
+
+        x may be a view of a live activation: read it, never change it or keep it past the call.
+        """
 
 
 @runtime_checkable
