@@ -133,29 +133,30 @@ class SharedStore(Store):
     ) -> dict[str, torch.Tensor]:
         if not active():
             return super().get_or_compute(name, key, meta, compute)
-        if not is_writer():
-            return compute() if not broadcast_object(None) else broadcast_tensors(None)
-        missed = _announce_miss(compute)
-        tensors = super().get_or_compute(name, key, meta, missed)
-        if not missed.called:
-            broadcast_object(True)
-            broadcast_tensors(tensors)
-        return tensors
+        return _rank0_decides(lambda c: Store.get_or_compute(self, name, key, meta, c), compute,
+                              broadcast_tensors, lambda: broadcast_tensors(None))
 
     def get_or_compute_json(
         self, name: str, key: str, meta: dict[str, Any], compute: Callable[[], dict[str, Any]]
     ) -> dict[str, Any]:
         if not active():
             return super().get_or_compute_json(name, key, meta, compute)
-        if not is_writer():
-            hit = broadcast_object(None)
-            return broadcast_object(None) if hit else compute()
-        missed = _announce_miss(compute)
-        data = super().get_or_compute_json(name, key, meta, missed)
-        if not missed.called:
-            broadcast_object(True)
-            broadcast_object(data)
-        return data
+        return _rank0_decides(lambda c: Store.get_or_compute_json(self, name, key, meta, c), compute,
+                              broadcast_object, lambda: broadcast_object(None))
+
+
+def _rank0_decides(lookup: Callable[[Callable[[], Any]], Any], compute: Callable[[], Any],
+                   send: Callable[[Any], Any], receive: Callable[[], Any]) -> Any:
+    """Rank 0 looks the entry up (lookup(compute) reads it, or computes and writes it) and tells
+    the others whether it was there: on a hit it sends the entry, on a miss every rank computes."""
+    if not is_writer():
+        return receive() if broadcast_object(None) else compute()
+    missed = _announce_miss(compute)
+    value = lookup(missed)
+    if not missed.called:
+        broadcast_object(True)
+        send(value)
+    return value
 
 
 class _announce_miss:  # noqa: N801 - used as a function

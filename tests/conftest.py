@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,13 +46,24 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def make_model(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> ModelFactory:
+def save_model(tokenizer_dir: Path) -> Callable[[Any, Path], Path]:
+    """save_model(model, out) -> out: the model saved there (save_pretrained) with the test tokenizer."""
+
+    def save(model: Any, out: Path) -> Path:
+        model.save_pretrained(out)
+        for f in tokenizer_dir.iterdir():
+            shutil.copy(f, out)
+        return out
+
+    return save
+
+
+@pytest.fixture(scope="session")
+def make_model(tmp_path_factory: pytest.TempPathFactory, save_model: Callable[[Any, Path], Path]) -> ModelFactory:
     """make_model(n_layer=2, d_model=32, n_head=4, n_ctx=64, seed=0, edit=None) -> model dir.
 
     `edit(model)` may change the weights before saving (hand-built models).
     """
-    import shutil
-
     from transformers import GPT2Config, GPT2LMHeadModel
 
     made: dict[tuple, Path] = {}
@@ -71,11 +83,7 @@ def make_model(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) ->
             if edit is not None:
                 with torch.no_grad():
                     edit(model)
-            out = tmp_path_factory.mktemp("model")
-            model.save_pretrained(out)
-            for f in tokenizer_dir.iterdir():
-                shutil.copy(f, out)
-            made[key] = out
+            made[key] = save_model(model, tmp_path_factory.mktemp("model"))
         return made[key]
 
     return make

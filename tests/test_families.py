@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,7 +103,7 @@ def _sharpen(model: torch.nn.Module) -> None:
 
 
 @pytest.fixture(scope="module")
-def family_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Callable[[str], Path]:
+def family_dir(tmp_path_factory: pytest.TempPathFactory, save_model: Callable[[Any, Path], Path]) -> Callable[[str], Path]:
     """family_dir(name) -> a saved random-init model of that family with sharp attention, and the test tokenizer."""
     from transformers import AutoModelForCausalLM
 
@@ -116,11 +115,7 @@ def family_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) ->
             model = AutoModelForCausalLM.from_config(_configs()[family][0]()).eval()
             with torch.no_grad():
                 _sharpen(model)
-            out = tmp_path_factory.mktemp(family)
-            model.save_pretrained(out)
-            for f in tokenizer_dir.iterdir():
-                shutil.copy(f, out)
-            made[family] = out
+            made[family] = save_model(model, tmp_path_factory.mktemp(family))
         return made[family]
 
     return make
@@ -368,7 +363,7 @@ def test_inner_attention_hooks_keep_the_bridge_attention(family_dir, make_config
             bridge(torch.arange(8)[None])
 
 
-def _save_other(kind: str, tokenizer_dir: Path, out: Path) -> Path:
+def _other(kind: str) -> Any:
     import transformers as t
 
     torch.manual_seed(0)
@@ -378,18 +373,15 @@ def _save_other(kind: str, tokenizer_dir: Path, out: Path) -> Path:
     else:
         model = t.T5ForConditionalGeneration(t.T5Config(d_model=D_MODEL, num_layers=N_LAYER, num_heads=N_HEAD, d_kv=8,
                                                         d_ff=4 * D_MODEL, vocab_size=VOCAB, decoder_start_token_id=0))
-    model.save_pretrained(out)
-    for f in tokenizer_dir.iterdir():
-        shutil.copy(f, out)
-    return out
+    return model
 
 
 @pytest.mark.parametrize("kind,says", [("bert", "not a decoder-only causal language model"),
                                        ("t5", "an encoder-decoder model")])
-def test_encoder_models_get_one_clear_error(kind, says, tokenizer_dir, make_config, text_file, tmp_path):
+def test_encoder_models_get_one_clear_error(kind, says, save_model, make_config, text_file, tmp_path):
     """Encoder-only (BERT) and encoder-decoder (T5) models stop at the config with the model type named."""
     with pytest.raises(ConfigError, match=rf"model type '{kind}' .*{says}; expected a decoder-only causal"):
-        make_config(_save_other(kind, tokenizer_dir, tmp_path), text_file)
+        make_config(save_model(_other(kind), tmp_path), text_file)
 
 
 def test_a_model_transformer_lens_cannot_load_names_its_type(family_dir, make_config, text_file, store, monkeypatch):
