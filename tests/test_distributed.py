@@ -46,7 +46,8 @@ def config() -> Any:
 
 def test_two_processes_give_the_single_process_tables_and_cache(shared_text, tmp_path, monkeypatch, assert_same):
     """2 gloo ranks: the JSON equals one process's tables (K exact, floats within 1e-6), and a later
-    single-process run reads the tables and the capture the 2-process run wrote, without computing."""
+    single-process run reads the tables and the capture the 2-process run wrote, without computing,
+    and so does a second 2-process run."""
     two = torchrun(tmp_path, "--json", str(tmp_path / "two.json"), "--cache-dir", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("## 7A") == 1, "rank 0 alone prints the tables"
@@ -68,6 +69,10 @@ def test_two_processes_give_the_single_process_tables_and_cache(shared_text, tmp
     later = Run(config(), Store(tmp_path / "two"), BATCH)
     assert_same(json.loads(json.dumps(later.tables)), reference)
     assert later.capture.delta_phi.shape == (6, N_TOKENS, 128)
+    # a second 2-process run on that cache: rank 0 reads the entries and sends them to rank 1
+    again = torchrun(tmp_path, "--json", str(tmp_path / "again.json"), "--cache-dir", str(tmp_path / "two"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((tmp_path / "again.json").read_text()) == ours
 
 
 def test_a_failing_rank_ends_the_run_without_a_cache_entry(shared_text, tmp_path):
