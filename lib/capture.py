@@ -370,9 +370,9 @@ def capture(
     with torch.inference_mode(), attention_kernel(bridge, attention), bridge.hooks(fwd_hooks=fwd_hooks):
         for i in progress(mine) if distributed.is_writer() else mine:
             tokens, counted = steps[i]
+            tokens = tokens.to(device)
             state.update(mask=None if bool(counted.all()) else counted.to(device), offset=offsets[i])
-            logits = bridge(tokens.to(device))  # (B, T, vocab)
-            nll[starts[i] : starts[i + 1]] = token_nll(logits, tokens.to(device)).reshape(-1)
+            nll[starts[i] : starts[i + 1]] = token_nll(bridge(tokens), tokens).reshape(-1)  # logits (B, T, vocab)
     if split:
         assert isinstance(sink, SplitSink), f"{type(sink).__name__} cannot be split among ranks"
         sink.combine()

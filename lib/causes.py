@@ -140,8 +140,7 @@ def shared_overlap(shared: Pca, bases: Sequence[Pca]) -> dict[str, Any]:
 
 def locate(selection: Selection, flat: torch.Tensor) -> list[tuple[int, int]]:
     """(chunk, position within the chunk) of counted positions given by flat index."""
-    where = [(c, p) for c, mask in enumerate(selection.counted) for p in mask.nonzero().flatten().tolist()]
-    return [where[i] for i in flat.tolist()]
+    return [selection.where[i] for i in flat.tolist()]
 
 
 def norm_concentration(stats: Stats, selection: Selection) -> list[dict[str, Any]]:
@@ -149,9 +148,9 @@ def norm_concentration(stats: Stats, selection: Selection) -> list[dict[str, Any
     (「少数のサンプルが支配的」), and where the three largest are."""
     rows = []
     for layer, norms in enumerate(stats.norms):  # (n,)
-        sq = norms.square().sort(descending=True).values
+        order = norms.sort(descending=True, stable=True)  # ties (the same tokens after BOS) by position
+        sq, top3 = order.values.square(), order.indices[:3]  # norms >= 0: squaring keeps the order
         n_top = max(1, math.ceil(TOP_SHARE * len(sq)))
-        top3 = norms.sort(descending=True, stable=True).indices[:3]  # ties (the same tokens after BOS) by position
         rows.append({
             "layer": layer, "top_share": float(sq[:n_top].sum() / sq.sum()) if sq.sum() > 0 else math.nan,
             "n_top": n_top, "largest": [[c, p, float(norms[i])] for (c, p), i in zip(locate(selection, top3), top3)],

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,6 +161,11 @@ class Selection:
     @property
     def n_positions(self) -> int:
         return int(sum(int(c.sum()) for c in self.counted))
+
+    @cached_property
+    def where(self) -> list[tuple[int, int]]:
+        """(chunk, position within the chunk) of every counted position, in capture order."""
+        return [(c, p) for c, mask in enumerate(self.counted) for p in mask.nonzero().flatten().tolist()]
 
 
 def select_tokens(

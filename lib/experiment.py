@@ -31,7 +31,6 @@ CAPTURE_VERSION = 2
 """Bump when what a capture holds changes. 2: the fused kernel no longer drops rotary/ALiBi
 (GPT-NeoX and Bloom entries written by version 1 with --attention sdpa were wrong), and the
 streamed moments are per-batch float32 Grams merged in float64."""
-"""Bump when a table's definition changes, so cached tables are recomputed."""
 STREAM_ABOVE = 20_000
 """Above this many positions Δφ is not held in memory: Stats are accumulated while capturing."""
 HOLD_BYTES = 4 * 2**30

@@ -116,9 +116,9 @@ def outlier_threshold(norms: torch.Tensor, mads: float = OUTLIER_MADS) -> torch.
     return med[:, 0] + mads * mad
 
 
-def outliers(norms: torch.Tensor, mads: float = OUTLIER_MADS) -> list[torch.Tensor]:
-    """Per layer, the positions (ascending) whose norm exceeds outlier_threshold; norms (L, N)."""
-    return [torch.nonzero(row).flatten() for row in norms > outlier_threshold(norms, mads)[:, None]]
+def outliers(norms: torch.Tensor, threshold: torch.Tensor) -> list[torch.Tensor]:
+    """Per layer, the positions (ascending) whose norm exceeds threshold (L,); norms (L, N)."""
+    return [torch.nonzero(row).flatten() for row in norms > threshold[:, None]]
 
 
 def without(moments: Moments, x: torch.Tensor) -> Moments:
@@ -174,9 +174,9 @@ def layer_pca_without_outliers(
     (position: index within the chunk; 0 is BOS). `vectors({layer: positions})` returns Δφ at
     those positions (capture order), keyed (layer, position).
     """
-    left_out = outliers(stats.norms)
-    x = vectors({layer: ps.tolist() for layer, ps in enumerate(left_out) if len(ps)})
     threshold = outlier_threshold(stats.norms)
+    left_out = outliers(stats.norms, threshold)
+    x = vectors({layer: ps.tolist() for layer, ps in enumerate(left_out) if len(ps)})
     rows = []
     for layer, ps in enumerate(left_out):
         m = stats.moments("delta_phi", layer)

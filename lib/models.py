@@ -163,7 +163,7 @@ def _bin_problem(path: Path) -> str | None:
 
 def check_weights(directory: Path, shown: str) -> None:
     """Every weights file of a model directory must be whole (header and size agree; zip complete)."""
-    for path in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("pytorch_model*.bin")):
+    for path in (p for pattern in WEIGHT_FILES for p in sorted(directory.glob(pattern))):
         problem = _safetensors_problem(path) if path.suffix == ".safetensors" else _bin_problem(path)
         if problem:
             raise ConfigError(

@@ -384,11 +384,11 @@ def test_streamed_path_gives_the_held_outlier_table(tiny_raw, tmp_path):
 
 
 def test_outlier_rule_is_the_stated_one():
-    from lib.followups import outliers
+    from lib.followups import outlier_threshold, outliers
 
     norms = torch.tensor([[1.0, 2, 3, 4, 5, 100], [1.0, 1, 1, 1, 1, 1]])
     # layer 0: median 3 (lower middle), MAD 1 (lower middle of 2,1,0,1,2,97): threshold 3 + 10 = 13
-    assert [o.tolist() for o in outliers(norms)] == [[5], []]
+    assert [o.tolist() for o in outliers(norms, outlier_threshold(norms))] == [[5], []]
     assert OUTLIER_MADS == 10.0
 
 
