@@ -95,30 +95,39 @@ def lowrank_ks(d_model: int, ks: Sequence[int]) -> list[int]:
     return [k for k in ks if k < d_model] + [d_model]
 
 
+def stacked(bases: Sequence[Pca]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(means (L, d), directions (L, d, d)) float32 of one basis per layer, as Projection takes them."""
+    return torch.stack([b.mean for b in bases]).float(), torch.stack([b.directions for b in bases]).float()
+
+
+def expanded(shared: Pca, n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(means (L, d), directions (L, d, d)) float32 of one basis used at every layer (views)."""
+    return shared.mean.float().expand(n_layers, -1), shared.directions.float().expand(n_layers, -1, -1)
+
+
 def projections(bases: Sequence[Pca], shared: Pca, ks: Sequence[int]) -> list[Projection]:
     """Individual variants for each K, then shared ones."""
-    means = torch.stack([b.mean for b in bases]).float()  # (L, d)
-    directions = torch.stack([b.directions for b in bases]).float()  # (L, d, d)
-    shared_mean = shared.mean.float().expand(len(bases), -1)  # (L, d)
-    shared_directions = shared.directions.float().expand(len(bases), -1, -1)  # (L, d, d)
-    individual = [Projection(means, directions, k) for k in ks]
-    return individual + [Projection(shared_mean, shared_directions, k) for k in ks]
+    own, common = stacked(bases), expanded(shared, len(bases))
+    return [Projection(*own, k) for k in ks] + [Projection(*common, k) for k in ks]
+
+
+def ppl_rows(baseline_nll: float, nll: Sequence[float], ks: Sequence[int]) -> list[dict[str, Any]]:
+    """Rows {k, ppl, ratio}: perplexity exp(NLL) under each K and its ratio to exp(baseline_nll)."""
+    base = math.exp(baseline_nll)
+    return [{"k": k, "ppl": math.exp(n), "ratio": math.exp(n) / base} for k, n in zip(ks, nll)]
+
+
+def paired_rows(baseline_nll: float, nll: Sequence[float], ks: Sequence[int], first: str, second: str) -> list[dict[str, Any]]:
+    """Rows {k, <first>_ppl, <first>_ratio, <second>_ppl, <second>_ratio}: nll holds the first
+    variant's NLL for each K, then the second's."""
+    a, b = ppl_rows(baseline_nll, nll[: len(ks)], ks), ppl_rows(baseline_nll, nll[len(ks) :], ks)
+    return [{"k": x["k"], f"{first}_ppl": x["ppl"], f"{first}_ratio": x["ratio"],
+             f"{second}_ppl": y["ppl"], f"{second}_ratio": y["ratio"]} for x, y in zip(a, b)]
 
 
 def lowrank_table(baseline_nll: float, nll: Sequence[float], ks: Sequence[int]) -> list[dict[str, Any]]:
     """7D: perplexity under each K with individual and shared bases, and the ratio to baseline."""
-    base = math.exp(baseline_nll)
-    individual, shared = nll[: len(ks)], nll[len(ks) :]
-    return [
-        {
-            "k": k,
-            "individual_ppl": math.exp(i),
-            "individual_ratio": math.exp(i) / base,
-            "shared_ppl": math.exp(s),
-            "shared_ratio": math.exp(s) / base,
-        }
-        for k, i, s in zip(ks, individual, shared)
-    ]
+    return paired_rows(baseline_nll, nll, ks, "individual", "shared")
 
 
 def attn_ffn_table(attn: Sequence[Pca], ffn: Sequence[Pca]) -> list[dict[str, Any]]:

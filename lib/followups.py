@@ -16,7 +16,6 @@ runs all projected passes in one `lowrank_nll` call (variants are grouped by sit
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ import torch
 import lib.capture
 from lib.causes import locate, overlap
 from lib.corpus import Selection
-from lib.experiment import layer_bases, lowrank_ks, shared_basis
+from lib.experiment import expanded, layer_bases, lowrank_ks, paired_rows, ppl_rows, shared_basis, stacked
 from lib.lowrank import Projection, lowrank_nll
 from lib.spectra import Moments, Pca, add_gram_, pca
 
@@ -47,22 +46,11 @@ sigma) 10 MADs are ~6.7 sigma, reached by chance about once in 10^11 positions; 
 layer 2 (norm ~2,300 against a mean of 18) is far past it."""
 
 
-def _stack(bases: Sequence[Pca]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(means (L, d), directions (L, d, d)) float32, as Projection takes them."""
-    return torch.stack([b.mean for b in bases]).float(), torch.stack([b.directions for b in bases]).float()
-
-
 # ---------------------------------------------------------------- 7F
 def site_only_projections(attn: Sequence[Pca], ffn: Sequence[Pca], ks: Sequence[int]) -> list[Projection]:
     """Attention-only variants for each K, then FFN-only ones; every layer projected."""
-    a, f = _stack(attn), _stack(ffn)
+    a, f = stacked(attn), stacked(ffn)
     return [Projection(*a, k, site="attn") for k in ks] + [Projection(*f, k, site="ffn") for k in ks]
-
-
-def ppl_rows(baseline_nll: float, nll: Sequence[float], ks: Sequence[int]) -> list[dict[str, Any]]:
-    """Rows {k, ppl, ratio}: perplexity exp(NLL) under each K and its ratio to exp(baseline_nll)."""
-    base = math.exp(baseline_nll)
-    return [{"k": k, "ppl": math.exp(n), "ratio": math.exp(n) / base} for k, n in zip(ks, nll)]
 
 
 # ---------------------------------------------------------------- 7G
@@ -90,22 +78,13 @@ def subspace_overlap(attn: Sequence[Pca], ffn: Sequence[Pca], k: int | None = No
 # ---------------------------------------------------------------- 7H
 def shared_ablation_projections(shared: Pca, n_layers: int, ks: Sequence[int]) -> list[Projection]:
     """7D's shared projection of Δφ at every layer but the last, for each K; then at the last layer only."""
-    mean = shared.mean.float().expand(n_layers, -1)  # (L, d)
-    directions = shared.directions.float().expand(n_layers, -1, -1)  # (L, d, d)
-    others, last = tuple(range(n_layers - 1)), (n_layers - 1,)
-    return [Projection(mean, directions, k, "resid", others) for k in ks] + [
-        Projection(mean, directions, k, "resid", last) for k in ks
-    ]
+    common, others, last = expanded(shared, n_layers), tuple(range(n_layers - 1)), (n_layers - 1,)
+    return [Projection(*common, k, "resid", others) for k in ks] + [Projection(*common, k, "resid", last) for k in ks]
 
 
 def shared_ablation_table(baseline_nll: float, nll: Sequence[float], ks: Sequence[int]) -> list[dict[str, Any]]:
     """7H rows {k, all_but_last_ppl, all_but_last_ratio, last_only_ppl, last_only_ratio}."""
-    others, last = ppl_rows(baseline_nll, nll[: len(ks)], ks), ppl_rows(baseline_nll, nll[len(ks) :], ks)
-    return [
-        {"k": o["k"], "all_but_last_ppl": o["ppl"], "all_but_last_ratio": o["ratio"],
-         "last_only_ppl": s["ppl"], "last_only_ratio": s["ratio"]}
-        for o, s in zip(others, last)
-    ]
+    return paired_rows(baseline_nll, nll, ks, "all_but_last", "last_only")
 
 
 # ---------------------------------------------------------------- 7B without outliers

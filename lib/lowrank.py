@@ -69,11 +69,10 @@ def _project(x: torch.Tensor, mu: torch.Tensor, u: torch.Tensor, keep: torch.Ten
 
 
 def _hooks(
-    means: torch.Tensor, w: torch.Tensor, complement: torch.Tensor, active: torch.Tensor | None = None,
-    site: str = "resid",
+    means: torch.Tensor, w: torch.Tensor, complement: torch.Tensor, active: torch.Tensor, site: str = "resid",
 ) -> list[tuple[str, Callable[..., torch.Tensor]]]:
     """means (G, L, d), w (G, L, d, W), complement (G,) bool, active (G, L) bool: row g of the batch
-    uses variant g, at the layers where active[g] (default: all).
+    uses variant g, at the layers where active[g].
 
     P = W W^T where W = U_K, or P = I - W W^T where W = U[:, K:] (complement[g]): the same
     projector for orthonormal U, at the cost of min(K, d - K) columns. Variants with fewer
@@ -82,8 +81,6 @@ def _hooks(
     """
     saved: dict[int, torch.Tensor] = {}
     keep = complement[:, None, None]  # (G, 1, 1)
-    if active is None:
-        active = torch.ones(means.shape[:2], dtype=torch.bool, device=means.device)
     hooks: list[tuple[str, Callable[..., torch.Tensor]]] = []
     for layer in range(means.shape[1]):
         if not bool(active[:, layer].any()):
