@@ -34,22 +34,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dphi", "Experiment 7 (residual-stream Δφ PCA) run options")
     for option in OPTIONS:
         group.addoption(
-            f"--{option.name}", dest=option.dest, default=option.default, type=option.type,
-            choices=None if option.listed else option.choices, help=f"{option.help} (default: {option.default})",
+            f"--{option.name}",
+            dest=option.dest,
+            default=option.default,
+            type=option.type,
+            choices=None if option.listed else option.choices,
+            help=f"{option.help} (default: {option.default})",
         )
     group.addoption(
-        "--claims-xfail", dest="dphi_claims_xfail", action="store_true",
+        "--claims-xfail",
+        dest="dphi_claims_xfail",
+        action="store_true",
         help="report a claim that does not hold for this model as xfail with its values, not a failure",
     )
-    group.addoption("--claims-report", dest="dphi_claims_report", default=None,
-                    help="write the claims summary as Markdown to this path (with several runs: the claim x run matrix, "
-                         "window spreads, and a figure beside it)")
-    group.addoption("--claims-json", dest="dphi_claims_json", default=None,
-                    help="write one JSON object per claim test and run (claim, section, kind, run, document, measured, value, verdict)")
-    group.addoption("--require-snapshots", dest="dphi_require_snapshots", action="store_true",
-                    help="a run without committed snapshots fails its snapshot tests (default: they skip, saying how to create them)")
     group.addoption(
-        "--follow-ups", dest="dphi_follow_ups", action="store_true",
+        "--claims-report",
+        dest="dphi_claims_report",
+        default=None,
+        help="write the claims summary as Markdown to this path (with several runs: the claim x run matrix, "
+        "window spreads, and a figure beside it)",
+    )
+    group.addoption(
+        "--claims-json",
+        dest="dphi_claims_json",
+        default=None,
+        help="write one JSON object per claim test and run (claim, section, kind, run, document, measured, value, verdict)",
+    )
+    group.addoption(
+        "--require-snapshots",
+        dest="dphi_require_snapshots",
+        action="store_true",
+        help="a run without committed snapshots fails its snapshot tests (default: they skip, saying how to create them)",
+    )
+    group.addoption(
+        "--follow-ups",
+        dest="dphi_follow_ups",
+        action="store_true",
         help="also run the follow-up experiments 7F-7H (claims/test_followups.py); about as many passes again as 7D",
     )
 
@@ -105,7 +125,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     row = Row(**props[-1])
     xfail = getattr(report, "wasxfail", None)
-    skip = report.longrepr[2].removeprefix("Skipped: ") if report.skipped and isinstance(report.longrepr, tuple) else None
+    skip = (
+        report.longrepr[2].removeprefix("Skipped: ") if report.skipped and isinstance(report.longrepr, tuple) else None
+    )
     row.verdict = verdict(report.outcome, row.kind, xfail, skip, row.note)
     CLAIM_ROWS[report.nodeid] = row
 

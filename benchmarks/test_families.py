@@ -45,12 +45,26 @@ def _config(family: str) -> Any:
     if family == "gpt2":
         return t.GPT2Config(n_layer=N_LAYER, n_embd=D_MODEL, n_head=N_HEAD, n_positions=N_CTX, **common)
     if family == "gpt_neox":
-        return t.GPTNeoXConfig(num_hidden_layers=N_LAYER, hidden_size=D_MODEL, num_attention_heads=N_HEAD,
-                               intermediate_size=4 * D_MODEL, max_position_embeddings=N_CTX, rotary_pct=0.25,
-                               vocab_size=50304, **common)
-    return t.LlamaConfig(num_hidden_layers=N_LAYER, hidden_size=D_MODEL, num_attention_heads=N_HEAD,
-                         num_key_value_heads=N_HEAD // 4, intermediate_size=8 * D_MODEL // 3,
-                         max_position_embeddings=N_CTX, vocab_size=4096, **common)
+        return t.GPTNeoXConfig(
+            num_hidden_layers=N_LAYER,
+            hidden_size=D_MODEL,
+            num_attention_heads=N_HEAD,
+            intermediate_size=4 * D_MODEL,
+            max_position_embeddings=N_CTX,
+            rotary_pct=0.25,
+            vocab_size=50304,
+            **common,
+        )
+    return t.LlamaConfig(
+        num_hidden_layers=N_LAYER,
+        hidden_size=D_MODEL,
+        num_attention_heads=N_HEAD,
+        num_key_value_heads=N_HEAD // 4,
+        intermediate_size=8 * D_MODEL // 3,
+        max_position_embeddings=N_CTX,
+        vocab_size=4096,
+        **common,
+    )
 
 
 FAMILIES = ("gpt2", "gpt_neox", "llama")
@@ -66,8 +80,15 @@ class Family:
         AutoModelForCausalLM.from_config(_config(family)).save_pretrained(directory)
         for name in ("tokenizer.json", "tokenizer_config.json"):  # ids < 4096: valid in every vocabulary
             shutil.copy(EMBEDDED["tiny-wikitext"] / name, directory)
-        config = build_config(model=str(directory), dataset=str(TEXT), n_tokens=N_TOKENS, device="cpu",
-                              numerics="compat", positions="all", pca="centred")
+        config = build_config(
+            model=str(directory),
+            dataset=str(TEXT),
+            n_tokens=N_TOKENS,
+            device="cpu",
+            numerics="compat",
+            positions="all",
+            pca="centred",
+        )
         self.batch_size = check_batch_size("auto", config.device)
         self.run = Run(config, Store(cache), batch_size=self.batch_size)
         self.run.bridge, self.run.selection  # model loading aside
@@ -97,9 +118,12 @@ def family(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def test_family_capture(benchmark, family):
     """Capture (Δφ, Δφ_attn, Δφ_ffn, baseline NLL) vs the bare HF forward of the same chunks."""
     run = family.run
-    plain = interleaved(benchmark, lambda: family.forward(1),
-                        lambda: capture_tensors(run.bridge, run.selection, family.batch_size, attention=run.config.attention),
-                        rounds=3)
+    plain = interleaved(
+        benchmark,
+        lambda: family.forward(1),
+        lambda: capture_tensors(run.bridge, run.selection, family.batch_size, attention=run.config.attention),
+        rounds=3,
+    )
     record(benchmark, plain, "bare HF forward, default attention")
     from lib.kernels import decide
 
@@ -130,9 +154,13 @@ def test_batch_size_of_the_7d_passes(benchmark, batch_size, tmp_path_factory):
     d = D_MODEL
     variants = [Projection(torch.zeros(N_LAYER, d), torch.eye(d).expand(N_LAYER, d, d), k) for k in (8, 16, 32, 64) * 2]
     run = fam.run
-    plain = interleaved(benchmark, lambda: fam.forward(len(variants)),
-                        lambda: lowrank_nll(run.bridge, run.selection, variants, batch_size, attention=run.config.attention),
-                        rounds=1, warmup=0)
+    plain = interleaved(
+        benchmark,
+        lambda: fam.forward(len(variants)),
+        lambda: lowrank_nll(run.bridge, run.selection, variants, batch_size, attention=run.config.attention),
+        rounds=1,
+        warmup=0,
+    )
     record(benchmark, plain, f"bare HF forwards: {len(variants)} x 1 sequence")
 
 
@@ -143,4 +171,3 @@ def _gpt2_family(factory: pytest.TempPathFactory) -> Family:
     if "gpt2" not in _made:
         _made["gpt2"] = Family("gpt2", factory.mktemp("gpt2-batch"), factory.mktemp("cache"))
     return _made["gpt2"]
-

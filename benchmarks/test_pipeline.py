@@ -55,7 +55,9 @@ def fastest(fn: Callable[[], Any], rounds: int) -> float:
     return min(times)
 
 
-def interleaved(benchmark: Any, plain: Callable[[], Any], ours: Callable[[], Any], rounds: int = 5, warmup: int = 1) -> float:
+def interleaved(
+    benchmark: Any, plain: Callable[[], Any], ours: Callable[[], Any], rounds: int = 5, warmup: int = 1
+) -> float:
     """Time ours `rounds` times with the plain alternative just before each round; the plain's fastest.
 
     Alternating the two exposes both to the same drift of the machine's speed.
@@ -68,7 +70,9 @@ def interleaved(benchmark: Any, plain: Callable[[], Any], ours: Callable[[], Any
 def record(benchmark: Any, plain_s: float, plain: str) -> None:
     """Store the plain alternative's time and the ratio of the fastest rounds, ours / plain."""
     ours = benchmark.stats.stats.min
-    benchmark.extra_info.update(plain=plain, plain_s=round(plain_s, 4), ours_s=round(ours, 4), ratio=round(ours / plain_s, 3))
+    benchmark.extra_info.update(
+        plain=plain, plain_s=round(plain_s, 4), ours_s=round(ours, 4), ratio=round(ours / plain_s, 3)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -87,8 +91,15 @@ def gpt2_shaped(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def run(gpt2_shaped: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    config = build_config(model=str(gpt2_shaped), dataset=str(TEXT), n_tokens=N_TOKENS, device=DEVICE,
-                          numerics="compat", positions="all", pca="centred")
+    config = build_config(
+        model=str(gpt2_shaped),
+        dataset=str(TEXT),
+        n_tokens=N_TOKENS,
+        device=DEVICE,
+        numerics="compat",
+        positions="all",
+        pca="centred",
+    )
     r = Run(config, Store(tmp_path_factory.mktemp("cache")), batch_size=BATCH)
     r.bridge, r.selection  # model loading aside
     return r
@@ -97,8 +108,12 @@ def run(gpt2_shaped: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
 @pytest.fixture(scope="session")
 def run_streamed(run: Run, tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The model of `run` on STREAMED_TOKENS positions."""
-    r = Run(replace(run.config, n_tokens=STREAMED_TOKENS), Store(tmp_path_factory.mktemp("cache")), batch_size=BATCH,
-            shared=run.shared)
+    r = Run(
+        replace(run.config, n_tokens=STREAMED_TOKENS),
+        Store(tmp_path_factory.mktemp("cache")),
+        batch_size=BATCH,
+        shared=run.shared,
+    )
     r.bridge, r.selection
     return r
 
@@ -167,8 +182,9 @@ def test_capture_streamed_statistics(benchmark, gpt2_shaped, run_streamed):
     shapes); `fixed_s`, allocating and settling the moments (once per capture, whatever its size).
     """
     r = run_streamed
-    plain = interleaved(benchmark, _hf_forward(gpt2_shaped, r.selection), lambda: capture_stats(r.bridge, r.selection, BATCH),
-                        rounds=3)
+    plain = interleaved(
+        benchmark, _hf_forward(gpt2_shaped, r.selection), lambda: capture_stats(r.bridge, r.selection, BATCH), rounds=3
+    )
     record(benchmark, plain, f"bare Hugging Face forward, default attention, {STREAMED_TOKENS} positions")
     cfg, counted = r.bridge.cfg, [int(c.sum()) for c in r.selection.counted]
     xs = [torch.randn(n, cfg.d_model, device=DEVICE) for n in counted]
@@ -219,14 +235,20 @@ def test_lowrank_sweep(benchmark, run, captured, hf_forward):
     bases = layer_bases(captured, "delta_phi", True)
     ks = lowrank_ks(captured.total.shape[-1], run.config.ks)
     variants = projections(bases, shared_basis(captured, True), ks)
-    plain = interleaved(benchmark, lambda: [hf_forward(8) for _ in range(len(variants) // 8)],
-                        lambda: lowrank_nll(run.bridge, run.selection, variants, 8), rounds=1, warmup=0)
+    plain = interleaved(
+        benchmark,
+        lambda: [hf_forward(8) for _ in range(len(variants) // 8)],
+        lambda: lowrank_nll(run.bridge, run.selection, variants, 8),
+        rounds=1,
+        warmup=0,
+    )
     record(benchmark, plain, "bare HF forwards, 2 passes of 8 sequences")
 
 
 @pytest.mark.benchmark(group="tables")
 def test_tables_cold(benchmark, run, hf_forward, tmp_path):
     """All of 7A-7E from nothing (model loaded) vs the forward passes it needs: 1 clean + 2 x 8 projected."""
+
     def cold() -> dict:
         fresh = Run(run.config, Store(tmp_path / str(time.perf_counter_ns())))
         fresh.bridge, fresh.selection = run.bridge, run.selection
@@ -269,8 +291,14 @@ def test_peak_memory_flat_in_tokens(benchmark, tmp_path):
 
     def peak(n: int) -> dict:
         cache = tmp_path / f"{n}-{time.perf_counter_ns()}"  # a fresh cache: the run must compute
-        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(TEXT), str(n), str(cache)],
-                             cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_SCRIPT, str(TEXT), str(n), str(cache)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     # Peak RSS varies by up to ~2x between identical runs (allocator arenas of the thread pools):

@@ -60,8 +60,14 @@ print(json.dumps({"positions": n, "seconds": seconds, "peak_kb": peak, "streamed
 
 
 def _one_size(size: str, cache: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", SCALING_SCRIPT, str(TEXT), size, str(cache), KS],
-                         cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-c", SCALING_SCRIPT, str(TEXT), size, str(cache), KS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     row = json.loads(out.stdout.strip().splitlines()[-1])
     row["seconds_per_1k"] = 1000 * row["seconds"] / row["positions"]
     row["load_average"] = os.getloadavg()[0]
@@ -111,7 +117,9 @@ def test_scaling_per_position(benchmark, tmp_path):
     per = [r["seconds_per_1k"] for r in rows]
     peaks = [r["peak_kb"] for r in rows]
     benchmark.extra_info.update(
-        rows=rows, time_ratio=round(per[-1] / per[0], 3), peak_ratio=round(peaks[-1] / peaks[0], 3),
+        rows=rows,
+        time_ratio=round(per[-1] / per[0], 3),
+        peak_ratio=round(peaks[-1] / peaks[0], 3),
     )
 
 
@@ -127,8 +135,19 @@ def test_two_processes_wall_time(benchmark, tmp_path, positions):
     """
     if not TEXT.is_file():
         pytest.skip(f"WikiText-2 test text not found at {TEXT}")
-    args = ["-m", "lib", "tables", "--model", "tiny-wikitext", "--device", "cpu", "--dataset", str(TEXT),
-            "--n-tokens", str(positions)]
+    args = [
+        "-m",
+        "lib",
+        "tables",
+        "--model",
+        "tiny-wikitext",
+        "--device",
+        "cpu",
+        "--dataset",
+        str(TEXT),
+        "--n-tokens",
+        str(positions),
+    ]
     single = [sys.executable, *args]
     two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
 
@@ -149,15 +168,23 @@ def test_two_processes_wall_time(benchmark, tmp_path, positions):
     ours = benchmark.stats.stats.min
     # torchrun's own cost: two ranks that import torch, meet and leave, against one bare `import torch`
     meet = tmp_path / "meet.py"
-    meet.write_text("import torch.distributed as dist\ndist.init_process_group('gloo')\ndist.barrier()\n"
-                    "dist.destroy_process_group()\n")
-    launch = min(wall_time([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                              str(meet)]) for _ in range(2))
+    meet.write_text(
+        "import torch.distributed as dist\ndist.init_process_group('gloo')\ndist.barrier()\n"
+        "dist.destroy_process_group()\n"
+    )
+    launch = min(
+        wall_time([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(meet)])
+        for _ in range(2)
+    )
     import_torch = min(wall_time([sys.executable, "-c", "import torch"]) for _ in range(2))
     benchmark.extra_info.update(
-        plain=f"python -m lib tables, one process, {positions} positions", plain_s=round(min(singles), 3), ours_s=round(ours, 3),
-        ratio=round(ours / min(singles), 3), single_one_thread_s=round(min(single_one_thread), 3),
-        torchrun_overhead_s=round(launch - import_torch, 3), load_average=os.getloadavg()[0],
+        plain=f"python -m lib tables, one process, {positions} positions",
+        plain_s=round(min(singles), 3),
+        ours_s=round(ours, 3),
+        ratio=round(ours / min(singles), 3),
+        single_one_thread_s=round(min(single_one_thread), 3),
+        torchrun_overhead_s=round(launch - import_torch, 3),
+        load_average=os.getloadavg()[0],
     )
 
 

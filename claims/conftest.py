@@ -53,7 +53,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for c in chosen:
             marks = []
             if metafunc.function.__name__ == "test_document" and c.contradicted:
-                marks.append(pytest.mark.xfail(strict=True, reason=f"contradicted by the document itself: {c.contradicted}"))
+                marks.append(
+                    pytest.mark.xfail(strict=True, reason=f"contradicted by the document itself: {c.contradicted}")
+                )
             params.append(pytest.param(c, id=c.id, marks=marks))
         metafunc.parametrize("claim", params)
 
@@ -75,8 +77,17 @@ class Judge:
 
     def _row(self, id: str, section: str, kind: str, document: str = "", ja: str = "") -> dict[str, Any]:
         run = self.request.getfixturevalue("run") if kind != "document" else ""
-        row = {"id": id, "section": section, "kind": kind, "document": document, "measured": "", "note": "", "ja": ja,
-               "run": run, "value": None}
+        row = {
+            "id": id,
+            "section": section,
+            "kind": kind,
+            "document": document,
+            "measured": "",
+            "note": "",
+            "ja": ja,
+            "run": run,
+            "value": None,
+        }
         self.request.node.user_properties.append(("claim", row))
         return row
 
@@ -129,7 +140,9 @@ class Judge:
         if claim.scope == "gpt2" and not is_gpt2_small(self.config):
             pytest.skip("not judged: names GPT-2 small's layers or numbers; this run's model is not GPT-2 small")
         if not holds:
-            self._does_not_hold(f"{claim.id}: «{claim.sentence}» does not hold: measured {measured}; the document's own tables: {row['document']}")
+            self._does_not_hold(
+                f"{claim.id}: «{claim.sentence}» does not hold: measured {measured}; the document's own tables: {row['document']}"
+            )
 
     def document(self, claim: Claim) -> None:
         if claim.untested or claim.predicate is None:
@@ -144,7 +157,9 @@ class Judge:
         if claim.overstated:
             assert claim.literal is not None, f"{claim.id}: an overstated claim needs its literal reading"
             literal_holds, literal = claim.literal(DOCUMENT_TABLES)
-            assert not literal_holds, f"{claim.id} is marked overstated, but its literal reading holds on the document's own tables: {literal}"
+            assert not literal_holds, (
+                f"{claim.id} is marked overstated, but its literal reading holds on the document's own tables: {literal}"
+            )
             row["document"] = f"qualified: {on_document}; literal: {literal}"
             row["note"] = f"overstated: {claim.overstated}"
 
@@ -160,4 +175,3 @@ def table_snapshot(snapshot: Any, run_config: RunConfig) -> Any:
     from lib.snapshot import extension_for
 
     return snapshot.use_extension(extension_for(run_config.run_id))
-

@@ -5,8 +5,15 @@ import pytest
 from lib.snapshot import SNAPSHOTS, rounded
 
 TABLES = ("norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn")
-CAUSES = ("shared_pca_normalised", "shared_overlap", "reconstruction_own_per_layer", "write_sources",
-          "unembedding_overlap", "norm_concentration", "pc1_origin")
+CAUSES = (
+    "shared_pca_normalised",
+    "shared_overlap",
+    "reconstruction_own_per_layer",
+    "write_sources",
+    "unembedding_overlap",
+    "norm_concentration",
+    "pc1_origin",
+)
 """The suite's measurements behind the causal sentences (lib/causes.py)."""
 POSITIONS = ("largest", "top_positions")
 """Which positions rank first: not locked, since equal vectors (the same tokens after BOS) tie."""
@@ -30,8 +37,10 @@ def test_table_snapshot(name, run, tables, table_snapshot, run_config, pytestcon
     """
     path = SNAPSHOTS / run_config.run_id / "test_snapshots" / f"{request.node.name}.json"
     if not path.exists() and not pytestconfig.getoption("update_snapshots"):
-        message = (f"no snapshot of table {name!r} for run {run_config.run_id} ({path}); create it by rerunning "
-                   "the same command with --snapshot-update, review it and commit it")
+        message = (
+            f"no snapshot of table {name!r} for run {run_config.run_id} ({path}); create it by rerunning "
+            "the same command with --snapshot-update, review it and commit it"
+        )
         if pytestconfig.getoption("dphi_require_snapshots"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)

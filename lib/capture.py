@@ -75,7 +75,9 @@ def token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     nll = []
     for row, target in zip(logits, tokens):
         blocks = [
-            torch.nn.functional.cross_entropy(row[i : min(i + step, n)].float(), target[i + 1 : i + 1 + step], reduction="none")
+            torch.nn.functional.cross_entropy(
+                row[i : min(i + step, n)].float(), target[i + 1 : i + 1 + step], reduction="none"
+            )
             for i in range(0, max(n, 1), step)  # T = 1: one empty block
         ]
         nll.append(torch.cat(blocks))  # (T-1,)
@@ -156,8 +158,14 @@ class Stats:
         return Moments(self.count * self.total.shape[1], self.total[0].sum(0), self.outer[0].sum(0))
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"count": torch.tensor(self.count), "total": self.total, "outer": self.outer,
-                "norms": self.norms, "sample": self.sample, "nll": self.nll}
+        return {
+            "count": torch.tensor(self.count),
+            "total": self.total,
+            "outer": self.outer,
+            "norms": self.norms,
+            "sample": self.sample,
+            "nll": self.nll,
+        }
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> Stats:
@@ -186,8 +194,9 @@ class StatsSink:
     "Scaling out"); its error against exact float64 is stated in tests/test_capture.py.
     """
 
-    def __init__(self, n_layers: int, n: int, d_model: int, size: int = SAMPLE_SIZE, device: str = "cpu",
-                 exact: bool = True) -> None:
+    def __init__(
+        self, n_layers: int, n: int, d_model: int, size: int = SAMPLE_SIZE, device: str = "cpu", exact: bool = True
+    ) -> None:
         self.n, self.exact = n, exact
         mps = torch.device(device).type == "mps"
         # exact: float64 on the forward passes' device where it has float64 (not mps): no copy per hook
@@ -346,7 +355,9 @@ def capture(
                 return x
             value = x - state.pop(f"pre{layer}") if key == "delta_phi" else x
             mask = state["mask"]  # None: every position counts, and a view needs no copy
-            sink.write(key, layer, state["offset"], value.flatten(0, 1) if mask is None else value[mask])  # (n_counted, d)
+            sink.write(
+                key, layer, state["offset"], value.flatten(0, 1) if mask is None else value[mask]
+            )  # (n_counted, d)
             return x
 
         return hook
@@ -380,18 +391,29 @@ def capture(
     return nll
 
 
-def capture_tensors(bridge: TransformerBridge, selection: Selection, batch_size: int = 8,
-                    progress: Callable[[list], Iterable] = iter, attention: str = "sdpa") -> Capture:
+def capture_tensors(
+    bridge: TransformerBridge,
+    selection: Selection,
+    batch_size: int = 8,
+    progress: Callable[[list], Iterable] = iter,
+    attention: str = "sdpa",
+) -> Capture:
     """Δφ, Δφ_attn, Δφ_ffn of every counted position, held in memory."""
     sink = TensorSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model)
     nll = capture(bridge, selection, sink, batch_size, progress, attention, split=True)
     return Capture(sink.out["delta_phi"], sink.out["attn"], sink.out["ffn"], nll)
 
 
-def capture_stats(bridge: TransformerBridge, selection: Selection, batch_size: int = 8,
-                  progress: Callable[[list], Iterable] = iter, attention: str = "sdpa",
-                  size: int = SAMPLE_SIZE) -> Stats:
+def capture_stats(
+    bridge: TransformerBridge,
+    selection: Selection,
+    batch_size: int = 8,
+    progress: Callable[[list], Iterable] = iter,
+    attention: str = "sdpa",
+    size: int = SAMPLE_SIZE,
+) -> Stats:
     """Stats of the counted positions, streamed: memory flat in the token count (but norms)."""
-    sink = StatsSink(bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model, size, str(bridge.cfg.device),
-                     exact=False)
+    sink = StatsSink(
+        bridge.cfg.n_layers, selection.n_positions, bridge.cfg.d_model, size, str(bridge.cfg.device), exact=False
+    )
     return sink.stats(capture(bridge, selection, sink, batch_size, progress, attention, split=True))

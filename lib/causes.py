@@ -52,7 +52,9 @@ def shared_pca_normalised(stats: Stats, centred: bool) -> dict[str, int]:
     return pca(Moments(stats.count * len(scale), total, outer), centred, vectors=False).k_columns()
 
 
-def own_reconstruction(sample: torch.Tensor, bases: Sequence[Pca], ks: Sequence[int] = RECONSTRUCTION_KS) -> list[dict[str, Any]]:
+def own_reconstruction(
+    sample: torch.Tensor, bases: Sequence[Pca], ks: Sequence[int] = RECONSTRUCTION_KS
+) -> list[dict[str, Any]]:
     """Per layer, 7C's reconstruction metrics with K of the layer's own components instead of shared ones.
 
     sample: (n_layers, n_sample, d_model), as reconstruction_tables. Beside 7C's per-layer
@@ -62,8 +64,9 @@ def own_reconstruction(sample: torch.Tensor, bases: Sequence[Pca], ks: Sequence[
     rows = []
     for layer, (x, basis) in enumerate(zip(sample, bases)):
         cos, rel = reconstruction_means(x, basis, ks)  # (len(ks),) each
-        rows += [{"layer": layer, "k": k, "cos_sim": float(cos[i]), "relative_l2": float(rel[i])}
-                 for i, k in enumerate(ks)]
+        rows += [
+            {"layer": layer, "k": k, "cos_sim": float(cos[i]), "relative_l2": float(rel[i])} for i, k in enumerate(ks)
+        ]
     return rows
 
 
@@ -84,7 +87,9 @@ def write_sources(stats: Stats, bases: Sequence[Pca], ffn: Sequence[Pca], centre
     rows = []
     for layer, (whole, f) in enumerate(zip(bases, ffn)):
         total = _trace(stats.moments("delta_phi", layer), centred)
-        share = {k: _trace(stats.moments(k, layer), centred) / total if total > 0 else math.nan for k in ("attn", "ffn")}
+        share = {
+            k: _trace(stats.moments(k, layer), centred) / total if total > 0 else math.nan for k in ("attn", "ffn")
+        }
         cos = float((whole.directions[:, 0] @ f.directions[:, 0]).abs())
         rows.append({"layer": layer, "attn_share": share["attn"], "ffn_share": share["ffn"], "ffn_pc1_cos": cos})
     return rows
@@ -110,7 +115,11 @@ def unembedding_directions(bridge: TransformerBridge) -> torch.Tensor:
 
 
 def unembedding_overlap(
-    bridge: TransformerBridge, bases: Sequence[Pca], attn_last: Pca, layer_k90: Sequence[int], attn_k90_last: int,
+    bridge: TransformerBridge,
+    bases: Sequence[Pca],
+    attn_last: Pca,
+    layer_k90: Sequence[int],
+    attn_k90_last: int,
 ) -> dict[str, Any]:
     """How far the last layer's top principal directions lie in the unembedding's top singular
     subspace (「unembedding 寄り」, 「unembedding への集約」), against chance and the other layers.
@@ -151,10 +160,14 @@ def norm_concentration(stats: Stats, selection: Selection) -> list[dict[str, Any
         order = norms.sort(descending=True, stable=True)  # ties (the same tokens after BOS) by position
         sq, top3 = order.values.square(), order.indices[:3]  # norms >= 0: squaring keeps the order
         n_top = max(1, math.ceil(TOP_SHARE * len(sq)))
-        rows.append({
-            "layer": layer, "top_share": float(sq[:n_top].sum() / sq.sum()) if sq.sum() > 0 else math.nan,
-            "n_top": n_top, "largest": [[c, p, float(norms[i])] for (c, p), i in zip(locate(selection, top3), top3)],
-        })
+        rows.append(
+            {
+                "layer": layer,
+                "top_share": float(sq[:n_top].sum() / sq.sum()) if sq.sum() > 0 else math.nan,
+                "n_top": n_top,
+                "largest": [[c, p, float(norms[i])] for (c, p), i in zip(locate(selection, top3), top3)],
+            }
+        )
     return rows
 
 
@@ -176,21 +189,37 @@ def pc1_origin(stats: Stats, bases: Sequence[Pca], b_out: torch.Tensor, selectio
         order = along.sort(descending=True, stable=True).indices
         n_top = max(1, math.ceil(TOP_SHARE * len(along)))
         top = order[:n_top]
-        rows.append({
-            "layer": layer, "bias_cos": cos, "bias_norm": bias_norm,
-            "top_share": float(along[top].sum() / along.sum()) if along.sum() > 0 else math.nan,
-            "top_positions": [list(cp) for cp in locate(selection, flat[order[:3]])],
-        })
+        rows.append(
+            {
+                "layer": layer,
+                "bias_cos": cos,
+                "bias_norm": bias_norm,
+                "top_share": float(along[top].sum() / along.sum()) if along.sum() > 0 else math.nan,
+                "top_positions": [list(cp) for cp in locate(selection, flat[order[:3]])],
+            }
+        )
     return rows
 
 
 def cause_tables(
-    stats: Stats, bases: Sequence[Pca], shared: Pca, attn: Sequence[Pca], ffn: Sequence[Pca], bridge: TransformerBridge,
-    selection: Selection, centred: bool, layer_k90: Sequence[int], attn_k90: Sequence[int],
+    stats: Stats,
+    bases: Sequence[Pca],
+    shared: Pca,
+    attn: Sequence[Pca],
+    ffn: Sequence[Pca],
+    bridge: TransformerBridge,
+    selection: Selection,
+    centred: bool,
+    layer_k90: Sequence[int],
+    attn_k90: Sequence[int],
 ) -> dict[str, Any]:
     """Every table of this module, JSON-shaped. attn, ffn: per-layer PCA with directions
     (only attn[-1]'s are read)."""
-    b_out = bridge.b_out.detach().to("cpu") if getattr(bridge, "b_out", None) is not None else torch.zeros_like(stats.total[0])
+    b_out = (
+        bridge.b_out.detach().to("cpu")
+        if getattr(bridge, "b_out", None) is not None
+        else torch.zeros_like(stats.total[0])
+    )
     return {
         "shared_pca_normalised": shared_pca_normalised(stats, centred),
         "shared_overlap": shared_overlap(shared, bases),

@@ -18,7 +18,16 @@ from typing import Any
 from lib.errors import ConfigError, ResourceUnavailable
 from lib.options import OPTIONS, cache_dir
 
-WRITE_UP_TABLES = ("config", "norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn")
+WRITE_UP_TABLES = (
+    "config",
+    "norms",
+    "layer_pca",
+    "shared_pca",
+    "reconstruction",
+    "baseline_ppl",
+    "lowrank_ppl",
+    "attn_ffn",
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,12 +35,21 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     tables = sub.add_parser("tables", help="compute (or read from the cache) and print tables 7A-7E")
     for o in OPTIONS:
-        tables.add_argument(f"--{o.name}", default=o.default, type=o.type, choices=None if o.listed else o.choices, help=o.help)
+        tables.add_argument(
+            f"--{o.name}", default=o.default, type=o.type, choices=None if o.listed else o.choices, help=o.help
+        )
     tables.add_argument("--json", type=Path, default=None, help="also write the tables as JSON to this path")
-    tables.add_argument("--plot", type=Path, default=None,
-                        help="also draw document vs measured (7A norms, 7B K90, 7D ratios, 7E K90) for the runs as PNG")
-    tables.add_argument("--follow-ups", action="store_true",
-                        help="also run the follow-up experiments 7F-7H (about as many passes again as 7D)")
+    tables.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="also draw document vs measured (7A norms, 7B K90, 7D ratios, 7E K90) for the runs as PNG",
+    )
+    tables.add_argument(
+        "--follow-ups",
+        action="store_true",
+        help="also run the follow-up experiments 7F-7H (about as many passes again as 7D)",
+    )
     return p
 
 
@@ -51,20 +69,36 @@ def format_tables(t: dict[str, Any]) -> str:
     s = t["shared_pca"]
     return "\n".join(
         [
-            _table("7A: norms of Δφ(l)", ("Layer", "mean_norm", "std_norm"),
-                   [(r["layer"], r["mean_norm"], r["std_norm"]) for r in t["norms"]]),
-            _table("7B: per-layer PCA, K for the cumulative explained variance", ("Layer", "50%", "80%", "90%", "95%"),
-                   [(r["layer"], r["k50"], r["k80"], r["k90"], r["k95"]) for r in t["layer_pca"]]),
-            _table("7C: shared basis", ("Threshold", "Shared K"),
-                   [(f"{p}%", s[f"k{p}"]) for p in (50, 80, 90, 95)]),
-            _table("7C: reconstruction with K shared components", ("K", "cos_sim", "relative_L2"),
-                   [(r["k"], r["cos_sim"], r["relative_l2"]) for r in t["reconstruction"]]),
-            _table("7D: low-rank inference", ("K", "Individual PPL", "Ind. Ratio", "Shared PPL", "Sh. Ratio"),
-                   [(r["k"], r["individual_ppl"], r["individual_ratio"], r["shared_ppl"], r["shared_ratio"])
-                    for r in t["lowrank_ppl"]]),
+            _table(
+                "7A: norms of Δφ(l)",
+                ("Layer", "mean_norm", "std_norm"),
+                [(r["layer"], r["mean_norm"], r["std_norm"]) for r in t["norms"]],
+            ),
+            _table(
+                "7B: per-layer PCA, K for the cumulative explained variance",
+                ("Layer", "50%", "80%", "90%", "95%"),
+                [(r["layer"], r["k50"], r["k80"], r["k90"], r["k95"]) for r in t["layer_pca"]],
+            ),
+            _table("7C: shared basis", ("Threshold", "Shared K"), [(f"{p}%", s[f"k{p}"]) for p in (50, 80, 90, 95)]),
+            _table(
+                "7C: reconstruction with K shared components",
+                ("K", "cos_sim", "relative_L2"),
+                [(r["k"], r["cos_sim"], r["relative_l2"]) for r in t["reconstruction"]],
+            ),
+            _table(
+                "7D: low-rank inference",
+                ("K", "Individual PPL", "Ind. Ratio", "Shared PPL", "Sh. Ratio"),
+                [
+                    (r["k"], r["individual_ppl"], r["individual_ratio"], r["shared_ppl"], r["shared_ratio"])
+                    for r in t["lowrank_ppl"]
+                ],
+            ),
             f"Baseline perplexity: {t['baseline_ppl']:.4g}\n",
-            _table("7E: attention vs FFN", ("Layer", "Attn K(90%)", "FFN K(90%)", "Attn/FFN ratio"),
-                   [(r["layer"], r["attn_k90"], r["ffn_k90"], r["ratio"]) for r in t["attn_ffn"]]),
+            _table(
+                "7E: attention vs FFN",
+                ("Layer", "Attn K(90%)", "FFN K(90%)", "Attn/FFN ratio"),
+                [(r["layer"], r["attn_k90"], r["ffn_k90"], r["ratio"]) for r in t["attn_ffn"]],
+            ),
         ]
     )
 
@@ -91,13 +125,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs = build_runs(values, args.windows)
         runs = dict(zip(labels(configs), configs))
         shared, store = Shared(), distributed.SharedStore(cache_dir(args.cache_dir))
-        with distributed.process_group(next(iter(runs.values())).device):  # torchrun: every rank computes, rank 0 writes
+        with distributed.process_group(
+            next(iter(runs.values())).device
+        ):  # torchrun: every rank computes, rank 0 writes
             for name, config in runs.items():
                 if writer:
                     print(f"dphi: {name}: {config.describe()}", file=sys.stderr)
                 if config.unavailable:
                     raise ResourceUnavailable(config.unavailable)
-            selected = {n: Run(c, store, check_batch_size(args.batch_size, c.device), shared=shared) for n, c in runs.items()}
+            selected = {
+                n: Run(c, store, check_batch_size(args.batch_size, c.device), shared=shared) for n, c in runs.items()
+            }
             for run in selected.values():  # windows that do not fit stop the command before any capture
                 if run.config.window == args.windows - 1:
                     run.selection
@@ -111,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, tables in results.items():
         print(f"# {name}\n\n{format_tables(tables)}" if len(results) > 1 else format_tables(tables))
     if args.json:
-        data = _ordered(*results.values()) if len(results) == 1 else {"runs": {n: _ordered(t) for n, t in results.items()}}
+        data = (
+            _ordered(*results.values()) if len(results) == 1 else {"runs": {n: _ordered(t) for n, t in results.items()}}
+        )
         args.json.write_text(json.dumps(data, indent=2) + "\n")
     if args.plot:
         from lib.plots import plot_runs

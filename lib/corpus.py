@@ -64,7 +64,9 @@ def hf_spec(name: str) -> tuple[str, str | None, str, str]:
     """'hf:NAME[:CONFIG[:SPLIT[:COLUMN]]]' -> (NAME, CONFIG or None, SPLIT, COLUMN)."""
     parts = name.removeprefix(HF_PREFIX).split(":")
     if not parts[0] or len(parts) > 4:
-        raise ConfigError(f"--dataset {name!r}: expected hf:NAME[:CONFIG[:SPLIT[:COLUMN]]], e.g. hf:Salesforce/wikitext:wikitext-103-raw-v1:test:text")
+        raise ConfigError(
+            f"--dataset {name!r}: expected hf:NAME[:CONFIG[:SPLIT[:COLUMN]]], e.g. hf:Salesforce/wikitext:wikitext-103-raw-v1:test:text"
+        )
     path, config, split, column = (parts + [""] * 3)[:4]
     return path, config or None, split or "test", column or "text"
 
@@ -84,7 +86,9 @@ def _hf_text(path: str, config: str | None, split: str, column: str, unavailable
     except Exception as e:  # noqa: BLE001 - datasets raises many kinds when the cache is empty
         raise ResourceUnavailable(unavailable) from e
     if column not in rows.column_names:
-        raise ConfigError(f"--dataset: {path} ({config}, {split}) has no column {column!r}; its columns: {', '.join(rows.column_names)}")
+        raise ConfigError(
+            f"--dataset: {path} ({config}, {split}) has no column {column!r}; its columns: {', '.join(rows.column_names)}"
+        )
     return "".join(rows[column])
 
 
@@ -98,9 +102,16 @@ def _default_text() -> str:
 
 def _text_of_spec(name: str) -> str:
     path, config, split, column = hf_spec(name)
-    return _hf_text(path, config, split, column, (
-        f"dataset {name!r} is not in the `datasets` cache and the Hub cannot be reached from here. Run once with "
-        "network access, or pass --dataset <text file>"))
+    return _hf_text(
+        path,
+        config,
+        split,
+        column,
+        (
+            f"dataset {name!r} is not in the `datasets` cache and the Hub cannot be reached from here. Run once with "
+            "network access, or pass --dataset <text file>"
+        ),
+    )
 
 
 def _sha(text: str) -> str:

@@ -133,20 +133,32 @@ class SharedStore(Store):
     ) -> dict[str, torch.Tensor]:
         if not active():
             return super().get_or_compute(name, key, meta, compute)
-        return _rank0_decides(lambda c: Store.get_or_compute(self, name, key, meta, c), compute,
-                              broadcast_tensors, lambda: broadcast_tensors(None))
+        return _rank0_decides(
+            lambda c: Store.get_or_compute(self, name, key, meta, c),
+            compute,
+            broadcast_tensors,
+            lambda: broadcast_tensors(None),
+        )
 
     def get_or_compute_json(
         self, name: str, key: str, meta: dict[str, Any], compute: Callable[[], dict[str, Any]]
     ) -> dict[str, Any]:
         if not active():
             return super().get_or_compute_json(name, key, meta, compute)
-        return _rank0_decides(lambda c: Store.get_or_compute_json(self, name, key, meta, c), compute,
-                              broadcast_object, lambda: broadcast_object(None))
+        return _rank0_decides(
+            lambda c: Store.get_or_compute_json(self, name, key, meta, c),
+            compute,
+            broadcast_object,
+            lambda: broadcast_object(None),
+        )
 
 
-def _rank0_decides(lookup: Callable[[Callable[[], Any]], Any], compute: Callable[[], Any],
-                   send: Callable[[Any], Any], receive: Callable[[], Any]) -> Any:
+def _rank0_decides(
+    lookup: Callable[[Callable[[], Any]], Any],
+    compute: Callable[[], Any],
+    send: Callable[[Any], Any],
+    receive: Callable[[], Any],
+) -> Any:
     """Rank 0 looks the entry up (lookup(compute) reads it, or computes and writes it) and tells
     the others whether it was there: on a hit it sends the entry, on a miss every rank computes."""
     if not is_writer():

@@ -117,12 +117,22 @@ def ppl_rows(baseline_nll: float, nll: Sequence[float], ks: Sequence[int]) -> li
     return [{"k": k, "ppl": math.exp(n), "ratio": math.exp(n) / base} for k, n in zip(ks, nll)]
 
 
-def paired_rows(baseline_nll: float, nll: Sequence[float], ks: Sequence[int], first: str, second: str) -> list[dict[str, Any]]:
+def paired_rows(
+    baseline_nll: float, nll: Sequence[float], ks: Sequence[int], first: str, second: str
+) -> list[dict[str, Any]]:
     """Rows {k, <first>_ppl, <first>_ratio, <second>_ppl, <second>_ratio}: nll holds the first
     variant's NLL for each K, then the second's."""
     a, b = ppl_rows(baseline_nll, nll[: len(ks)], ks), ppl_rows(baseline_nll, nll[len(ks) :], ks)
-    return [{"k": x["k"], f"{first}_ppl": x["ppl"], f"{first}_ratio": x["ratio"],
-             f"{second}_ppl": y["ppl"], f"{second}_ratio": y["ratio"]} for x, y in zip(a, b)]
+    return [
+        {
+            "k": x["k"],
+            f"{first}_ppl": x["ppl"],
+            f"{first}_ratio": x["ratio"],
+            f"{second}_ppl": y["ppl"],
+            f"{second}_ratio": y["ratio"],
+        }
+        for x, y in zip(a, b)
+    ]
 
 
 def lowrank_table(baseline_nll: float, nll: Sequence[float], ks: Sequence[int]) -> list[dict[str, Any]]:
@@ -149,8 +159,13 @@ class Run:
     """One run config's data: model, tokens and Δφ loaded lazily, results cached in `store`."""
 
     def __init__(
-        self, config: RunConfig, store: Store, batch_size: int = 8, stream_above: int = STREAM_ABOVE,
-        hold_bytes: int = HOLD_BYTES, shared: Shared | None = None,
+        self,
+        config: RunConfig,
+        store: Store,
+        batch_size: int = 8,
+        stream_above: int = STREAM_ABOVE,
+        hold_bytes: int = HOLD_BYTES,
+        shared: Shared | None = None,
     ) -> None:
         from lib.runs import Shared
 
@@ -168,8 +183,12 @@ class Run:
         tokenizer = self.bridge.tokenizer
         bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         return select_tokens(
-            self.shared.text_ids(self.config, tokenizer), bos, self.config.n_tokens, self.bridge.cfg.n_ctx,
-            self.config.positions, self.config.window,
+            self.shared.text_ids(self.config, tokenizer),
+            bos,
+            self.config.n_tokens,
+            self.bridge.cfg.n_ctx,
+            self.config.positions,
+            self.config.window,
         )
 
     @cached_property
@@ -214,7 +233,11 @@ class Run:
         reconstruction_rows, reconstruction_per_layer = reconstruction_tables(st.sample, shared)
         ks = lowrank_ks(st.total.shape[-1], self.config.ks)
         nll = lowrank_nll(
-            self.bridge, self.selection, projections(bases, shared, ks), self.batch_size, _tqdm("7D low-rank passes"),
+            self.bridge,
+            self.selection,
+            projections(bases, shared, ks),
+            self.batch_size,
+            _tqdm("7D low-rank passes"),
             self.config.attention,
         )
         baseline = float(st.nll.mean())
@@ -235,8 +258,18 @@ class Run:
             "layer_spectra": [b.ratio.tolist() for b in bases],
             "reconstruction_sample": len(st.sample[0]),
             "model_shape": {"n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "d_model": cfg.d_model},
-            **cause_tables(st, bases, shared, attn, ffn, self.bridge, self.selection, centred,
-                           [r["k90"] for r in layer_pca], [r["attn_k90"] for r in attn_ffn]),
+            **cause_tables(
+                st,
+                bases,
+                shared,
+                attn,
+                ffn,
+                self.bridge,
+                self.selection,
+                centred,
+                [r["k90"] for r in layer_pca],
+                [r["attn_k90"] for r in attn_ffn],
+            ),
         }
 
     @cached_property
@@ -249,8 +282,14 @@ class Run:
         def compute() -> dict[str, Any]:
             st = self.stats  # loads the held capture where the tables use it; the outliers' vectors come from it
             return followup_tables(
-                self.bridge, self.selection, st, centred=self.config.pca == "centred", ks=self.config.ks,
-                batch_size=self.batch_size, progress=_tqdm("7F-7H low-rank passes"), attention=self.config.attention,
+                self.bridge,
+                self.selection,
+                st,
+                centred=self.config.pca == "centred",
+                ks=self.config.ks,
+                batch_size=self.batch_size,
+                progress=_tqdm("7F-7H low-rank passes"),
+                attention=self.config.attention,
                 capture=vars(self).get("capture"),
             )
 

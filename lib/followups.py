@@ -137,14 +137,18 @@ def recapture(
         n = int(counted.sum())
         if any(offset <= p < offset + n for p in needed):
             picker = _Picker(wanted, offset)
-            lib.capture.capture(bridge, Selection(tuple(tokens), tuple(counted)), picker, len(tokens), attention=attention)
+            lib.capture.capture(
+                bridge, Selection(tuple(tokens), tuple(counted)), picker, len(tokens), attention=attention
+            )
             out.update(picker.out)
         offset += n
     return out
 
 
 def layer_pca_without_outliers(
-    stats: Stats, selection: Selection, centred: bool,
+    stats: Stats,
+    selection: Selection,
+    centred: bool,
     vectors: Callable[[dict[int, list[int]]], dict[tuple[int, int], torch.Tensor]],
 ) -> list[dict[str, Any]]:
     """Per layer: K at 50/80/90/95% with the layer's outlier positions (OUTLIER_MADS) left out.
@@ -161,12 +165,18 @@ def layer_pca_without_outliers(
         m = stats.moments("delta_phi", layer)
         if len(ps):
             m = without(m, torch.stack([x[(layer, int(p))] for p in ps]))  # (n_left_out, d)
-        rows.append({
-            "layer": layer, **pca(m, centred, vectors=False).k_columns(),
-            "threshold": float(threshold[layer]), "n_left_out": len(ps),
-            "left_out": [{"chunk": c, "position": p, "norm": float(stats.norms[layer, i])}
-                         for (c, p), i in zip(locate(selection, ps), ps)],
-        })
+        rows.append(
+            {
+                "layer": layer,
+                **pca(m, centred, vectors=False).k_columns(),
+                "threshold": float(threshold[layer]),
+                "n_left_out": len(ps),
+                "left_out": [
+                    {"chunk": c, "position": p, "norm": float(stats.norms[layer, i])}
+                    for (c, p), i in zip(locate(selection, ps), ps)
+                ],
+            }
+        )
     return rows
 
 
@@ -196,7 +206,9 @@ def followup_tables(
     n_layers, d_model = stats.total.shape[1:]
     ks = lowrank_ks(d_model, ks)
     attn, ffn = layer_bases(stats, "attn", centred), layer_bases(stats, "ffn", centred)
-    variants = site_only_projections(attn, ffn, ks) + shared_ablation_projections(shared_basis(stats, centred), n_layers, ks)
+    variants = site_only_projections(attn, ffn, ks) + shared_ablation_projections(
+        shared_basis(stats, centred), n_layers, ks
+    )
     nll = lowrank_nll(bridge, selection, variants, batch_size, progress, attention)
     baseline, n = float(stats.nll.mean()), len(ks)
     if capture is not None:

@@ -167,7 +167,11 @@ def _fused(bridge: TransformerBridge, layers: tuple[int, ...]) -> Iterator[None]
     hf = bridge.original_model
     attns = [bridge.blocks[layer].attn for layer in layers]
     how = [_how(a, hf) for a in attns]
-    if not attns or len(attns) != len(bridge.blocks) or any(h is None or _skipped(a, h == "joint") for a, h in zip(attns, how)):
+    if (
+        not attns
+        or len(attns) != len(bridge.blocks)
+        or any(h is None or _skipped(a, h == "joint") for a, h in zip(attns, how))
+    ):
         yield
         return
     rotary = _joint_qkv_rotary()
@@ -204,7 +208,9 @@ def _probe_pass(bridge: TransformerBridge, tokens: torch.Tensor) -> list[torch.T
         return hook
 
     n_layers = bridge.cfg.n_layers
-    hooks = [(f"blocks.{layer}.hook_resid_{s}", keep(f"{s}{layer}")) for layer in range(n_layers) for s in ("pre", "post")]
+    hooks = [
+        (f"blocks.{layer}.hook_resid_{s}", keep(f"{s}{layer}")) for layer in range(n_layers) for s in ("pre", "post")
+    ]
     with torch.inference_mode(), bridge.hooks(fwd_hooks=hooks):
         logits = bridge(tokens)  # (B, T, vocab)
     return [saved[f"post{layer}"] - saved[f"pre{layer}"] for layer in range(n_layers)] + [logits.detach()]
@@ -224,8 +230,12 @@ def probe(bridge: TransformerBridge) -> Decision:
     """
     hf_name = type(getattr(bridge, "original_model", None)).__name__
     if not fusable(bridge):
-        return Decision("eager", (), f"the fused kernel cannot run {hf_name}'s attention (no SDPA in Hugging Face, "
-                                     "or the bridge's own computation); using the bridge's own")
+        return Decision(
+            "eager",
+            (),
+            f"the fused kernel cannot run {hf_name}'s attention (no SDPA in Hugging Face, "
+            "or the bridge's own computation); using the bridge's own",
+        )
     cfg = bridge.cfg
     length = max(2, min(PROBE_LENGTH, int(cfg.n_ctx)))
     g = torch.Generator().manual_seed(0)
@@ -240,14 +250,24 @@ def probe(bridge: TransformerBridge) -> Decision:
         with _fused(bridge, layers):
             fused = _probe_pass(bridge, tokens)
     except Exception as e:  # noqa: BLE001 - any failure of the fused kernel means: not for this model
-        return Decision("eager", (), f"the fused kernel fails on {hf_name} ({type(e).__name__}); using the bridge's own")
+        return Decision(
+            "eager", (), f"the fused kernel fails on {hf_name} ({type(e).__name__}); using the bridge's own"
+        )
     worst = max(_relative_difference(f, e) for f, e in zip(fused, eager))
     if not worst <= PROBE_TOLERANCE:  # NaN refuses too
-        return Decision("eager", (), f"the fused kernel differs from the bridge's attention by {worst:.1e} "
-                                     f"(> {PROBE_TOLERANCE:.0e}) on a probe; using the bridge's own")
-    return Decision("sdpa", layers, f"fused on all {len(layers)} layers, equal to the "
-                                    f"bridge's attention on a probe (max relative difference {worst:.1e} "
-                                    f"<= {PROBE_TOLERANCE:.0e})")
+        return Decision(
+            "eager",
+            (),
+            f"the fused kernel differs from the bridge's attention by {worst:.1e} "
+            f"(> {PROBE_TOLERANCE:.0e}) on a probe; using the bridge's own",
+        )
+    return Decision(
+        "sdpa",
+        layers,
+        f"fused on all {len(layers)} layers, equal to the "
+        f"bridge's attention on a probe (max relative difference {worst:.1e} "
+        f"<= {PROBE_TOLERANCE:.0e})",
+    )
 
 
 def decide(bridge: TransformerBridge, kernel: str, announce: bool = True) -> Decision:

@@ -69,7 +69,11 @@ def _project(x: torch.Tensor, mu: torch.Tensor, u: torch.Tensor, keep: torch.Ten
 
 
 def _hooks(
-    means: torch.Tensor, w: torch.Tensor, complement: torch.Tensor, active: torch.Tensor, site: str = "resid",
+    means: torch.Tensor,
+    w: torch.Tensor,
+    complement: torch.Tensor,
+    active: torch.Tensor,
+    site: str = "resid",
 ) -> list[tuple[str, Callable[..., torch.Tensor]]]:
     """means (G, L, d), w (G, L, d, W), complement (G,) bool, active (G, L) bool: row g of the batch
     uses variant g, at the layers where active[g].
@@ -92,13 +96,20 @@ def _hooks(
             saved[layer] = x  # (G, T, d)
             return x
 
-        def post(x: torch.Tensor, hook: object, layer: int = layer, mu: torch.Tensor = mu, u: torch.Tensor = u,
-                 on: torch.Tensor = on) -> torch.Tensor:
+        def post(
+            x: torch.Tensor,
+            hook: object,
+            layer: int = layer,
+            mu: torch.Tensor = mu,
+            u: torch.Tensor = u,
+            on: torch.Tensor = on,
+        ) -> torch.Tensor:
             resid_pre = saved.pop(layer)
             return torch.where(on, resid_pre + _project(x - resid_pre, mu, u, keep), x)
 
-        def write(x: torch.Tensor, hook: object, mu: torch.Tensor = mu, u: torch.Tensor = u,
-                  on: torch.Tensor = on) -> torch.Tensor:
+        def write(
+            x: torch.Tensor, hook: object, mu: torch.Tensor = mu, u: torch.Tensor = u, on: torch.Tensor = on
+        ) -> torch.Tensor:
             return torch.where(on, _project(x, mu, u, keep), x)
 
         if site == "resid":

@@ -181,7 +181,9 @@ def check_architecture(config_json: Path, shown: str) -> str:
     try:
         hf = json.loads(config_json.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ConfigError(f"--model {shown!r}: config.json cannot be read ({e}); expected a Hugging Face config") from None
+        raise ConfigError(
+            f"--model {shown!r}: config.json cannot be read ({e}); expected a Hugging Face config"
+        ) from None
     model_type = str(hf.get("model_type", "?"))
     architectures = [str(a) for a in hf.get("architectures") or []]
     causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)

@@ -65,7 +65,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("n-tokens", 1000, "number of token positions collected (the write-up: 1000)", type=int),
     Option(
-        "windows", 1,
+        "windows",
+        1,
         "token windows: N disjoint windows of --n-tokens positions each, every one starting with BOS; "
         "window 0 is the text's start (the write-up's), window w follows the text tokens of windows 0..w-1",
         type=int,
@@ -75,14 +76,16 @@ OPTIONS: tuple[Option, ...] = (
         "compat",
         "compat: HookedTransformer-equivalent (fold LayerNorm, centre writing weights), "
         "as the write-up's legacy loader; raw: Hugging Face numerics; compat,raw runs both",
-        choices=("compat", "raw"), listed=True,
+        choices=("compat", "raw"),
+        listed=True,
     ),
     Option(
         "positions",
         "all",
         "which positions count: all (BOS included, as to_tokens(text)[:, :n]) or text (BOS positions left out); "
         "all,text runs both",
-        choices=("all", "text"), listed=True,
+        choices=("all", "text"),
+        listed=True,
     ),
     Option(
         "pca",

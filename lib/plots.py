@@ -33,12 +33,21 @@ def plot_runs(tables_by_run: dict[str, dict[str, Any]], path: str | Path) -> Pat
         sweep.plot(ks, [r["shared_ratio"] for r in t["lowrank_ppl"]], "s--", color=colour, **style)
         attn_ffn.plot(depth, [r["attn_k90"] / d_model for r in t["attn_ffn"]], "o-", color=colour, **style)
         attn_ffn.plot(depth, [r["ffn_k90"] / d_model for r in t["attn_ffn"]], "s--", color=colour, **style)
-    norms.set(yscale="log", xlabel="relative depth l / (L-1)", ylabel="mean ||Δφ(l)||", title="7A: norm of Δφ per layer")
+    norms.set(
+        yscale="log", xlabel="relative depth l / (L-1)", ylabel="mean ||Δφ(l)||", title="7A: norm of Δφ per layer"
+    )
     k90.set(xlabel="relative depth l / (L-1)", ylabel="K90 / d_model", title="7B: components for 90% of the variance")
     sweep.axhline(1, color="grey", lw=0.5)
-    sweep.set(xscale="log", yscale="log", xlabel="K / d_model", ylabel="PPL / baseline",
-              title="7D: low-rank inference (solid individual, dashed shared)")
-    attn_ffn.set(xlabel="relative depth l / (L-1)", ylabel="K90 / d_model", title="7E: attention (solid) and FFN (dashed)")
+    sweep.set(
+        xscale="log",
+        yscale="log",
+        xlabel="K / d_model",
+        ylabel="PPL / baseline",
+        title="7D: low-rank inference (solid individual, dashed shared)",
+    )
+    attn_ffn.set(
+        xlabel="relative depth l / (L-1)", ylabel="K90 / d_model", title="7E: attention (solid) and FFN (dashed)"
+    )
     norms.legend(fontsize=7)
     fig.tight_layout()
     out = Path(path)

@@ -39,7 +39,9 @@ def verdict(outcome: str, kind: str, xfail_reason: str | None, skip_reason: str 
     if xfail_reason is not None:
         return "contradicted by the document" if kind == "document" else "does not hold (xfail)"
     if outcome == "passed":
-        return "overstated by the document" + note.removeprefix("overstated") if note.startswith("overstated") else "holds"
+        return (
+            "overstated by the document" + note.removeprefix("overstated") if note.startswith("overstated") else "holds"
+        )
     if outcome == "skipped":
         return f"skipped: {skip_reason}" if skip_reason else "skipped"
     return "fails"
@@ -67,7 +69,10 @@ def terminal_table(rows: list[Row], width: int = 44, collapse: int = 5) -> list[
     collapsed = {v for v, rs in reasons.items() if len(rs) > collapse}
     shown = [r for r in rows if r.verdict not in collapsed]
     header = ("claim", "section", "kind", "run", "document", "measured", "verdict")
-    body = [(r.id, r.section, r.kind, r.run, _clip(r.document, width), _clip(r.measured, width), _clip(r.verdict, 70)) for r in shown]
+    body = [
+        (r.id, r.section, r.kind, r.run, _clip(r.document, width), _clip(r.measured, width), _clip(r.verdict, 70))
+        for r in shown
+    ]
     body += [(f"({len(reasons[v])} more)", "", "", "", "", "", v) for v in sorted(collapsed)]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
@@ -108,8 +113,10 @@ def window_spread(rows: list[Row], runs: dict[str, dict[str, Any]]) -> list[str]
         if len(values) < 2:
             continue
         mean = statistics.mean(values)
-        lines.append(f"| {cell} | {group} | {len(values)} | {document[cell]} | {mean:.4g} | {statistics.stdev(values):.3g} | "
-                     f"{min(values):.4g}–{max(values):.4g} |")
+        lines.append(
+            f"| {cell} | {group} | {len(values)} | {document[cell]} | {mean:.4g} | {statistics.stdev(values):.3g} | "
+            f"{min(values):.4g}–{max(values):.4g} |"
+        )
     return lines if len(lines) > 2 else []
 
 
@@ -119,11 +126,19 @@ def markdown(rows: list[Row], runs: dict[str, dict[str, Any]], figure: str | Non
     runs: label -> the run's config (JSON), plus 'group' (the label without its window).
     """
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    lines = ["# Experiment 7 claims report", "", "## Runs", "", "| run | model | text | positions | numerics | position policy | window | device |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Experiment 7 claims report",
+        "",
+        "## Runs",
+        "",
+        "| run | model | text | positions | numerics | position policy | window | device |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, c in runs.items():
-        lines.append(f"| {name} | `{c.get('model')}` | `{c.get('dataset')}` | {c.get('n_tokens')} | {c.get('numerics')} | "
-                     f"{c.get('positions')} | {c.get('window', 0)} | {c.get('device')} |")
+        lines.append(
+            f"| {name} | `{c.get('model')}` | `{c.get('dataset')}` | {c.get('n_tokens')} | {c.get('numerics')} | "
+            f"{c.get('positions')} | {c.get('window', 0)} | {c.get('device')} |"
+        )
     lines += ["", "Totals: " + ", ".join(f"{n} {k}" for k, n in counts(rows).items()), ""]
     if figure:
         lines += [f"![document vs measured]({figure})", ""]
@@ -132,14 +147,32 @@ def markdown(rows: list[Row], runs: dict[str, dict[str, Any]], figure: str | Non
         spread = window_spread(rows, runs)
         if spread:
             lines += ["## Table cells across token windows", "", *spread, ""]
-    lines += ["## Every claim test", "",
-              "| claim | section | kind | run | original (exp7.ja.md) | document | measured | verdict |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {esc(r.id)} | {r.section} | {r.kind} | {r.run} | {esc(r.ja)} | {esc(r.document)} | {esc(r.measured)} | {esc(r.verdict)} |"
-              for r in rows]
+    lines += [
+        "## Every claim test",
+        "",
+        "| claim | section | kind | run | original (exp7.ja.md) | document | measured | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {esc(r.id)} | {r.section} | {r.kind} | {r.run} | {esc(r.ja)} | {esc(r.document)} | {esc(r.measured)} | {esc(r.verdict)} |"
+        for r in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
 def json_rows(rows: list[Row]) -> list[dict[str, Any]]:
     """--claims-json: one object per claim test and run."""
-    return [{"claim": r.id, "section": r.section, "kind": r.kind, "run": r.run, "document": r.document,
-             "measured": r.measured, "value": r.value, "verdict": r.verdict, "ja": r.ja} for r in rows]
+    return [
+        {
+            "claim": r.id,
+            "section": r.section,
+            "kind": r.kind,
+            "run": r.run,
+            "document": r.document,
+            "measured": r.measured,
+            "value": r.value,
+            "verdict": r.verdict,
+            "ja": r.ja,
+        }
+        for r in rows
+    ]

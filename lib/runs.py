@@ -35,7 +35,9 @@ def split(name: str, value: str) -> list[str]:
     allowed = next((o.choices for o in OPTIONS if o.name == name), None)
     bad = [v for v in values if allowed and v not in allowed]
     if bad:
-        raise ConfigError(f"--{name} {bad[0]!r} is not allowed; allowed: {', '.join(allowed or ())} (or a comma-separated list of them)")
+        raise ConfigError(
+            f"--{name} {bad[0]!r} is not allowed; allowed: {', '.join(allowed or ())} (or a comma-separated list of them)"
+        )
     return values
 
 
@@ -59,7 +61,9 @@ def build_runs(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
     runs = []
     for model, dataset, numerics, positions in itertools.product(*(lists[n] for n in LISTS)):
         if (model, dataset) not in resolved:
-            resolved[model, dataset] = build_config(model=model, dataset=dataset, numerics=numerics, positions=positions, **rest)
+            resolved[model, dataset] = build_config(
+                model=model, dataset=dataset, numerics=numerics, positions=positions, **rest
+            )
         base = dataclasses.replace(resolved[model, dataset], numerics=numerics, positions=positions)
         runs += [dataclasses.replace(base, window=w) for w in range(check_windows(windows))]
     return runs
@@ -77,7 +81,11 @@ def label(config: RunConfig) -> str:
         parts.append(KNOWN_TEXTS.get(config.dataset_revision) or Path(config.dataset).stem.replace(":", "-"))
     if config.n_tokens != 1000:
         parts.append(f"n{config.n_tokens}")
-    parts += [v for v, default in ((config.numerics, "compat"), (config.positions, "all"), (config.pca, "centred")) if v != default]
+    parts += [
+        v
+        for v, default in ((config.numerics, "compat"), (config.positions, "all"), (config.pca, "centred"))
+        if v != default
+    ]
     parts.append(f"w{config.window}")
     return "-".join(parts)
 

@@ -40,8 +40,10 @@ def rounded(data: Any) -> Any:
 def close(a: Any, b: Any) -> bool:
     """Equal structure and ints/strings; floats within FLOAT_RTOL / FLOAT_ATOL."""
     if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(
-            a, b, rel_tol=FLOAT_RTOL, abs_tol=FLOAT_ATOL
+        return (
+            isinstance(a, (int, float))
+            and isinstance(b, (int, float))
+            and math.isclose(a, b, rel_tol=FLOAT_RTOL, abs_tol=FLOAT_ATOL)
         )
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)

@@ -87,7 +87,9 @@ class Store:
             with safe_open(str(path), framework="pt") as f:
                 header = f.metadata() or {}
             if json.loads(header.get("meta", "null")) != meta:
-                warnings.warn(f"cache entry {path} was written for another config; recomputing", CacheWarning, stacklevel=2)
+                warnings.warn(
+                    f"cache entry {path} was written for another config; recomputing", CacheWarning, stacklevel=2
+                )
                 return None
             tensors = load_file(str(path))
             if _digest(tensors) != header.get("sha256"):
@@ -104,9 +106,7 @@ class Store:
         tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
         header = {"meta": json.dumps(meta, sort_keys=True), "sha256": _digest(tensors)}
         _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
-        _atomic_write(
-            path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        )
+        _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2, sort_keys=True)))
         return path
 
     def get_or_compute(

@@ -84,8 +84,16 @@ def main() -> None:
     train_ids = torch.tensor(tok((DATA / "wikitext-2" / "valid.txt").read_text())["input_ids"])
     test_ids = torch.tensor(tok((DATA / "wikitext-2-raw" / "wiki.test.raw").read_text())["input_ids"])
     config = GPT2Config(
-        vocab_size=len(tok), n_positions=n_ctx, n_embd=d_model, n_layer=n_layer, n_head=n_head,
-        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, bos_token_id=bos, eos_token_id=bos,
+        vocab_size=len(tok),
+        n_positions=n_ctx,
+        n_embd=d_model,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+        bos_token_id=bos,
+        eos_token_id=bos,
     )
     model = GPT2LMHeadModel(config)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]

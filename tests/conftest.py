@@ -69,15 +69,24 @@ def make_model(tmp_path_factory: pytest.TempPathFactory, save_model: Callable[[A
     made: dict[tuple, Path] = {}
 
     def make(
-        n_layer: int = 2, d_model: int = 32, n_head: int = 4, n_ctx: int = 64, seed: int = 0,
+        n_layer: int = 2,
+        d_model: int = 32,
+        n_head: int = 4,
+        n_ctx: int = 64,
+        seed: int = 0,
         edit: Callable[[GPT2LMHeadModel], None] | None = None,
     ) -> Path:
         key = (n_layer, d_model, n_head, n_ctx, seed, edit)
         if key not in made:
             torch.manual_seed(seed)
             config = GPT2Config(
-                vocab_size=300, n_positions=n_ctx, n_embd=d_model, n_layer=n_layer, n_head=n_head,
-                bos_token_id=0, eos_token_id=0,
+                vocab_size=300,
+                n_positions=n_ctx,
+                n_embd=d_model,
+                n_layer=n_layer,
+                n_head=n_head,
+                bos_token_id=0,
+                eos_token_id=0,
             )
             model = GPT2LMHeadModel(config).eval()
             if edit is not None:
@@ -108,8 +117,13 @@ def make_config() -> Callable[..., RunConfig]:
 
     def make(model_dir: Path, text: Path, **overrides: object) -> RunConfig:
         values = dict(
-            model=str(model_dir), dataset=str(text), n_tokens=50, device="cpu", numerics="raw",
-            positions="all", pca="centred",
+            model=str(model_dir),
+            dataset=str(text),
+            n_tokens=50,
+            device="cpu",
+            numerics="raw",
+            positions="all",
+            pca="centred",
         )
         values.update(overrides)
         return build_config(**values)  # type: ignore[arg-type]
@@ -141,7 +155,10 @@ def _assert_same(ours: Any, reference: Any, rel: float = SAME_REL, abs_: float =
     elif isinstance(reference, float):
         both_nan = math.isnan(reference) and isinstance(ours, float) and math.isnan(ours)  # undefined in both
         assert both_nan or (isinstance(ours, float) and math.isclose(ours, reference, rel_tol=rel, abs_tol=abs_)), (
-            where, ours, reference)
+            where,
+            ours,
+            reference,
+        )
     else:
         assert ours == reference, (where, ours, reference)
 

@@ -55,8 +55,12 @@ def test_delta_phi_matches_plain_pytorch_hooks(make_model, make_config, text_fil
     n_tokens=st.integers(2, 90),
     positions=st.sampled_from(["all", "text"]),
 )
-def test_delta_phi_is_attn_plus_ffn(make_model, make_config, text_file, tmp_path_factory, n_layer, d_model, n_tokens, positions):
-    config = make_config(make_model(n_layer=n_layer, d_model=d_model, n_ctx=40), text_file, n_tokens=n_tokens, positions=positions)
+def test_delta_phi_is_attn_plus_ffn(
+    make_model, make_config, text_file, tmp_path_factory, n_layer, d_model, n_tokens, positions
+):
+    config = make_config(
+        make_model(n_layer=n_layer, d_model=d_model, n_ctx=40), text_file, n_tokens=n_tokens, positions=positions
+    )
     run = Run(config, Store(tmp_path_factory.mktemp("cache")))
     c = run.capture
     assert c.delta_phi.shape == (n_layer, n_tokens, d_model)
@@ -90,7 +94,9 @@ def test_batching_does_not_change_delta_phi(make_model, make_config, text_file, 
     config = make_config(make_model(n_ctx=16), text_file, n_tokens=70)
     run = Run(config, store)
     batched = capture_tensors(run.bridge, run.selection, batch_size=batch_size)
-    torch.testing.assert_close(batched.delta_phi, reference_delta_phi(config.model, run.selection), atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(
+        batched.delta_phi, reference_delta_phi(config.model, run.selection), atol=ATOL, rtol=RTOL
+    )
 
 
 def test_sdpa_kernel_agrees_with_the_bridge_eager_attention(make_model, make_config, text_file, tmp_path):
@@ -159,8 +165,15 @@ def test_streamed_float32_moments_match_exact_float64(shared_text, store, one_th
     from lib.spectra import pca
 
     n = 30_000
-    config = build_config(model="tiny-wikitext", dataset=str(shared_text), n_tokens=n, device="cpu",
-                          numerics="compat", positions="all", pca="centred")
+    config = build_config(
+        model="tiny-wikitext",
+        dataset=str(shared_text),
+        n_tokens=n,
+        device="cpu",
+        numerics="compat",
+        positions="all",
+        pca="centred",
+    )
     run = Run(config, store)  # bridge and selection only
     n_layers, d = run.bridge.cfg.n_layers, run.bridge.cfg.d_model
     exact, fast = StatsSink(n_layers, n, d, exact=True), StatsSink(n_layers, n, d, exact=False)
@@ -216,6 +229,7 @@ def test_streamed_moments_over_several_panels_and_split_in_two_equal_the_exact_s
     scale = float(exact.outer.abs().max())
     torch.testing.assert_close(fast.total, exact.total, rtol=1e-6, atol=1e-6 * float(exact.total.abs().max()))
     torch.testing.assert_close(fast.outer, exact.outer, rtol=1e-6, atol=1e-6 * scale)
+
     def centred(m: Moments) -> torch.Tensor:  # the scatter about the mean, upper triangle
         return (m.outer - torch.outer(m.total, m.total) / m.count).triu()
 
@@ -224,7 +238,9 @@ def test_streamed_moments_over_several_panels_and_split_in_two_equal_the_exact_s
         got = centred(Moments(n, fast.total[k, 0], fast.outer[k, 0]))
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
     first, rest = fed(everything[:2], False), fed(everything[2:], False)
-    torch.testing.assert_close(first.total + rest.total, fast.total, rtol=1e-12, atol=1e-12 * float(fast.total.abs().max()))
+    torch.testing.assert_close(
+        first.total + rest.total, fast.total, rtol=1e-12, atol=1e-12 * float(fast.total.abs().max())
+    )
     torch.testing.assert_close(first.outer + rest.outer, fast.outer, rtol=1e-12, atol=1e-12 * scale)
 
 

@@ -29,7 +29,9 @@ def _stats(delta_phi: torch.Tensor, attn: torch.Tensor | None = None, ffn: torch
 def _selection(n: int, chunk: int) -> Selection:
     """Chunks of `chunk` positions (the last shorter), every position counted."""
     sizes = [min(chunk, n - i) for i in range(0, n, chunk)]
-    return Selection(tuple(torch.zeros(s, dtype=torch.long) for s in sizes), tuple(torch.ones(s, dtype=torch.bool) for s in sizes))
+    return Selection(
+        tuple(torch.zeros(s, dtype=torch.long) for s in sizes), tuple(torch.ones(s, dtype=torch.bool) for s in sizes)
+    )
 
 
 def _k(x: np.ndarray, t: float) -> int:
@@ -141,8 +143,11 @@ def test_unembedding_directions_are_the_readouts_left_singular_vectors(normaliza
     ln = torch.nn.LayerNorm(d) if normalization == "LN" else torch.nn.RMSNorm(d)
     with torch.no_grad():
         ln.weight.copy_(torch.rand(d, generator=g) * 3)
-    bridge = SimpleNamespace(W_U=torch.randn(d, vocab, generator=g) * torch.linspace(4, 0.1, d)[:, None], ln_final=ln,
-                             cfg=SimpleNamespace(normalization_type=normalization))
+    bridge = SimpleNamespace(
+        W_U=torch.randn(d, vocab, generator=g) * torch.linspace(4, 0.1, d)[:, None],
+        ln_final=ln,
+        cfg=SimpleNamespace(normalization_type=normalization),
+    )
     w = ln.weight.detach().double()[:, None] * bridge.W_U.double()
     if normalization == "LN":
         w = w - w.mean(0, keepdim=True)

@@ -18,19 +18,36 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_claims(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DPHI_CACHE_DIR": str(tmp_path / "cache"), "DPHI_SNAPSHOT_DIR": str(tmp_path / "snaps")}
-    return subprocess.run([sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
 def small_run_args(make_model, text_file) -> list[str]:
-    return ["--model", str(make_model(n_layer=3, d_model=32)), "--dataset", str(text_file), "--n-tokens", "60", "--device", "cpu"]
+    return [
+        "--model",
+        str(make_model(n_layer=3, d_model=32)),
+        "--dataset",
+        str(text_file),
+        "--n-tokens",
+        "60",
+        "--device",
+        "cpu",
+    ]
 
 
 def test_snapshot_lifecycle(tmp_path, small_run_args):
     test = "claims/test_snapshots.py"
     first = run_claims(tmp_path, test, *small_run_args, "-rs")  # a first run is not red: it says what to do
-    assert first.returncode == 0 and "skipped" in first.stdout and "--snapshot-update" in first.stdout, first.stdout[-2000:]
+    assert first.returncode == 0 and "skipped" in first.stdout and "--snapshot-update" in first.stdout, first.stdout[
+        -2000:
+    ]
     missing = run_claims(tmp_path, test, *small_run_args, "--require-snapshots")
     assert missing.returncode == 1 and "--snapshot-update" in missing.stdout, missing.stdout[-2000:]
     created = run_claims(tmp_path, test, *small_run_args, "--snapshot-update")
@@ -52,23 +69,31 @@ def test_snapshot_lifecycle(tmp_path, small_run_args):
 
 def test_other_run_never_shares_a_snapshot(tmp_path, small_run_args):
     run_claims(tmp_path, "claims/test_snapshots.py", *small_run_args, "--snapshot-update")
-    other = run_claims(tmp_path, "claims/test_snapshots.py", *small_run_args, "--numerics", "raw", "--require-snapshots")
+    other = run_claims(
+        tmp_path, "claims/test_snapshots.py", *small_run_args, "--numerics", "raw", "--require-snapshots"
+    )
     assert other.returncode == 1 and "--snapshot-update" in other.stdout
 
 
 def test_claim_that_does_not_hold_fails_with_values_or_xfails_when_asked(tmp_path, small_run_args):
-    strict = run_claims(tmp_path, "claims/test_7d_lowrank.py", *small_run_args, "-k", "sentence and shared-catastrophic")
+    strict = run_claims(
+        tmp_path, "claims/test_7d_lowrank.py", *small_run_args, "-k", "sentence and shared-catastrophic"
+    )
     assert strict.returncode == 1, strict.stdout[-2000:]
     assert "does not hold: measured shared ratios" in strict.stdout and "the document's own tables" in strict.stdout
     report = tmp_path / "report.md"
-    lenient = run_claims(tmp_path, "claims/test_7d_lowrank.py", *small_run_args, "--claims-xfail", "--claims-report", str(report))
+    lenient = run_claims(
+        tmp_path, "claims/test_7d_lowrank.py", *small_run_args, "--claims-xfail", "--claims-report", str(report)
+    )
     assert lenient.returncode == 0, lenient.stdout[-2000:]
     assert "Experiment 7 claims" in lenient.stdout and "does not hold (xfail)" in lenient.stdout
     assert "dphi: model=" in lenient.stdout and "n_tokens=60" in lenient.stdout  # resolved config in the header
     text = report.read_text()
     row = next(line for line in text.splitlines() if line.startswith("| 7D-shared-catastrophic | 7D | measured | "))
     assert "does not hold (xfail)" in row and "shared ratios" in row
-    document_row = next(line for line in text.splitlines() if line.startswith("| 7D-shared-catastrophic | 7D | document | "))
+    document_row = next(
+        line for line in text.splitlines() if line.startswith("| 7D-shared-catastrophic | 7D | document | ")
+    )
     assert document_row.rstrip(" |").endswith("holds")
 
 
@@ -104,8 +129,15 @@ def test_overstated_claims_test_both_readings():
 
 
 def test_every_table_cell_of_the_document_is_a_claim():
-    counts = {"norms": 12 * 2, "layer_pca": 12 * 4, "shared_pca": 4, "reconstruction": 6 * 2,
-              "baseline_ppl": 1, "lowrank_ppl": 8 * 4, "attn_ffn": 12 * 3}
+    counts = {
+        "norms": 12 * 2,
+        "layer_pca": 12 * 4,
+        "shared_pca": 4,
+        "reconstruction": 6 * 2,
+        "baseline_ppl": 1,
+        "lowrank_ppl": 8 * 4,
+        "attn_ffn": 12 * 3,
+    }
     for table, n in counts.items():
         assert sum(c.table == table for c in CELLS) == n, table
     assert len({c.id for c in CELLS}) == len(CELLS) and len({c.id for c in CLAIMS}) == len(CLAIMS)
@@ -119,10 +151,17 @@ def test_document_cells_match_themselves():
         assert cell.measured(DOCUMENT_TABLES) == cell.value, cell.id
 
 
-@pytest.mark.parametrize("a,b,same", [
-    ({"x": 1.0}, {"x": 1.0 + 1e-6}, True), ({"x": 1.0}, {"x": 1.001}, False), ({"k": 3}, {"k": 4}, False),
-    ([1.0, 2.0], [1.0], False), ({"x": 1.0}, {"y": 1.0}, False), ({"x": 0.0}, {"x": 5e-7}, True),
-])
+@pytest.mark.parametrize(
+    "a,b,same",
+    [
+        ({"x": 1.0}, {"x": 1.0 + 1e-6}, True),
+        ({"x": 1.0}, {"x": 1.001}, False),
+        ({"k": 3}, {"k": 4}, False),
+        ([1.0, 2.0], [1.0], False),
+        ({"x": 1.0}, {"y": 1.0}, False),
+        ({"x": 0.0}, {"x": 5e-7}, True),
+    ],
+)
 def test_snapshot_float_tolerance(a, b, same):
     assert close(a, b) is same
 
@@ -132,14 +171,20 @@ def test_snapshot_rounding_keeps_six_digits():
 
 
 @pytest.mark.parametrize("n_layer,d_model", [(1, 8), (2, 16), (4, 32), (6, 64)])
-def test_every_predicate_decides_or_says_it_does_not_apply(make_model, make_config, text_file, tmp_path, n_layer, d_model):
+def test_every_predicate_decides_or_says_it_does_not_apply(
+    make_model, make_config, text_file, tmp_path, n_layer, d_model
+):
     from lib.document import NotApplicable
     from lib.experiment import Run
     from lib.store import Store
 
-    tables = Run(make_config(make_model(n_layer=n_layer, d_model=d_model), text_file, n_tokens=40), Store(tmp_path)).tables
+    tables = Run(
+        make_config(make_model(n_layer=n_layer, d_model=d_model), text_file, n_tokens=40), Store(tmp_path)
+    ).tables
     for claim in CLAIMS:
-        if claim.predicate is None or claim.scope == "gpt2" or claim.followup:  # gpt2-scoped: GPT-2 only; follow-ups: tests/test_followups.py
+        if (
+            claim.predicate is None or claim.scope == "gpt2" or claim.followup
+        ):  # gpt2-scoped: GPT-2 only; follow-ups: tests/test_followups.py
             continue
         try:
             holds, measured = claim.predicate(tables)

@@ -21,8 +21,18 @@ ROOT = Path(__file__).resolve().parent.parent
 N_TOKENS, KS, BATCH = 300, "8,32", 2
 """300 positions = 2 chunks of the embedded model's 256-token context (2 batches: their lengths differ) and
 two variants per 7D group give each rank its own share of the capture and of the 7D steps."""
-ARGS = ["--model", "tiny-wikitext", "--device", "cpu", "--n-tokens", str(N_TOKENS), "--ks", KS,
-        "--batch-size", str(BATCH)]
+ARGS = [
+    "--model",
+    "tiny-wikitext",
+    "--device",
+    "cpu",
+    "--n-tokens",
+    str(N_TOKENS),
+    "--ks",
+    KS,
+    "--batch-size",
+    str(BATCH),
+]
 """Floats of an N-process run within 1e-6 of one process (the issue's bound); K compared exactly.
 The capture and the 7D sums are combined bitwise exactly, so with one thread on both sides the
 JSON is bitwise that of one process (seen); a single process with its default threads differs
@@ -32,16 +42,35 @@ PLANTED = "planted failure on rank 1"
 
 def torchrun(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """python -m torch.distributed.run --standalone --nproc-per-node 2 -m lib tables ARGS args."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "lib", "tables", *ARGS, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "lib",
+        "tables",
+        *ARGS,
+        *args,
+    ]
     # a collective that waits more than 2 minutes fails the run instead of hanging the test
     full_env = {**os.environ, "DPHI_DIST_TIMEOUT_S": "120", **(env or {})}
     return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600)
 
 
 def config() -> Any:
-    return build_config(model="tiny-wikitext", dataset="wikitext-2-raw-v1", n_tokens=N_TOKENS, device="cpu",
-                        numerics="compat", positions="all", pca="centred", ks=KS)
+    return build_config(
+        model="tiny-wikitext",
+        dataset="wikitext-2-raw-v1",
+        n_tokens=N_TOKENS,
+        device="cpu",
+        numerics="compat",
+        positions="all",
+        pca="centred",
+        ks=KS,
+    )
 
 
 def test_two_processes_give_the_single_process_tables_and_cache(shared_text, tmp_path, monkeypatch, assert_same):

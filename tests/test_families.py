@@ -53,27 +53,68 @@ def _configs() -> dict[str, tuple[Callable[[], Any], str]]:
     import transformers as t
 
     d, h, n, ctx = D_MODEL, N_HEAD, N_LAYER, N_CTX
-    llama_like = dict(hidden_size=d, num_hidden_layers=n, num_attention_heads=h, intermediate_size=2 * d,
-                      max_position_embeddings=ctx, **_common())
+    llama_like = dict(
+        hidden_size=d,
+        num_hidden_layers=n,
+        num_attention_heads=h,
+        intermediate_size=2 * d,
+        max_position_embeddings=ctx,
+        **_common(),
+    )
     return {
         "gpt2": (lambda: t.GPT2Config(n_embd=d, n_layer=n, n_head=h, n_positions=ctx, **_common()), "ln"),
-        "gpt_neox": (lambda: t.GPTNeoXConfig(hidden_size=d, num_hidden_layers=n, num_attention_heads=h,
-                                             intermediate_size=4 * d, max_position_embeddings=ctx, rotary_pct=0.25,
-                                             **_common()), "ln"),
+        "gpt_neox": (
+            lambda: t.GPTNeoXConfig(
+                hidden_size=d,
+                num_hidden_layers=n,
+                num_attention_heads=h,
+                intermediate_size=4 * d,
+                max_position_embeddings=ctx,
+                rotary_pct=0.25,
+                **_common(),
+            ),
+            "ln",
+        ),
         "llama": (lambda: t.LlamaConfig(num_key_value_heads=h, **llama_like), "rms"),
         "llama_gqa": (lambda: t.LlamaConfig(num_key_value_heads=2, **llama_like), "rms"),
         "mistral": (lambda: t.MistralConfig(num_key_value_heads=2, sliding_window=8, **llama_like), "rms"),
         "qwen2": (lambda: t.Qwen2Config(num_key_value_heads=2, **llama_like), "rms"),
-        "gemma2": (lambda: t.Gemma2Config(num_key_value_heads=2, head_dim=8, sliding_window=8,
-                                          query_pre_attn_scalar=16, **llama_like), "rms"),
+        "gemma2": (
+            lambda: t.Gemma2Config(
+                num_key_value_heads=2, head_dim=8, sliding_window=8, query_pre_attn_scalar=16, **llama_like
+            ),
+            "rms",
+        ),
         "phi": (lambda: t.PhiConfig(partial_rotary_factor=0.5, **llama_like), "ln"),
-        "opt": (lambda: t.OPTConfig(hidden_size=d, num_hidden_layers=n, num_attention_heads=h, ffn_dim=4 * d,
-                                    max_position_embeddings=ctx, word_embed_proj_dim=d, **_common()), "ln"),
+        "opt": (
+            lambda: t.OPTConfig(
+                hidden_size=d,
+                num_hidden_layers=n,
+                num_attention_heads=h,
+                ffn_dim=4 * d,
+                max_position_embeddings=ctx,
+                word_embed_proj_dim=d,
+                **_common(),
+            ),
+            "ln",
+        ),
         "gptj": (lambda: t.GPTJConfig(n_embd=d, n_layer=n, n_head=h, n_positions=ctx, rotary_dim=4, **_common()), "ln"),
-        "gpt_neo": (lambda: t.GPTNeoConfig(hidden_size=d, num_layers=n, num_heads=h, max_position_embeddings=ctx,
-                                           attention_types=[[["global", "local"], n // 2]], window_size=8,
-                                           **_common()), "ln"),
-        "bloom": (lambda: t.BloomConfig(hidden_size=d, n_layer=n, n_head=h, seq_length=ctx, **_common()), "ln"),  # ALiBi: no
+        "gpt_neo": (
+            lambda: t.GPTNeoConfig(
+                hidden_size=d,
+                num_layers=n,
+                num_heads=h,
+                max_position_embeddings=ctx,
+                attention_types=[[["global", "local"], n // 2]],
+                window_size=8,
+                **_common(),
+            ),
+            "ln",
+        ),
+        "bloom": (
+            lambda: t.BloomConfig(hidden_size=d, n_layer=n, n_head=h, seq_length=ctx, **_common()),
+            "ln",
+        ),  # ALiBi: no
         # context of its own; TransformerLens reads seq_length
     }
 
@@ -103,7 +144,9 @@ def _sharpen(model: torch.nn.Module) -> None:
 
 
 @pytest.fixture(scope="module")
-def family_dir(tmp_path_factory: pytest.TempPathFactory, save_model: Callable[[Any, Path], Path]) -> Callable[[str], Path]:
+def family_dir(
+    tmp_path_factory: pytest.TempPathFactory, save_model: Callable[[Any, Path], Path]
+) -> Callable[[str], Path]:
     """family_dir(name) -> a saved random-init model of that family with sharp attention, and the test tokenizer."""
     from transformers import AutoModelForCausalLM
 
@@ -149,7 +192,9 @@ class Reference:
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
         self.chunks = chunks
 
-    def run(self, edit: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> tuple[np.ndarray, float]:
+    def run(
+        self, edit: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    ) -> tuple[np.ndarray, float]:
         """(Δφ (L, N, d) float64, mean NLL of the text tokens); edit(layer, x_in, x_out) may replace a block's output."""
         per_layer: list[list[torch.Tensor]] = [[] for _ in range(N_LAYER)]
         nll, count = 0.0, 0
@@ -169,8 +214,10 @@ class Reference:
                     new = edit(layer, inputs[layer], x_out)
                     return (new, *output[1:]) if isinstance(output, tuple) else new
 
-                handles += [block.register_forward_pre_hook(pre, with_kwargs=True),
-                            block.register_forward_hook(post, with_kwargs=True)]
+                handles += [
+                    block.register_forward_pre_hook(pre, with_kwargs=True),
+                    block.register_forward_hook(post, with_kwargs=True),
+                ]
             with torch.no_grad():
                 logits = self.model(chunk[None]).logits[0]  # (T, vocab)
             for handle in handles:
@@ -212,7 +259,9 @@ def test_family_matrix(family, numerics, attention, family_dir, make_config, tex
     for layer, x in enumerate(delta_phi):
         mu = x.mean(0)
         _, s, vt = np.linalg.svd(x - mu, full_matrices=False)
-        assert [tables["layer_pca"][layer][f"k{p}"] for p in (50, 80, 90, 95)] == [_k(s, p / 100) for p in (50, 80, 90, 95)]
+        assert [tables["layer_pca"][layer][f"k{p}"] for p in (50, 80, 90, 95)] == [
+            _k(s, p / 100) for p in (50, 80, 90, 95)
+        ]
         bases.append((torch.from_numpy(mu).float(), torch.from_numpy(vt[:8].T.copy()).float()))  # (d,), (d, 8)
 
     def project(layer: int, x_in: torch.Tensor, x_out: torch.Tensor) -> torch.Tensor:
@@ -225,7 +274,7 @@ def test_family_matrix(family, numerics, attention, family_dir, make_config, tex
     _, projected_nll = reference.run(project)
     row = next(r for r in tables["lowrank_ppl"] if r["k"] == 8)
     want = math.exp(projected_nll)
-    assert row["individual_ppl"] == pytest.approx(want, rel=RTOL), (row["individual_ppl"] / want - 1)
+    assert row["individual_ppl"] == pytest.approx(want, rel=RTOL), row["individual_ppl"] / want - 1
 
 
 STREAMED_REL, STREAMED_ABS = 1e-4, 1e-6
@@ -267,8 +316,9 @@ def _tables_rank(rank: int, world: int, init: str, config: Any, out: str) -> Non
 
 
 @pytest.mark.parametrize("family", ["gpt_neox", "llama_gqa", "bloom"])
-def test_two_processes_give_a_family_one_process_tables(family, family_dir, make_config, text_file, tmp_path,
-                                                         assert_same):
+def test_two_processes_give_a_family_one_process_tables(
+    family, family_dir, make_config, text_file, tmp_path, assert_same
+):
     """Process count, a speed option, beyond GPT-2: two gloo ranks (each its share of the capture's
     chunks and of 7D's steps) give one process's tables within 1e-6, every K exact, on parallel
     attention with rotary (GPT-NeoX), RMSNorm with grouped KV heads (Llama) and ALiBi (Bloom)."""
@@ -299,8 +349,9 @@ def test_kernel_each_family_gets(family, numerics, family_dir, make_config, text
     run.bridge
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dphi: attention kernel")]
     assert len(lines) == 1
-    assert lines[0].startswith("dphi: attention kernel sdpa: fused on all 2 layers"
-                               if family in FUSED else "dphi: attention kernel eager: "), lines[0]
+    assert lines[0].startswith(
+        "dphi: attention kernel sdpa: fused on all 2 layers" if family in FUSED else "dphi: attention kernel eager: "
+    ), lines[0]
 
 
 def _without_rotary(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -308,8 +359,9 @@ def _without_rotary(self: Any, *args: Any, **kwargs: Any) -> Any:
     import lib.kernels
 
     cos, sin = kwargs["position_embeddings"]
-    return lib.kernels.__dict__["_real_hf_attention"](self, *args, **{**kwargs, "position_embeddings": (
-        torch.ones_like(cos), torch.zeros_like(sin))})
+    return lib.kernels.__dict__["_real_hf_attention"](
+        self, *args, **{**kwargs, "position_embeddings": (torch.ones_like(cos), torch.zeros_like(sin))}
+    )
 
 
 def _off_by_1e4(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -327,11 +379,17 @@ def _joint_without_rotary() -> dict[Any, bool]:
     return dict.fromkeys(lib.kernels.__dict__["_real_joint_qkv_rotary"](), False)
 
 
-@pytest.mark.parametrize("family,name,wrong", [("gpt_neox", "_joint_qkv_rotary", _joint_without_rotary),
-                                               ("llama", "_hf_attention", _without_rotary),
-                                               ("opt", "_hf_attention", _off_by_1e4)])
-def test_probe_refuses_a_fused_kernel_that_differs(family, name, wrong, family_dir, make_config, text_file, tmp_path,
-                                                   monkeypatch):
+@pytest.mark.parametrize(
+    "family,name,wrong",
+    [
+        ("gpt_neox", "_joint_qkv_rotary", _joint_without_rotary),
+        ("llama", "_hf_attention", _without_rotary),
+        ("opt", "_hf_attention", _off_by_1e4),
+    ],
+)
+def test_probe_refuses_a_fused_kernel_that_differs(
+    family, name, wrong, family_dir, make_config, text_file, tmp_path, monkeypatch
+):
     """A fused kernel that drops rotary (GPT-NeoX's joint-QKV path, Llama's Hugging Face path), or is off
     by 1e-4, is refused by the probe, and the run keeps the bridge's own attention."""
     import lib.kernels
@@ -368,16 +426,33 @@ def _other(kind: str) -> Any:
 
     torch.manual_seed(0)
     if kind == "bert":
-        model = t.BertForMaskedLM(t.BertConfig(hidden_size=D_MODEL, num_hidden_layers=N_LAYER, num_attention_heads=N_HEAD,
-                                               intermediate_size=4 * D_MODEL, vocab_size=VOCAB))
+        model = t.BertForMaskedLM(
+            t.BertConfig(
+                hidden_size=D_MODEL,
+                num_hidden_layers=N_LAYER,
+                num_attention_heads=N_HEAD,
+                intermediate_size=4 * D_MODEL,
+                vocab_size=VOCAB,
+            )
+        )
     else:
-        model = t.T5ForConditionalGeneration(t.T5Config(d_model=D_MODEL, num_layers=N_LAYER, num_heads=N_HEAD, d_kv=8,
-                                                        d_ff=4 * D_MODEL, vocab_size=VOCAB, decoder_start_token_id=0))
+        model = t.T5ForConditionalGeneration(
+            t.T5Config(
+                d_model=D_MODEL,
+                num_layers=N_LAYER,
+                num_heads=N_HEAD,
+                d_kv=8,
+                d_ff=4 * D_MODEL,
+                vocab_size=VOCAB,
+                decoder_start_token_id=0,
+            )
+        )
     return model
 
 
-@pytest.mark.parametrize("kind,says", [("bert", "not a decoder-only causal language model"),
-                                       ("t5", "an encoder-decoder model")])
+@pytest.mark.parametrize(
+    "kind,says", [("bert", "not a decoder-only causal language model"), ("t5", "an encoder-decoder model")]
+)
 def test_encoder_models_get_one_clear_error(kind, says, save_model, make_config, text_file, tmp_path):
     """Encoder-only (BERT) and encoder-decoder (T5) models stop at the config with the model type named."""
     with pytest.raises(ConfigError, match=rf"model type '{kind}' .*{says}; expected a decoder-only causal"):
@@ -393,5 +468,7 @@ def test_a_model_transformer_lens_cannot_load_names_its_type(family_dir, make_co
 
     monkeypatch.setattr(TransformerBridge, "boot_transformers", refuse)
     run = Run(make_config(family_dir("gpt_neox"), text_file, n_tokens=N_TOKENS), store)
-    with pytest.raises(ConfigError, match=r"TransformerLens cannot load model type 'gpt_neox' \(ValueError: Unsupported"):
+    with pytest.raises(
+        ConfigError, match=r"TransformerLens cannot load model type 'gpt_neox' \(ValueError: Unsupported"
+    ):
         run.bridge

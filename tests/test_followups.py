@@ -61,8 +61,16 @@ def hf_site_only_ppl(model, selection, site: str, ks: list[int]) -> tuple[float,
     def nll_sum(edit=None) -> tuple[float, int]:
         total, count = 0.0, 0
         for chunk, counted in zip(selection.chunks, selection.counted):
-            handles = [m.register_forward_hook(lambda mod, args, out, layer=layer, counted=counted: edit(layer, out, counted))
-                       for layer, m in enumerate(modules)] if edit else []
+            handles = (
+                [
+                    m.register_forward_hook(
+                        lambda mod, args, out, layer=layer, counted=counted: edit(layer, out, counted)
+                    )
+                    for layer, m in enumerate(modules)
+                ]
+                if edit
+                else []
+            )
             with torch.no_grad():
                 logits = model(chunk[None]).logits[0]  # (T, vocab)
             for h in handles:
@@ -94,8 +102,16 @@ def hf_site_only_ppl(model, selection, site: str, ks: list[int]) -> tuple[float,
 
 
 def _check_against_hf(run: Run, hf_model, batch_size: int = 8) -> dict:
-    f = followup_tables(run.bridge, run.selection, run.stats, centred=True, ks=run.config.ks,
-                        batch_size=batch_size, capture=run.capture, attention=run.config.attention)
+    f = followup_tables(
+        run.bridge,
+        run.selection,
+        run.stats,
+        centred=True,
+        ks=run.config.ks,
+        batch_size=batch_size,
+        capture=run.capture,
+        attention=run.config.attention,
+    )
     ks = [r["k"] for r in f["attn_only_ppl"]]
     for site in ("attn", "ffn"):
         base, ppl = hf_site_only_ppl(hf_model, run.selection, site, ks)
@@ -112,8 +128,15 @@ def tiny_raw(shared_text, tmp_path_factory) -> Run:
 
     if not (EMBEDDED["tiny-wikitext"] / "config.json").exists():
         pytest.skip("embedded model not trained yet (python models/train_tiny_wikitext.py)")
-    config = build_config(model="tiny-wikitext", dataset=str(shared_text), n_tokens=1000, device="cpu",
-                          numerics="raw", positions="all", pca="centred")
+    config = build_config(
+        model="tiny-wikitext",
+        dataset=str(shared_text),
+        n_tokens=1000,
+        device="cpu",
+        numerics="raw",
+        positions="all",
+        pca="centred",
+    )
     return Run(config, Store(tmp_path_factory.mktemp("cache")))
 
 
@@ -159,14 +182,31 @@ def _parallel_model(family: str, out, tokenizer_dir):
     torch.manual_seed(0)
     if family == "gpt-neox":
         config = GPTNeoXConfig(
-            vocab_size=300, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
-            max_position_embeddings=32, use_parallel_residual=True, rotary_pct=0.5, bos_token_id=0, eos_token_id=0,
+            vocab_size=300,
+            hidden_size=32,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=32,
+            use_parallel_residual=True,
+            rotary_pct=0.5,
+            bos_token_id=0,
+            eos_token_id=0,
             tie_word_embeddings=False,
         )
         model, sharpen = GPTNeoXForCausalLM(config).eval(), _sharp_neox
     else:
-        config = GPTJConfig(vocab_size=300, n_embd=32, n_layer=3, n_head=4, n_positions=32, rotary_dim=4,
-                            bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
+        config = GPTJConfig(
+            vocab_size=300,
+            n_embd=32,
+            n_layer=3,
+            n_head=4,
+            n_positions=32,
+            rotary_dim=4,
+            bos_token_id=0,
+            eos_token_id=0,
+            tie_word_embeddings=False,
+        )
         model, sharpen = GPTJForCausalLM(config).eval(), _sharp_gptj
     with torch.no_grad():
         sharpen(model)
@@ -212,10 +252,20 @@ def test_planted_shared_subspace_overlaps_and_random_ones_do_not():
     g = torch.Generator().manual_seed(0)
     n, d, k, n_layers = 400, 96, 8, 4
     shared = torch.linalg.qr(torch.randn(d, k, generator=g, dtype=torch.float64)).Q  # (d, k)
-    planted = [_basis(torch.randn(n, k, generator=g, dtype=torch.float64) * 10 @ shared.T
-                      + 0.01 * torch.randn(n, d, generator=g, dtype=torch.float64)) for _ in range(n_layers)]
-    random = [_basis(torch.randn(n, d, generator=g, dtype=torch.float64)
-                     @ torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64)).Q) for _ in range(n_layers)]
+    planted = [
+        _basis(
+            torch.randn(n, k, generator=g, dtype=torch.float64) * 10 @ shared.T
+            + 0.01 * torch.randn(n, d, generator=g, dtype=torch.float64)
+        )
+        for _ in range(n_layers)
+    ]
+    random = [
+        _basis(
+            torch.randn(n, d, generator=g, dtype=torch.float64)
+            @ torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64)).Q
+        )
+        for _ in range(n_layers)
+    ]
     t = subspace_overlap(planted, random, k)
     assert t["k"] == k and t["chance"] == k / d
     off = ~np.eye(n_layers, dtype=bool)
@@ -250,8 +300,14 @@ def small_run(make_model, make_config, text_file, tmp_path_factory) -> Run:
 
 @pytest.fixture(scope="module")
 def small_followups(small_run) -> dict:
-    return followup_tables(small_run.bridge, small_run.selection, small_run.stats, centred=True,
-                           ks=small_run.config.ks, capture=small_run.capture)
+    return followup_tables(
+        small_run.bridge,
+        small_run.selection,
+        small_run.stats,
+        centred=True,
+        ks=small_run.config.ks,
+        capture=small_run.capture,
+    )
 
 
 def test_full_k_is_the_baseline_for_every_ablation(small_followups):
@@ -278,8 +334,12 @@ def test_shared_ablation_parts_are_the_layers_they_name(small_run, small_followu
     run, st_ = small_run, small_run.stats
     shared = shared_basis(st_, True)
     mean, dirs = shared.mean.float().expand(3, -1), shared.directions.float().expand(3, -1, -1)
-    nll = lowrank_nll(run.bridge, run.selection, [Projection(mean, dirs, 8, "resid", (0, 1)),
-                                                  Projection(mean, dirs, 8, "resid", (2,))], batch_size=1)
+    nll = lowrank_nll(
+        run.bridge,
+        run.selection,
+        [Projection(mean, dirs, 8, "resid", (0, 1)), Projection(mean, dirs, 8, "resid", (2,))],
+        batch_size=1,
+    )
     base = math.exp(float(st_.nll.mean()))
     row = small_followups["shared_ablation"][0]
     # the same hooks on the same tokens, only grouped differently: float32 rounding
@@ -293,8 +353,9 @@ def test_batch_size_does_not_change_the_tables(small_run, small_followups, batch
     """A speed option: batch sizes 1 and 3 group the variants differently (other zero-padding
     widths), which changes float32 summation only: 1e-5 relative in PPL."""
     run = small_run
-    f = followup_tables(run.bridge, run.selection, run.stats, centred=True, ks=run.config.ks,
-                        batch_size=batch_size, capture=run.capture)
+    f = followup_tables(
+        run.bridge, run.selection, run.stats, centred=True, ks=run.config.ks, batch_size=batch_size, capture=run.capture
+    )
     for name in ("attn_only_ppl", "ffn_only_ppl", "shared_ablation"):
         for got, want in zip(f[name], small_followups[name]):
             assert got == pytest.approx(want, rel=1e-5), name
@@ -369,17 +430,22 @@ def test_recapture_gives_the_held_vectors(small_run):
 def test_streamed_path_gives_the_held_outlier_table(tiny_raw, tmp_path):
     """Without a held capture (streamed statistics) the outliers' vectors are recaptured: the table
     equals the held one (moments summed in another order: K identical, thresholds to 1e-9)."""
-    held = followup_tables(tiny_raw.bridge, tiny_raw.selection, tiny_raw.stats, centred=True, ks=(8,),
-                           capture=tiny_raw.capture)["layer_pca_without_outliers"]
+    held = followup_tables(
+        tiny_raw.bridge, tiny_raw.selection, tiny_raw.stats, centred=True, ks=(8,), capture=tiny_raw.capture
+    )["layer_pca_without_outliers"]
     streamed_run = Run(tiny_raw.config, Store(tmp_path), stream_above=0)
-    streamed = followup_tables(streamed_run.bridge, streamed_run.selection, streamed_run.stats, centred=True,
-                               ks=(8,))["layer_pca_without_outliers"]
+    streamed = followup_tables(streamed_run.bridge, streamed_run.selection, streamed_run.stats, centred=True, ks=(8,))[
+        "layer_pca_without_outliers"
+    ]
     assert "capture" not in vars(streamed_run)
     assert sum(r["n_left_out"] for r in held) > 0, "the trained model must have outliers for this test"
     for s, h in zip(streamed, held):
-        assert [(p["chunk"], p["position"]) for p in s["left_out"]] == [(p["chunk"], p["position"]) for p in h["left_out"]]
-        assert {k: s[k] for k in ("layer", "k50", "k80", "k90", "k95", "n_left_out")} == \
-            {k: h[k] for k in ("layer", "k50", "k80", "k90", "k95", "n_left_out")}
+        assert [(p["chunk"], p["position"]) for p in s["left_out"]] == [
+            (p["chunk"], p["position"]) for p in h["left_out"]
+        ]
+        assert {k: s[k] for k in ("layer", "k50", "k80", "k90", "k95", "n_left_out")} == {
+            k: h[k] for k in ("layer", "k50", "k80", "k90", "k95", "n_left_out")
+        }
         assert s["threshold"] == pytest.approx(h["threshold"], rel=1e-9)
 
 
@@ -390,7 +456,6 @@ def test_outlier_rule_is_the_stated_one():
     # layer 0: median 3 (lower middle), MAD 1 (lower middle of 2,1,0,1,2,97): threshold 3 + 10 = 13
     assert [o.tolist() for o in outliers(norms, outlier_threshold(norms))] == [[5], []]
     assert OUTLIER_MADS == 10.0
-
 
 
 # ---------------------------------------------------------------- predicates
@@ -404,11 +469,14 @@ def _hand_tables(n_layers: int = 4, d: int = 64) -> dict:
         "layer_pca": [{"layer": i, "k50": 5, "k80": 10, "k90": 20, "k95": 30} for i in range(n_layers)],
         "lowrank_ppl": [{"k": k, "individual_ratio": 1.0, "shared_ratio": 1.0} for k in ks],
         "attn_ffn": [{"layer": i, "attn_k90": 10, "ffn_k90": 20, "ratio": 0.5} for i in range(n_layers)],
-        "attn_only_ppl": [dict(r) for r in flat], "ffn_only_ppl": [dict(r) for r in flat],
+        "attn_only_ppl": [dict(r) for r in flat],
+        "ffn_only_ppl": [dict(r) for r in flat],
         "subspace_overlap": {"k": 4, "chance": 4 / d, "attn": eye, "ffn": eye},
         "shared_ablation": [{"k": k, "all_but_last_ratio": 1.0, "last_only_ratio": 1.0} for k in ks],
-        "layer_pca_without_outliers": [{"layer": i, "k50": 5, "k80": 10, "k90": 20, "k95": 30, "n_left_out": 0,
-                                        "left_out": []} for i in range(n_layers)],
+        "layer_pca_without_outliers": [
+            {"layer": i, "k50": 5, "k80": 10, "k90": 20, "k95": 30, "n_left_out": 0, "left_out": []}
+            for i in range(n_layers)
+        ],
     }
 
 
@@ -479,18 +547,28 @@ def test_inner_attention_lower_predicate():
     assert not holds and "layer 3" in measured
 
 
-PREDICATES = ("attention_candidate", "attention_similar_patterns", "harmful_noise", "layer2_k90_rises_without_outliers",
-              "largest_std_ratio_k90_rises_without_outliers", "inner_attention_lower")
+PREDICATES = (
+    "attention_candidate",
+    "attention_similar_patterns",
+    "harmful_noise",
+    "layer2_k90_rises_without_outliers",
+    "largest_std_ratio_k90_rises_without_outliers",
+    "inner_attention_lower",
+)
 
 
 @pytest.mark.parametrize("n_layer,d_model", [(1, 8), (2, 16), (4, 64)])
-def test_every_predicate_decides_or_says_it_does_not_apply(make_model, make_config, text_file, tmp_path, n_layer, d_model):
+def test_every_predicate_decides_or_says_it_does_not_apply(
+    make_model, make_config, text_file, tmp_path, n_layer, d_model
+):
     import lib.document
     from lib.document import NotApplicable
 
     run = Run(make_config(make_model(n_layer=n_layer, d_model=d_model), text_file, n_tokens=40), Store(tmp_path))
-    tables = {**run.tables, **followup_tables(run.bridge, run.selection, run.stats, centred=True, ks=run.config.ks,
-                                              capture=run.capture)}
+    tables = {
+        **run.tables,
+        **followup_tables(run.bridge, run.selection, run.stats, centred=True, ks=run.config.ks, capture=run.capture),
+    }
     for name in PREDICATES:
         try:
             holds, measured = getattr(lib.document, name)(tables)

@@ -69,7 +69,9 @@ def test_unknown_choice(make_model, make_config, text_file, name, value):
 
 
 @given(
-    n_text=st.integers(1, 300), n_tokens=st.integers(2, 200), n_ctx=st.integers(2, 50),
+    n_text=st.integers(1, 300),
+    n_tokens=st.integers(2, 200),
+    n_ctx=st.integers(2, 50),
     positions=st.sampled_from(["all", "text"]),
 )
 def test_token_selection(n_text, n_tokens, n_ctx, positions):
@@ -89,15 +91,33 @@ def test_token_selection(n_text, n_tokens, n_ctx, positions):
 def test_gpt2_offline_skips_with_the_reason(tmp_path):
     """With no Hub access, the default model's tests skip and say what to do."""
     env = {
-        **os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
         "PYTHONPATH": str(ROOT),
     }
     test = tmp_path / "test_needs_gpt2.py"
     test.write_text("def test_tables(tables):\n    assert tables\n")
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(test), "-rs", "-p", "conftest", "-p", "no:cacheprovider",
-         "--cache-dir", str(tmp_path / "c")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(test),
+            "-rs",
+            "-p",
+            "conftest",
+            "-p",
+            "no:cacheprovider",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert "1 skipped" in out.stdout, out.stdout + out.stderr
     assert "openai-community/gpt2" in out.stdout and "Run once with network access" in out.stdout
@@ -119,8 +139,15 @@ def test_hub_model_from_the_hugging_face_cache_loads_offline(make_model, text_fi
     (repo / "refs" / "main").write_text(commit)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = build_config(model="gpt2", dataset=str(text_file), n_tokens=20, device="cpu", numerics="compat",
-                          positions="all", pca="centred")
+    config = build_config(
+        model="gpt2",
+        dataset=str(text_file),
+        n_tokens=20,
+        device="cpu",
+        numerics="compat",
+        positions="all",
+        pca="centred",
+    )
     assert (config.model, config.model_revision) == ("openai-community/gpt2", f"hub:{commit}")
     assert config.run_id.startswith("openai-community_gpt2-text-n20-cpu-")
     assert Run(config, store).capture.delta_phi.shape == (2, 20, 32)
@@ -192,7 +219,9 @@ def test_text_file_that_is_not_utf8(make_model, make_config, tmp_path):
 def test_truncated_weights_file(copied_model, make_config, text_file):
     """A truncated .safetensors file is found from its header when the model is resolved, before loading."""
     _truncate(copied_model)
-    with pytest.raises(ConfigError, match=r"weights file model.safetensors is corrupt \(its tensors need \d+ bytes but"):
+    with pytest.raises(
+        ConfigError, match=r"weights file model.safetensors is corrupt \(its tensors need \d+ bytes but"
+    ):
         make_config(copied_model, text_file)
 
 
@@ -200,7 +229,9 @@ def test_weights_file_the_loader_cannot_read(copied_model, make_config, text_fil
     """A weights file whose header is whole but wrong fails at load as one ConfigError, not a SafetensorError."""
     _corrupt_header_dtype(copied_model)
     run = Run(make_config(copied_model, text_file), store)
-    with pytest.raises(ConfigError, match=r"--model '.*model': a weights file cannot be read \(.*Q32.*\); expected the"):
+    with pytest.raises(
+        ConfigError, match=r"--model '.*model': a weights file cannot be read \(.*Q32.*\); expected the"
+    ):
         run.bridge
 
 
@@ -253,9 +284,22 @@ def test_bad_inputs_are_a_pytest_usage_error(kind, copied_model, text_file, tmp_
     test = tmp_path / "test_any.py"
     test.write_text("def test_nothing():\n    pass\n")
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", str(test), "-p", "conftest", "-p", "no:cacheprovider",
-         *_bad_inputs(kind, copied_model, tmp_path, text_file)],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(test),
+            "-p",
+            "conftest",
+            "-p",
+            "no:cacheprovider",
+            *_bad_inputs(kind, copied_model, tmp_path, text_file),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 4, out.stdout + out.stderr
     assert EXPECTED[kind] in out.stderr and "Traceback" not in out.stderr, out.stderr
@@ -267,7 +311,9 @@ def test_bad_batch_size(value):
     from lib.config import check_batch_size
     from lib.options import batch_size_value
 
-    with pytest.raises(ConfigError, match=rf"--batch-size '?{value}'? is not allowed; expected a whole number of at least 1, or auto"):
+    with pytest.raises(
+        ConfigError, match=rf"--batch-size '?{value}'? is not allowed; expected a whole number of at least 1, or auto"
+    ):
         check_batch_size(batch_size_value(value))
 
 
@@ -303,12 +349,16 @@ def test_truncated_pytorch_bin_weights(copied_model, make_config, text_file):
     weights.unlink()
     data = (copied_model / "pytorch_model.bin").read_bytes()
     (copied_model / "pytorch_model.bin").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ConfigError, match=r"weights file pytorch_model.bin is corrupt \(a zip archive without its central"):
+    with pytest.raises(
+        ConfigError, match=r"weights file pytorch_model.bin is corrupt \(a zip archive without its central"
+    ):
         make_config(copied_model, text_file)
 
 
-@pytest.mark.parametrize("message,error", [("PytorchStreamReader failed reading zip archive", ConfigError),
-                                           ("CUDA out of memory", RuntimeError)])
+@pytest.mark.parametrize(
+    "message,error",
+    [("PytorchStreamReader failed reading zip archive", ConfigError), ("CUDA out of memory", RuntimeError)],
+)
 def test_torch_load_failure_at_load(copied_model, make_config, text_file, store, monkeypatch, message, error):
     """torch.load's error on a broken .bin becomes one ConfigError; any other RuntimeError is not hidden."""
     from transformer_lens.model_bridge import TransformerBridge

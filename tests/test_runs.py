@@ -48,8 +48,12 @@ def test_window_zero_keeps_the_single_run_keys(make_model, text_file):
     assert "window" not in run.identity() and "-w" not in run.run_id
 
 
-@given(n_tokens=st.integers(2, 60), n_ctx=st.integers(2, 17), positions=st.sampled_from(["all", "text"]),
-       windows=st.integers(1, 4))
+@given(
+    n_tokens=st.integers(2, 60),
+    n_ctx=st.integers(2, 17),
+    positions=st.sampled_from(["all", "text"]),
+    windows=st.integers(1, 4),
+)
 def test_windows_are_disjoint_start_with_bos_and_window_zero_is_the_write_ups(n_tokens, n_ctx, positions, windows):
     text = list(range(1, 400))  # BOS is 0; text tokens are distinct
     first = select_tokens(text, 0, n_tokens, n_ctx, positions)
@@ -74,7 +78,11 @@ def test_too_many_windows_say_how_many_fit():
 
 def test_hf_dataset_spec_and_offline_skip(monkeypatch):
     assert hf_spec("hf:Salesforce/wikitext:wikitext-103-raw-v1:validation:text") == (
-        "Salesforce/wikitext", "wikitext-103-raw-v1", "validation", "text")
+        "Salesforce/wikitext",
+        "wikitext-103-raw-v1",
+        "validation",
+        "text",
+    )
     assert hf_spec("hf:imdb") == ("imdb", None, "test", "text")
     with pytest.raises(ConfigError, match="expected hf:NAME"):
         hf_spec("hf:")
@@ -100,8 +108,23 @@ def test_a_model_is_loaded_once_per_model_and_numerics(make_model, text_file, mo
 
 def _rows() -> list[Row]:
     rows = []
-    for run, value, verdict in (("m-w0", 10.0, "holds"), ("m-w1", 12.0, "does not hold (xfail)"), ("n-w0", 5.0, "holds")):
-        rows.append(Row("7A-mean_norm-layer-0", "7A", "cell", "50.4", f"{value:g}", run=run, value=value, verdict="skipped: not judged"))
+    for run, value, verdict in (
+        ("m-w0", 10.0, "holds"),
+        ("m-w1", 12.0, "does not hold (xfail)"),
+        ("n-w0", 5.0, "holds"),
+    ):
+        rows.append(
+            Row(
+                "7A-mean_norm-layer-0",
+                "7A",
+                "cell",
+                "50.4",
+                f"{value:g}",
+                run=run,
+                value=value,
+                verdict="skipped: not judged",
+            )
+        )
         rows.append(Row("7A-last-layer-largest", "7A", "measured", "last 354", "x", run=run, verdict=verdict))
     return rows
 
@@ -131,9 +154,28 @@ def test_claims_across_models_and_windows_in_one_session(tmp_path, make_model, t
     """Two models x two windows: every claim reported in each of the 4 runs, values shown where not judged."""
     a, b = make_model(n_layer=4, d_model=32, seed=3), make_model(n_layer=4, d_model=32, seed=4)
     report, figure = tmp_path / "r.json", tmp_path / "r.md"
-    out = run_claims(tmp_path, "claims/test_7a_norms.py", "claims/test_conclusions.py", "--model", f"{a},{b}",
-                     "--dataset", str(text_file), "--n-tokens", "40", "--windows", "2", "--device", "cpu",
-                     "--claims-xfail", "--claims-json", str(report), "--claims-report", str(figure), "-k", "not snapshot")
+    out = run_claims(
+        tmp_path,
+        "claims/test_7a_norms.py",
+        "claims/test_conclusions.py",
+        "--model",
+        f"{a},{b}",
+        "--dataset",
+        str(text_file),
+        "--n-tokens",
+        "40",
+        "--windows",
+        "2",
+        "--device",
+        "cpu",
+        "--claims-xfail",
+        "--claims-json",
+        str(report),
+        "--claims-report",
+        str(figure),
+        "-k",
+        "not snapshot",
+    )
     assert out.returncode == 0, out.stdout[-3000:]
     rows = json.loads(report.read_text())
     runs = {r["run"] for r in rows if r["run"]}
@@ -152,8 +194,24 @@ def test_windows_that_do_not_fit_stop_the_command_before_any_capture(make_model,
 
     from test_claims_suite import ROOT
 
-    cmd = [sys.executable, "-m", "lib", "tables", "--model", str(make_model(n_layer=1)), "--dataset", str(text_file),
-           "--n-tokens", "40", "--windows", "500", "--device", "cpu", "--cache-dir", str(tmp_path / "c")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lib",
+        "tables",
+        "--model",
+        str(make_model(n_layer=1)),
+        "--dataset",
+        str(text_file),
+        "--n-tokens",
+        "40",
+        "--windows",
+        "500",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "--windows 500 with --n-tokens 40" in done.stderr and "windows fit" in done.stderr
     assert not list((tmp_path / "c").glob("capture-*"))  # nothing computed

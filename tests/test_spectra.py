@@ -110,7 +110,9 @@ def test_reconstruction_tables_leave_out_a_zero_layer_but_show_a_non_finite_writ
     want, _ = reconstruction_tables(live, basis, [2, 4])
     assert all(math.isnan(r["cos_sim"]) and math.isnan(r["relative_l2"]) for r in layers if r["layer"] == 1)
     for got, ref in zip(overall, want):
-        assert got["cos_sim"] == pytest.approx(ref["cos_sim"]) and got["relative_l2"] == pytest.approx(ref["relative_l2"])
+        assert got["cos_sim"] == pytest.approx(ref["cos_sim"]) and got["relative_l2"] == pytest.approx(
+            ref["relative_l2"]
+        )
     stacked[0, 3, 2] = torch.nan
     _, layers = reconstruction_tables(stacked, basis, [2])
     assert math.isnan(next(r for r in layers if r["layer"] == 0)["cos_sim"])
@@ -132,7 +134,9 @@ def test_shared_basis_of_one_layer_is_that_layer_basis(data):
     assert shared.ks() == own.ks()
     torch.testing.assert_close(shared.variance, own.variance)
     torch.testing.assert_close(shared.mean, own.mean)
-    torch.testing.assert_close(shared.project(x, x.shape[1] // 2), own.project(x, x.shape[1] // 2), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        shared.project(x, x.shape[1] // 2), own.project(x, x.shape[1] // 2), atol=1e-6, rtol=1e-6
+    )
 
 
 @settings(max_examples=30)

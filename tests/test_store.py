@@ -27,7 +27,8 @@ def test_cache_hit_returns_identical_tensors_without_the_model(make_model, make_
 
 
 @pytest.mark.parametrize(
-    "change", [{"device": "mps"}, {"n_tokens": 51}, {"numerics": "compat"}, {"positions": "text"}, {"model_revision": "x"}]
+    "change",
+    [{"device": "mps"}, {"n_tokens": 51}, {"numerics": "compat"}, {"positions": "text"}, {"model_revision": "x"}],
 )
 def test_changed_config_or_device_misses(make_model, make_config, text_file, store, change):
     config = make_config(make_model(), text_file)

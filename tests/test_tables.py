@@ -99,29 +99,65 @@ def test_tables_match_an_independent_numpy_computation(planted_run):
 
 def test_cli_prints_tables_and_writes_json(make_model, text_file, tmp_path):
     out = tmp_path / "t.json"
-    cmd = [sys.executable, "-m", "lib", "tables", "--model", str(make_model()), "--dataset", str(text_file),
-           "--n-tokens", "40", "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--json", str(out),
-           "--plot", str(tmp_path / "plot.png")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lib",
+        "tables",
+        "--model",
+        str(make_model()),
+        "--dataset",
+        str(text_file),
+        "--n-tokens",
+        "40",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--json",
+        str(out),
+        "--plot",
+        str(tmp_path / "plot.png"),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "7D: low-rank inference" in done.stdout and "Baseline perplexity" in done.stdout
     data = json.loads(out.read_text())
-    assert list(data)[:8] == ["config", "norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn"]
-    assert {"shared_pca_normalised", "write_sources", "unembedding_overlap", "norm_concentration", "pc1_origin"} <= set(data)
+    assert list(data)[:8] == [
+        "config",
+        "norms",
+        "layer_pca",
+        "shared_pca",
+        "reconstruction",
+        "baseline_ppl",
+        "lowrank_ppl",
+        "attn_ffn",
+    ]
+    assert {"shared_pca_normalised", "write_sources", "unembedding_overlap", "norm_concentration", "pc1_origin"} <= set(
+        data
+    )
     assert set(data["lowrank_ppl"][0]) == {"k", "individual_ppl", "individual_ratio", "shared_ppl", "shared_ratio"}
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--device", "mps"], "--device 'mps' was asked for"),
-    (["--n-tokens", "1"], "--n-tokens 1 is too small"),
-    (["--model", "/nonexistent"], "no such directory"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--device", "mps"], "--device 'mps' was asked for"),
+        (["--n-tokens", "1"], "--n-tokens 1 is too small"),
+        (["--model", "/nonexistent"], "no such directory"),
+    ],
+)
 def test_cli_bad_input_exits_nonzero(args, message, tmp_path):
     if "mps" in args and torch.backends.mps.is_available():
         pytest.skip("mps is available here")
-    done = subprocess.run([sys.executable, "-m", "lib", "tables", "--cache-dir", str(tmp_path), *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "lib", "tables", "--cache-dir", str(tmp_path), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert message in done.stderr
 
@@ -133,8 +169,15 @@ def embedded_tables(shared_text, tmp_path_factory):
 
     if not (EMBEDDED["tiny-wikitext"] / "config.json").exists():
         pytest.skip("embedded model not trained yet (python models/train_tiny_wikitext.py)")
-    config = build_config(model="tiny-wikitext", dataset=str(shared_text), n_tokens=1000, device="cpu",
-                          numerics="compat", positions="all", pca="centred")
+    config = build_config(
+        model="tiny-wikitext",
+        dataset=str(shared_text),
+        n_tokens=1000,
+        device="cpu",
+        numerics="compat",
+        positions="all",
+        pca="centred",
+    )
     return Run(config, Store(tmp_path_factory.mktemp("cache"))).tables
 
 
