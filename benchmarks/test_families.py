@@ -27,10 +27,11 @@ import torch
 from benchmarks.test_pipeline import TEXT, interleaved, record
 from lib.capture import capture_tensors
 from lib.config import build_config, check_batch_size
-from lib.experiment import Run, lowrank_ks
+from lib.experiment import Run
 from lib.lowrank import Projection, lowrank_nll
-from lib.models import EMBEDDED
+from lib.sources import EMBEDDED
 from lib.store import Store
+from lib.tables import lowrank_ks
 
 SMALL = os.environ.get("DPHI_BENCH_SMALL", "") not in ("", "0")
 N_LAYER, D_MODEL, N_HEAD, N_CTX = (2, 128, 4, 256) if SMALL else (12, 768, 12, 1024)

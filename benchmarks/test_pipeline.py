@@ -27,11 +27,12 @@ from lib.capture import Stats, StatsSink, batches, capture, capture_stats, captu
 from lib.config import build_config, check_batch_size
 from lib.corpus import Selection
 from lib.device import resolve_device
-from lib.experiment import Run, layer_bases, lowrank_ks, projections, shared_basis
+from lib.experiment import Run
 from lib.lowrank import lowrank_nll
-from lib.models import EMBEDDED
+from lib.sources import EMBEDDED
 from lib.spectra import Moments, add_gram_, pca
 from lib.store import Store
+from lib.tables import layer_bases, lowrank_ks, projections, shared_basis
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = Path(os.environ.get("DPHI_BENCH_TEXT", ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"))

@@ -8,7 +8,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from lib.corpus import KNOWN_TEXTS, resolve_dataset
+from lib.device import resolve_device
 from lib.errors import ConfigError
+from lib.sources import resolve_model
 
 CAPTURE_INDEPENDENT = ("pca", "ks")
 """Fields that change the tables but not the captured Δφ."""
@@ -76,8 +79,6 @@ class RunConfig:
     def run_id(self) -> str:
         """Readable, unique name of the run: model, text, positions, device, conventions, key."""
         model = Path(self.model).name if self.model_revision.startswith("sha256:") else self.model.replace("/", "_")
-        from lib.corpus import KNOWN_TEXTS
-
         text = KNOWN_TEXTS.get(self.dataset_revision) or Path(self.dataset).stem
         window = f"-w{self.window}" if self.window else ""
         return f"{model}-{text}-n{self.n_tokens}-{self.device}-{self.numerics}-{self.positions}-{self.pca}{window}-{self.key()[:8]}"
@@ -120,10 +121,6 @@ def build_config(
     Raises ConfigError naming the bad value and what is allowed. A model or dataset that
     cannot be had here (offline) does not raise: its revision says 'unavailable: why'.
     """
-    from lib.corpus import resolve_dataset
-    from lib.device import resolve_device
-    from lib.models import resolve_model
-
     if n_tokens < 2:
         raise ConfigError(f"--n-tokens {n_tokens} is too small; it must be at least 2 (PCA needs two positions)")
     for name, value, allowed in (

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from lib.errors import ConfigError, ResourceUnavailable
 from lib.options import DEFAULT_DATASET
+from lib.sources import hub_reachable
 
 if TYPE_CHECKING:
     import torch
@@ -74,8 +75,6 @@ def hf_spec(name: str) -> tuple[str, str | None, str, str]:
 def _hf_text(path: str, config: str | None, split: str, column: str, unavailable: str) -> str:
     """The rows of a `datasets` split joined as they come (from its cache when the Hub is unreachable)."""
     import datasets
-
-    from lib.models import hub_reachable
 
     try:
         if hub_reachable():
@@ -160,6 +159,18 @@ def load_text(dataset: str) -> str:
     return read_utf8(Path(dataset), dataset)
 
 
+def window_text_tokens(n_tokens: int, n_ctx: int, positions: str) -> int:
+    """Text tokens one window of n_tokens positions uses: select_tokens' chunks, counted in closed form.
+
+    positions='text': one counted position per text token. positions='all': each chunk of n_ctx
+    positions holds BOS and n_ctx - 1 text tokens; a last partial chunk of r positions holds r - 1.
+    """
+    if positions != "all":
+        return n_tokens
+    full, rest = divmod(n_tokens, n_ctx)
+    return full * (n_ctx - 1) + max(rest - 1, 0)
+
+
 @dataclass(frozen=True)
 class Selection:
     """The token chunks fed to the model and which of their positions are collected."""
@@ -186,11 +197,9 @@ def select_tokens(
 
     positions='all' counts every position (BOS too, as `to_tokens(text)[:, :n_tokens]`);
     'text' counts only the text tokens. Window w starts after the text tokens windows
-    0 .. w-1 use (lib.runs.window_text_tokens each): windows share no text token.
+    0 .. w-1 use (window_text_tokens each): windows share no text token.
     """
     import torch
-
-    from lib.runs import window_text_tokens
 
     count_bos = positions == "all"
     start = window * window_text_tokens(n_tokens, n_ctx, positions)

@@ -24,9 +24,9 @@ import torch
 import lib.capture
 from lib.causes import locate, overlap
 from lib.corpus import Selection
-from lib.experiment import expanded, layer_bases, lowrank_ks, paired_rows, ppl_rows, shared_basis, stacked
 from lib.lowrank import Projection, lowrank_nll
 from lib.spectra import Moments, Pca, add_gram_, pca
+from lib.tables import expanded, layer_bases, lowrank_ks, paired_rows, ppl_rows, shared_basis, stacked
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge

@@ -7,197 +7,20 @@ that with `enable_compatibility_mode()`, `numerics=raw` keeps Hugging Face numer
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import socket
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 import torch
 
 from lib.errors import ConfigError, ResourceUnavailable
 from lib.kernels import attention_kernel as attention_kernel  # re-exported: capture and 7D use it
 from lib.kernels import decide
+from lib.sources import check_architecture
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
     from lib.config import RunConfig
-
-ROOT = Path(__file__).resolve().parent.parent
-EMBEDDED = {"tiny-wikitext": ROOT / "models" / "tiny-wikitext"}
-"""Models shipped in the project, loadable by name (see models/*/README.md)."""
-HUB_ALIASES = {"gpt2": "openai-community/gpt2"}
-WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
-FINGERPRINT_FILES = ("config.json", "tokenizer.json", "vocab.json", "merges.txt", *WEIGHT_FILES)
-
-
-def _is_path(name: str) -> bool:
-    return name.startswith(("/", ".", "~")) or Path(name).expanduser().exists()
-
-
-def _fingerprint(directory: Path) -> str:
-    """sha256 over the files that define the model's numbers, in a fixed order."""
-    digest = hashlib.sha256()
-    for pattern in FINGERPRINT_FILES:
-        for path in sorted(directory.glob(pattern)):
-            digest.update(path.name.encode())
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return "sha256:" + digest.hexdigest()[:16]
-
-
-def check_model_dir(directory: Path, shown: str) -> None:
-    """A local model directory must hold a config, weights and a tokenizer."""
-    if not directory.is_dir():
-        raise ConfigError(
-            f"--model {shown!r}: no such directory; expected a Hub name (e.g. gpt2), an embedded "
-            f"model ({', '.join(EMBEDDED)}) or a local directory in Hugging Face format"
-        )
-    missing = []
-    if not (directory / "config.json").is_file():
-        missing.append("config.json")
-    if not any(any(directory.glob(p)) for p in WEIGHT_FILES):
-        missing.append("weights (*.safetensors or pytorch_model.bin)")
-    if not ((directory / "tokenizer.json").is_file() or (directory / "vocab.json").is_file()):
-        missing.append("a tokenizer (tokenizer.json, or vocab.json + merges.txt)")
-    if missing:
-        raise ConfigError(
-            f"--model {shown!r} is not a model directory: it lacks {', '.join(missing)}; expected a "
-            "directory saved with save_pretrained (model and tokenizer)"
-        )
-    check_architecture(directory / "config.json", shown)
-    check_weights(directory, shown)
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub answers a TCP connect; False at once under HF_HUB_OFFLINE."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    from huggingface_hub import constants
-
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
-
-
-def resolve_model(name: str) -> tuple[str, str]:
-    """(location, revision) for --model, without loading it.
-
-    location is an absolute directory for embedded and local models, the Hub name for Hub
-    models. revision fingerprints the weights: sha256 of local files, 'hub:<commit>' of a
-    Hub model in the Hugging Face cache, 'hub:latest' of one still to download, or
-    'unavailable: <reason>' when the model cannot be had here.
-    """
-    if name in EMBEDDED:
-        directory = EMBEDDED[name]
-        check_model_dir(directory, name)
-        return str(directory), _fingerprint(directory)
-    if _is_path(name):
-        directory = Path(name).expanduser().resolve()
-        check_model_dir(directory, name)
-        return str(directory), _fingerprint(directory)
-    repo = HUB_ALIASES.get(name, name)
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        snapshot = Path(snapshot_download(repo, local_files_only=True))
-    except LocalEntryNotFoundError:
-        if not hub_reachable():
-            return repo, (
-                f"unavailable: model {repo!r} is not in the Hugging Face cache and the Hub cannot be "
-                "reached from here. Run once with network access to download it, or pass a local "
-                "model with --model <dir in Hugging Face format> (the embedded one: --model tiny-wikitext)"
-            )
-        # Downloaded when first loaded; until then the entry is keyed by the name alone.
-        return repo, "hub:latest"
-    return repo, "hub:" + snapshot.name
-
-
-def _safetensors_problem(path: Path) -> str | None:
-    """Why a .safetensors file cannot be read (truncated, bad header), or None; reads the header only.
-
-    Layout: 8 bytes little-endian header length n, n bytes of JSON, then the tensor data,
-    which must end where the header's last data offset says.
-    """
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            return f"{size} bytes, shorter than the 8-byte header length"
-        n = int.from_bytes(head, "little")
-        if n > size - 8:
-            return f"its header claims {n} bytes but the file has {size}"
-        try:
-            header = json.loads(f.read(n))
-        except (ValueError, UnicodeDecodeError):
-            return "its header is not valid JSON"
-    if not isinstance(header, dict):
-        return "its header is not a JSON object"
-    try:
-        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
-    except (KeyError, TypeError, ValueError, IndexError):
-        return "its header lacks data offsets"
-    if 8 + n + end != size:
-        return f"its tensors need {8 + n + end} bytes but the file has {size} (truncated or padded)"
-    return None
-
-
-def _bin_problem(path: Path) -> str | None:
-    """Why a pytorch_model*.bin cannot be read, or None: a zip archive (torch.save's format since
-    torch 1.6) must end in its central directory; older pickle files are not checked."""
-    with path.open("rb") as f:
-        zipped = f.read(2) == b"PK"
-    if zipped and not zipfile.is_zipfile(path):
-        return "a zip archive without its central directory: truncated"
-    return None
-
-
-def check_weights(directory: Path, shown: str) -> None:
-    """Every weights file of a model directory must be whole (header and size agree; zip complete)."""
-    for path in (p for pattern in WEIGHT_FILES for p in sorted(directory.glob(pattern))):
-        problem = _safetensors_problem(path) if path.suffix == ".safetensors" else _bin_problem(path)
-        if problem:
-            raise ConfigError(
-                f"--model {shown!r}: weights file {path.name} is corrupt ({problem}); expected the "
-                "files save_pretrained writes: download or save the model again"
-            )
-
-
-def check_architecture(config_json: Path, shown: str) -> str:
-    """The model type of a Hugging Face config, which must be a decoder-only causal language model.
-
-    Δφ is the write of each block of one causal stack; encoder-only (BERT) and
-    encoder-decoder (T5) models have no such stack and no next-token perplexity.
-    """
-    try:
-        hf = json.loads(config_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(
-            f"--model {shown!r}: config.json cannot be read ({e}); expected a Hugging Face config"
-        ) from None
-    model_type = str(hf.get("model_type", "?"))
-    architectures = [str(a) for a in hf.get("architectures") or []]
-    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
-    if not architectures:
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-        causal = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    if hf.get("is_encoder_decoder") or not causal:
-        kind = "an encoder-decoder" if hf.get("is_encoder_decoder") else "not a decoder-only causal language"
-        raise ConfigError(
-            f"--model {shown!r}: model type {model_type!r} ({', '.join(architectures) or 'no architectures'}) is "
-            f"{kind} model; expected a decoder-only causal language model (GPT-2, GPT-NeoX, Llama, ...)"
-        )
-    return model_type
 
 
 def _first_line(e: BaseException) -> str:

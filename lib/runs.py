@@ -14,12 +14,14 @@ import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lib.config import RunConfig, build_config
+from lib.corpus import KNOWN_TEXTS, load_text, tokenize
 from lib.errors import ConfigError
+from lib.options import DEFAULT_DATASET, OPTIONS
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-    from lib.config import RunConfig
 
 LISTS = ("model", "dataset", "numerics", "positions")
 """Options that take a comma-separated list; the session runs their product."""
@@ -27,8 +29,6 @@ LISTS = ("model", "dataset", "numerics", "positions")
 
 def split(name: str, value: str) -> list[str]:
     """'a, b,a' -> ['a', 'b']: the values of a list option, in order, each once, each allowed."""
-    from lib.options import OPTIONS
-
     values = list(dict.fromkeys(v.strip() for v in str(value).split(",") if v.strip()))
     if not values:
         raise ConfigError(f"--{name} {value!r}: expected one value or a comma-separated list")
@@ -53,8 +53,6 @@ def build_runs(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
     `values` are build_config's keyword arguments, list options as comma-separated text.
     Each model and text is resolved (fingerprinted) once.
     """
-    from lib.config import build_config
-
     lists = {name: split(name, values[name]) for name in LISTS}
     rest = {k: v for k, v in values.items() if k not in LISTS}
     resolved: dict[tuple[str, str], RunConfig] = {}
@@ -72,9 +70,6 @@ def build_runs(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
 def label(config: RunConfig) -> str:
     """A short readable name of the run, a function of the run alone: model, then what differs
     from the write-up's set-up (text, positions count, conventions), then the window."""
-    from lib.corpus import KNOWN_TEXTS
-    from lib.options import DEFAULT_DATASET
-
     local = config.model_revision.startswith("sha256:")
     parts = [Path(config.model).name if local else config.model.split("/")[-1]]
     if config.dataset != DEFAULT_DATASET and KNOWN_TEXTS.get(config.dataset_revision) != "wikitext-2-raw-test":
@@ -96,16 +91,6 @@ def labels(runs: list[RunConfig]) -> list[str]:
     return [f"{n}-{r.key()[:6]}" if names.count(n) > 1 else n for n, r in zip(names, runs)]
 
 
-def window_text_tokens(n_tokens: int, n_ctx: int, positions: str) -> int:
-    """Text tokens one window of n_tokens positions uses (BOS positions count with positions='all')."""
-    used, remaining = 0, n_tokens
-    while remaining > 0:
-        n_text = min(n_ctx - 1, remaining - 1 if positions == "all" else remaining)
-        used += n_text
-        remaining -= n_text + (positions == "all")
-    return used
-
-
 class Shared:
     """What the runs of one session share: loaded models and tokenized texts."""
 
@@ -124,8 +109,6 @@ class Shared:
 
     def text_ids(self, config: RunConfig, tokenizer: Any) -> list[int]:
         """One tokenization per text and model (tokenizers belong to models)."""
-        from lib.corpus import load_text, tokenize
-
         key = (config.dataset, config.dataset_revision, config.model, config.model_revision)
         if key not in self._tokens:
             self._tokens[key] = tokenize(tokenizer, load_text(config.dataset))

@@ -16,8 +16,8 @@ from lib.causes import (
     write_sources,
 )
 from lib.corpus import Selection
-from lib.experiment import layer_bases, shared_basis
 from lib.spectra import THRESHOLDS
+from lib.tables import layer_bases, shared_basis
 
 
 def _stats(delta_phi: torch.Tensor, attn: torch.Tensor | None = None, ffn: torch.Tensor | None = None) -> Stats:

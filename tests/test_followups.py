@@ -20,7 +20,7 @@ from lib.followups import (
     overlap_matrix,
     subspace_overlap,
 )
-from lib.models import EMBEDDED
+from lib.sources import EMBEDDED
 from lib.spectra import Moments, pca
 from lib.store import Store
 
@@ -328,8 +328,8 @@ def test_full_k_is_the_baseline_for_every_ablation(small_followups):
 
 def test_shared_ablation_parts_are_the_layers_they_name(small_run, small_followups):
     """all-but-last and last-only against the same shared projection built by hand at those layers."""
-    from lib.experiment import shared_basis
     from lib.lowrank import Projection, lowrank_nll
+    from lib.tables import shared_basis
 
     run, st_ = small_run, small_run.stats
     shared = shared_basis(st_, True)

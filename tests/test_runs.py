@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_claims_suite import run_claims
 
-from lib.corpus import hf_spec, resolve_dataset, select_tokens
+from lib.corpus import hf_spec, resolve_dataset, select_tokens, window_text_tokens
 from lib.errors import ConfigError
 from lib.report import Row, json_rows, markdown, matrix, window_spread
-from lib.runs import Shared, build_runs, labels, split, window_text_tokens
+from lib.runs import Shared, build_runs, labels, split
 
 
 def _values(model: str, text: str, **overrides: object) -> dict:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from lib.experiment import RECONSTRUCTION_KS, Run
-from lib.models import EMBEDDED
+from lib.experiment import Run
+from lib.sources import EMBEDDED
+from lib.spectra import RECONSTRUCTION_KS
 
 ROOT = Path(__file__).resolve().parent.parent
 R_FFN, R_ATTN = 1, 2  # planted ranks of layer 0's FFN write and the last layer's attention write
