@@ -1149,7 +1149,7 @@ CLAIMS: tuple[Claim, ...] = (
         literal=_middle_full_rank_literal,
         overstated="read literally, full rank would need nearly all 768 directions, but the table's K95 of layers 3-8 is 281-326 (37-42% of d_model) "
         "and the same sentence gives K90 = 198-235 (26-31%); read as 「事実上」 qualifies it, 'no subspace below a third of d_model keeps "
-        "95% of the variance' (K95 >= 256), it holds",
+        "95% of the variance' (K95 >= 230: d_model/3 within the K cells' 10%), it holds",
         ja="**中間層 (3-8)**: 90% に K=198~235 必要（d_model の 26~31%）。事実上フルランク",
     ),
     Claim(
