@@ -4,7 +4,7 @@ The write-up explains its tables with causes it does not measure ("because layer
 norm dominates", "this FFN is the cause", "leaning toward the unembedding", "a few
 samples dominate", "possibly a fixed bias term"). Each needs only the captured
 statistics or the weights, no extra forward pass, so the suite measures them with the
-tables (lib/experiment.py) and lib/document.py states each sentence as a predicate on them.
+tables (lib/experiment.py) and lib/causal_predicates.py states each sentence as a predicate on them.
 
 Subspace overlap of orthonormal bases A (d, k) and B (d, k'): ||A^T B||_F^2 / k, 1 when
 span A lies in span B, k'/d in expectation for a random A.

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lib.document import CLAIMS, DOCUMENT_TABLES, NotApplicable, combined_band, middle, middle_wide
@@ -167,3 +169,23 @@ def test_7h_rise_within_the_7d_band_is_no_rise():
     assert not holds("7D-harmful-noise", t)
     rows[2]["all_but_last_ratio"] = 4.0
     assert holds("7D-harmful-noise", t)
+
+
+def test_claims_file_errors_name_the_bad_value(tmp_path):
+    """A claims file with an unknown predicate, key or section stops with the value and what is allowed."""
+    from lib.document import load_claims
+
+    base = 'id = "x"\nsection = "7A"\nja = "j"\nsentence = "s"\n'
+    for extra, says in (
+        ('predicate = "no_such_thing"\n', "unknown predicate 'no_such_thing'"),
+        ('colour = "red"\n', "unknown keys ['colour']"),
+        ('predicate = "few_samples_dominate"\nparams = { layer = "first" }\n', "layer 'first'"),
+        ('predicate = "about_half"\nparams = { k = 1 }\n', "takes no params"),
+    ):
+        path = tmp_path / "claims.toml"
+        path.write_text("[[claim]]\n" + base + extra, encoding="utf-8")
+        with pytest.raises(ValueError, match=re.escape(says)):
+            load_claims(path)
+    path.write_text("[[claim]]\n" + base.replace("7A", "7Z"), encoding="utf-8")
+    with pytest.raises(ValueError, match="section '7Z'"):
+        load_claims(path)
