@@ -189,3 +189,28 @@ def test_claims_file_errors_name_the_bad_value(tmp_path):
     path.write_text("[[claim]]\n" + base.replace("7A", "7Z"), encoding="utf-8")
     with pytest.raises(ValueError, match="section '7Z'"):
         load_claims(path)
+
+
+def test_docs_claims_page_is_the_catalogue():
+    """docs/claims.md is generated (lib.catalogue.COMMAND); a claim or verdict changed since fails here."""
+    from pathlib import Path
+
+    from lib.catalogue import COMMAND, markdown
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "claims.md"
+    assert page.read_text(encoding="utf-8") == markdown(), f"docs/claims.md is stale: run `{COMMAND}`"
+
+
+def test_claims_command_lists_every_claim_with_its_verdict(capsys):
+    from lib.cli import main
+
+    assert main(["claims"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(CLAIMS)
+    row = next(line.split() for line in lines if line.startswith("7A-layers-2-and-11-largest-std-ratio "))
+    assert row[:4] == ["7A-layers-2-and-11-largest-std-ratio", "7A", "table", "contradicted"]
+    row = next(line for line in lines if line.startswith("7D-shared-optimised-for-last "))
+    assert "within tolerance: not decided" in row
+    assert main(["claims", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# The claims catalogue") and "| 7B-middle-effectively-full-rank | table |" in out
