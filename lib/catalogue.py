@@ -64,7 +64,7 @@ def markdown() -> str:
         f"Generated from `lib/claims.toml` by `{COMMAND}`; a test fails when this page is stale.",
         "Each claim: its id, kind, the Japanese phrase it tests (the original stands where the",
         "English rendering differs), the sentence with the reading tested, the predicate that decides",
-        "it (`lib/predicates.py`, `lib/causal_predicates.py`), and its verdict on the write-up's own",
+        "it (`lib/predicates.py`, `lib/lowrank_predicates.py`, `lib/causal_predicates.py`), and its verdict on the write-up's own",
         "tables with the reason. Kinds: `table` restates tables 7A-7E and runs on the write-up's own;",
         "`causal` needs the suite's measurements behind a causal sentence (`lib/causes.py`); `follow-up`",
         "needs tables 7F-7H (`--follow-ups`); `untested` says why. Readings and verdicts are discussed in",

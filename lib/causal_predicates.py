@@ -11,7 +11,8 @@ import math
 import statistics
 from collections.abc import Callable, Iterable
 
-from lib.predicates import SINGULAR_FRACTION, rises_8_to_32, sweep_8_16_32
+from lib.lowrank_predicates import rises_8_to_32, sweep_8_16_32
+from lib.predicates import SINGULAR_FRACTION
 from lib.roles import (
     NotApplicable,
     Outcome,

@@ -4,7 +4,7 @@ The claims are data, `lib/claims.toml` (one [[claim]] per sentence: id, section,
 phrase, the English sentence, the predicate by name with its parameters, the verdict on the
 write-up's own tables and its reason), so a reviewer checks every claim without reading
 Python, and `python -m lib claims --markdown` (docs/claims.md) lists them. The predicates
-are lib/predicates.py (sentences that restate tables 7A-7E) and lib/causal_predicates.py
+are lib/predicates.py and lib/lowrank_predicates.py (sentences that restate tables 7A-7E; 7D's in the latter) and lib/causal_predicates.py
 (causal sentences and follow-ups); the layer roles lib/roles.py; the write-up's tables and
 cells lib/write_up.py. This module loads the claims and keeps every name the suite imports.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import tomllib
 
-from lib import causal_predicates, predicates
+from lib import causal_predicates, lowrank_predicates, predicates
 from lib.causal_predicates import (
     attention_candidate,
     attention_similar_patterns,
@@ -33,7 +33,7 @@ from lib.causal_predicates import (
     largest_std_ratio_k90_rises_without_outliers,
     layer2_k90_rises_without_outliers,
 )
-from lib.predicates import rises_8_to_32
+from lib.lowrank_predicates import rises_8_to_32
 from lib.roles import (
     NotApplicable,
     Outcome,
@@ -118,13 +118,13 @@ PREDICATES: dict[str, Callable[[Tables], Outcome]] = {
     "about_half": predicates.about_half,
     "all_but_2_last_over_80": predicates.all_but_2_last_over_80,
     "attn_always_lower": predicates.attn_always_lower,
-    "few_components_fail": predicates.few_components_fail,
+    "few_components_fail": lowrank_predicates.few_components_fail,
     "ffn_high": predicates.ffn_high,
     "first_attn_low": predicates.first_attn_low,
     "first_lower_than_middle": predicates.first_lower_than_middle,
-    "full_k_is_baseline": predicates.full_k_is_baseline,
+    "full_k_is_baseline": lowrank_predicates.full_k_is_baseline,
     "gpt2_shape": predicates.gpt2_shape,
-    "hard_to_compress": predicates.hard_to_compress,
+    "hard_to_compress": lowrank_predicates.hard_to_compress,
     "inner_about_half": predicates.inner_about_half,
     "last_attn_concentrated": predicates.last_attn_concentrated,
     "last_concentrated": predicates.last_concentrated,
@@ -142,21 +142,21 @@ PREDICATES: dict[str, Callable[[Tables], Outcome]] = {
     "norms_rise_every_layer": predicates.norms_rise_every_layer,
     "norms_trend_with_depth": predicates.norms_trend_with_depth,
     "not_low_rank": predicates.not_low_rank,
-    "ppl_11_at_two_thirds": predicates.ppl_11_at_two_thirds,
+    "ppl_11_at_two_thirds": lowrank_predicates.ppl_11_at_two_thirds,
     "ratio_column": predicates.ratio_column,
-    "ratio_first_good_at_two_thirds": predicates.ratio_first_good_at_two_thirds,
-    "ratios_are_ppl_over_baseline": predicates.ratios_are_ppl_over_baseline,
-    "shared_catastrophic": predicates.shared_catastrophic,
+    "ratio_first_good_at_two_thirds": lowrank_predicates.ratio_first_good_at_two_thirds,
+    "ratios_are_ppl_over_baseline": lowrank_predicates.ratios_are_ppl_over_baseline,
+    "shared_catastrophic": lowrank_predicates.shared_catastrophic,
     "shared_low": predicates.shared_low,
     "shared_reconstruction_poor": predicates.shared_reconstruction_poor,
-    "shared_rises": predicates.shared_rises,
-    "shared_worse": predicates.shared_worse,
+    "shared_rises": lowrank_predicates.shared_rises,
+    "shared_worse": lowrank_predicates.shared_worse,
     "singular_layers": predicates.singular_layers,
-    "third_catastrophic": predicates.third_catastrophic,
+    "third_catastrophic": lowrank_predicates.third_catastrophic,
     "thousand_positions": predicates.thousand_positions,
     "twenty_times": predicates.twenty_times,
     "twenty_times_literal": predicates.twenty_times_literal,
-    "variance_is_not_function": predicates.variance_is_not_function,
+    "variance_is_not_function": lowrank_predicates.variance_is_not_function,
     "attention_candidate": causal_predicates.attention_candidate,
     "attention_similar_patterns": causal_predicates.attention_similar_patterns,
     "harmful_noise": causal_predicates.harmful_noise,
