@@ -7,6 +7,8 @@ from lib.snapshot import SNAPSHOTS, rounded
 TABLES = ("norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn")
 CAUSES = (
     "shared_pca_normalised",
+    "shared_pca_balanced",
+    "reconstruction_balanced_per_layer",
     "shared_overlap",
     "reconstruction_own_per_layer",
     "write_sources",

@@ -4,7 +4,7 @@ The write-up explains its tables with causes it does not measure ("because layer
 norm dominates", "this FFN is the cause", "leaning toward the unembedding", "a few
 samples dominate", "possibly a fixed bias term"). Each needs only the captured
 statistics or the weights, no extra forward pass, so the suite measures them with the
-tables (lib/experiment.py) and lib/document.py states each sentence as a predicate on them.
+tables (lib/experiment.py) and lib/causal_predicates.py states each sentence as a predicate on them.
 
 Subspace overlap of orthonormal bases A (d, k) and B (d, k'): ||A^T B||_F^2 / k, 1 when
 span A lies in span B, k'/d in expectation for a random A.
@@ -50,6 +50,35 @@ def shared_pca_normalised(stats: Stats, centred: bool) -> dict[str, int]:
     total = (stats.total[0] * scale[:, None]).sum(0)  # (d,)
     outer = (stats.outer[0] * scale[:, None, None] ** 2).sum(0)  # (d, d), upper triangle
     return pca(Moments(stats.count * len(scale), total, outer), centred, vectors=False).k_columns()
+
+
+def shared_balanced(stats: Stats, centred: bool) -> Pca:
+    """7C's shared PCA with every layer's total variance equalised (「スケール不均衡が共有基底を破壊」).
+
+    Layer l scaled by s_l = 1 / sqrt(tr C_l), C_l its covariance (centred) or second moment
+    (uncentred): each layer then carries total variance 1, whether its norm is spread over
+    every position or sits on one (scaling to unit mean norm leaves a layer whose norm sits
+    on one position dominant). Pooled moments as in shared_pca_normalised: sum_l s_l S1_l,
+    sum_l s_l^2 S2_l. A layer without variance adds its unscaled vectors.
+    """
+    n_layers = stats.total.shape[1]
+    trace = torch.tensor([_trace(stats.moments("delta_phi", layer), centred) for layer in range(n_layers)])
+    scale = torch.where(trace > 0, trace.clamp_min(torch.finfo(torch.float64).tiny).rsqrt(), 1.0)  # (L,)
+    total = (stats.total[0] * scale[:, None]).sum(0)  # (d,)
+    outer = (stats.outer[0] * scale[:, None, None] ** 2).sum(0)  # (d, d), upper triangle
+    return pca(Moments(stats.count * n_layers, total, outer), centred)
+
+
+def balanced_reconstruction(
+    sample: torch.Tensor, balanced: Pca, shared: Pca, ks: Sequence[int] = RECONSTRUCTION_KS
+) -> list[dict[str, Any]]:
+    """Per layer, 7C's reconstruction metrics with K components of the balanced shared basis.
+
+    sample: (n_layers, n_sample, d_model), as reconstruction_tables. The mean is the raw shared
+    basis's (7C's), so the rows differ from 7C's per-layer rows by the directions alone.
+    """
+    basis = Pca(shared.mean, balanced.directions, balanced.variance)
+    return own_reconstruction(sample, [basis] * len(sample), ks)
 
 
 def own_reconstruction(
@@ -117,25 +146,28 @@ def unembedding_directions(bridge: TransformerBridge) -> torch.Tensor:
 def unembedding_overlap(
     bridge: TransformerBridge,
     bases: Sequence[Pca],
-    attn_last: Pca,
+    attn: Sequence[Pca],
     layer_k90: Sequence[int],
-    attn_k90_last: int,
+    attn_k90: Sequence[int],
 ) -> dict[str, Any]:
     """How far the last layer's top principal directions lie in the unembedding's top singular
     subspace (「unembedding 寄り」, 「unembedding への集約」), against chance and the other layers.
 
-    Each layer's top max(K90, 1) directions; the readout's top d_model / 12.
+    Each layer's top max(K90, 1) directions (Δφ's, and the attention writes'); the readout's
+    top d_model / 12. attn: every layer's attention PCA with directions.
     """
     u = unembedding_directions(bridge)
     d = u.shape[0]
     k_u = max(1, d // UNEMBED_FRACTION)
     top = u[:, :k_u]
     per_layer = [overlap(b.directions[:, : max(k, 1)], top) for b, k in zip(bases, layer_k90)]
+    attn_layers = [overlap(a.directions[:, : max(k, 1)], top) for a, k in zip(attn, attn_k90)]
     return {
         "k_unembedding": k_u,
         "chance": k_u / d,
         "delta_phi": per_layer,
-        "attn_last": overlap(attn_last.directions[:, : max(attn_k90_last, 1)], top),
+        "attn": attn_layers,
+        "attn_last": attn_layers[-1],
     }
 
 
@@ -153,17 +185,25 @@ def locate(selection: Selection, flat: torch.Tensor) -> list[tuple[int, int]]:
 
 
 def norm_concentration(stats: Stats, selection: Selection) -> list[dict[str, Any]]:
-    """Per layer, the share of sum ||Δφ(l)||^2 carried by the top 1% of positions
-    (「少数のサンプルが支配的」), and where the three largest are."""
+    """Per layer, the share of sum ||Δφ(l)||^2 carried by the top 1% of positions, the share of the
+    norms' scatter sum (||Δφ(l)|| - mean)^2 carried by the 1% farthest from the mean
+    (「std/mean 比が異常に大きく、少数のサンプルが支配的」: the std the sentence reads), and where
+    the three largest are.
+
+    The uncentred share cannot tell a few dominant samples from many: with 1000 norms of mean
+    354 and std 118 (layer 11), the top 1% carry at most ~17% of sum ||Δφ||^2 whatever the data.
+    """
     rows = []
     for layer, norms in enumerate(stats.norms):  # (n,)
         order = norms.sort(descending=True, stable=True)  # ties (the same tokens after BOS) by position
         sq, top3 = order.values.square(), order.indices[:3]  # norms >= 0: squaring keeps the order
         n_top = max(1, math.ceil(TOP_SHARE * len(sq)))
+        scatter = (norms - norms.mean()).square().sort(descending=True).values  # (n,)
         rows.append(
             {
                 "layer": layer,
                 "top_share": float(sq[:n_top].sum() / sq.sum()) if sq.sum() > 0 else math.nan,
+                "top_centred_share": float(scatter[:n_top].sum() / scatter.sum()) if scatter.sum() > 0 else math.nan,
                 "n_top": n_top,
                 "largest": [[c, p, float(norms[i])] for (c, p), i in zip(locate(selection, top3), top3)],
             }
@@ -172,9 +212,11 @@ def norm_concentration(stats: Stats, selection: Selection) -> list[dict[str, Any
 
 
 def pc1_origin(stats: Stats, bases: Sequence[Pca], b_out: torch.Tensor, selection: Selection) -> list[dict[str, Any]]:
-    """Per layer: |cos| of Δφ's first principal direction with the FFN's output bias, and the
-    share of the variance along it carried by the top 1% of positions, and which positions
-    (「何らかの固定的バイアス項の可能性」: a fixed bias adds no variance; a few positions can).
+    """Per layer: |cos| of Δφ's first principal direction with the FFN's output bias, the share of
+    the variance along it carried by the top 1% of positions and by the top one alone, which
+    positions, and whether the top one is a chunk's BOS (「何らかの固定的バイアス項の可能性」: a
+    fixed bias adds no variance under centred PCA; an input-independent write at one position,
+    the BOS that starts every chunk, can).
 
     b_out: (n_layers, d_model). Positions are those of Stats.sample: all of them up to
     SAMPLE_SIZE positions, evenly spaced ones beyond.
@@ -195,7 +237,10 @@ def pc1_origin(stats: Stats, bases: Sequence[Pca], b_out: torch.Tensor, selectio
                 "bias_cos": cos,
                 "bias_norm": bias_norm,
                 "top_share": float(along[top].sum() / along.sum()) if along.sum() > 0 else math.nan,
+                "top1_share": float(along[order[0]] / along.sum()) if along.sum() > 0 else math.nan,
                 "top_positions": [list(cp) for cp in locate(selection, flat[order[:3]])],
+                # chunks start with BOS (Selection), so position 0 of a chunk, where counted, is BOS
+                "top_at_bos": locate(selection, flat[order[:1]])[0][1] == 0,
             }
         )
     return rows
@@ -213,19 +258,23 @@ def cause_tables(
     layer_k90: Sequence[int],
     attn_k90: Sequence[int],
 ) -> dict[str, Any]:
-    """Every table of this module, JSON-shaped. attn, ffn: per-layer PCA with directions
-    (only attn[-1]'s are read)."""
+    """Every table of this module, JSON-shaped. attn, ffn: per-layer PCA (attention's directions are
+    computed here where the caller fitted a spectrum only)."""
     b_out = (
         bridge.b_out.detach().to("cpu")
         if getattr(bridge, "b_out", None) is not None
         else torch.zeros_like(stats.total[0])
     )
+    attn = [a if a.components is not None else pca(stats.moments("attn", i), centred) for i, a in enumerate(attn)]
+    balanced = shared_balanced(stats, centred)
     return {
         "shared_pca_normalised": shared_pca_normalised(stats, centred),
+        "shared_pca_balanced": balanced.k_columns(),
+        "reconstruction_balanced_per_layer": balanced_reconstruction(stats.sample, balanced, shared),
         "shared_overlap": shared_overlap(shared, bases),
         "reconstruction_own_per_layer": own_reconstruction(stats.sample, bases),
         "write_sources": write_sources(stats, bases, ffn, centred),
-        "unembedding_overlap": unembedding_overlap(bridge, bases, attn[-1], layer_k90, attn_k90[-1]),
+        "unembedding_overlap": unembedding_overlap(bridge, bases, attn, layer_k90, attn_k90),
         "norm_concentration": norm_concentration(stats, selection),
         "pc1_origin": pc1_origin(stats, bases, b_out, selection),
     }

@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run the follow-up experiments 7F-7H (about as many passes again as 7D)",
     )
+    claims = sub.add_parser("claims", help="list the claims: id, section, kind, verdict on the document, sentence")
+    claims.add_argument("--markdown", action="store_true", help="the catalogue as Markdown (docs/claims.md)")
     return p
 
 
@@ -110,6 +112,11 @@ def _ordered(tables: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "claims":
+        from lib import catalogue
+
+        print(catalogue.markdown() if args.markdown else catalogue.plain(), end="")
+        return 0
     from lib import distributed
     from lib.config import check_batch_size
     from lib.experiment import Run

@@ -36,9 +36,10 @@ if TYPE_CHECKING:
     from lib.config import RunConfig
     from lib.runs import Shared
 
-TABLES_VERSION = 4
+TABLES_VERSION = 5
 """Bump when a table's computation changes. 4: 7C leaves positions whose write is exactly zero out
-of its means (they were averaged in as ~1e306)."""
+of its means (they were averaged in as ~1e306). 5: the causes gain the norm-balanced shared basis,
+the centred share of the norms, PC1's top position and every layer's attention-unembedding overlap."""
 CAPTURE_VERSION = 2
 """Bump when what a capture holds changes. 2: the fused kernel no longer drops rotary/ALiBi
 (GPT-NeoX and Bloom entries written by version 1 with --attention sdpa were wrong), and the

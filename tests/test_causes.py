@@ -160,7 +160,7 @@ def test_unembedding_directions_are_the_readouts_left_singular_vectors(normaliza
 def test_misses_middle_layers_leaves_a_dead_layer_out():
     """7C-misses-middle-layers on tables where a middle layer's every write is zero (its 7C rows NaN):
     judged on the other middle layers; with every middle layer dead it does not apply."""
-    from lib.document import CLAIMS, NotApplicable, middle
+    from lib.document import CLAIMS, NotApplicable, middle_wide
 
     claim = next(c for c in CLAIMS if c.id == "7C-misses-middle-layers")
     n, d = 8, 512
@@ -169,7 +169,7 @@ def test_misses_middle_layers_leaves_a_dead_layer_out():
         return [{"layer": layer, "k": 128, "cos_sim": c, "relative_l2": 1 - c} for layer, c in cos.items()]
 
     t = {"norms": [{}] * n, "lowrank_ppl": [{"k": d}]}
-    chosen = middle(t)
+    chosen = middle_wide(t)
     own = {layer: 0.99 for layer in range(n)}
     shared = {layer: 0.5 for layer in range(n)}
     dead = chosen.start
@@ -180,3 +180,102 @@ def test_misses_middle_layers_leaves_a_dead_layer_out():
     t["reconstruction_per_layer"] = rows({layer: float("nan") if layer in chosen else 0.5 for layer in range(n)})
     with pytest.raises(NotApplicable, match="is zero"):
         claim.predicate(t)
+
+
+def test_balanced_shared_pca_equals_pca_of_variance_scaled_vectors():
+    """Layer l's vectors divided by the square root of their total variance, stacked, PCA'd: the same K
+    as the moments' shortcut; its reconstruction rows use 7C's mean with the balanced directions."""
+    from lib.causes import balanced_reconstruction, shared_balanced
+
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(3, 200, 16, generator=g, dtype=torch.float64)
+    x[2] *= 50
+    st = _stats(x.float())
+    got = shared_balanced(st, centred=True)
+    xf = x.float().double().numpy()
+    scaled = np.concatenate([layer / np.sqrt(np.var(layer, axis=0, ddof=1).sum()) for layer in xf])
+    assert got.k_columns() == {f"k{round(t * 100)}": _k(scaled, t) for t in THRESHOLDS}
+    shared = shared_basis(st, centred=True)
+    rows = balanced_reconstruction(st.sample, got, shared, ks=(16,))
+    # the full basis reconstructs exactly whatever the mean: cosine 1 to float64 rounding
+    assert all(r["cos_sim"] == pytest.approx(1.0, abs=1e-9) for r in rows) and len(rows) == 3
+
+
+def _bos_dominated(seed: int = 9) -> torch.Tensor:
+    """(4, 400, 128): layers 0-1 spread over dims 48-127 with a decaying spectrum; layer 2 small but for
+    one huge write at position 0 (BOS); the last layer 30x larger along dims 0-3, with a tail of
+    44 dims (4% of its variance) that still outweighs every other layer's dims."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(4, 400, 128, dtype=torch.float64)
+    decay = torch.linspace(1.0, 0.2, 80, dtype=torch.float64)
+    for layer in (0, 1):
+        x[layer, :, 48:] = torch.randn(400, 80, generator=g, dtype=torch.float64) * decay
+    x[2, :, 48:] = 0.05 * torch.randn(400, 80, generator=g, dtype=torch.float64)
+    x[2, 0, 100] = 400.0
+    x[3, :, :4] = 30 * torch.randn(400, 4, generator=g, dtype=torch.float64)
+    x[3, :, 4:48] = 2 * torch.randn(400, 44, generator=g, dtype=torch.float64)
+    return x
+
+
+def test_balanced_basis_sees_the_damage_unit_norm_scaling_misses():
+    """Issue 20, defect 3: scaling each layer to unit mean norm lets the layer whose norm sits on one
+    position (layer 2's BOS) dominate, so the old reading (normalised K90 >= 3x raw) fails although
+    the imbalance does ruin the basis; the variance-balanced basis shows it (K90 and reconstruction)."""
+    from lib.causes import balanced_reconstruction, shared_balanced
+    from lib.document import CLAIMS
+    from lib.tables import reconstruction_tables
+
+    st = _stats(_bos_dominated().float())
+    shared = shared_basis(st, centred=True)
+    balanced = shared_balanced(st, centred=True)
+    _, per_layer = reconstruction_tables(st.sample, shared, ks=(64,))
+    t = {
+        "norms": [{"layer": i, "mean_norm": float(n.mean())} for i, n in enumerate(st.norms)],
+        "lowrank_ppl": [{"k": 128}],
+        "shared_pca": shared.k_columns(),
+        "shared_pca_normalised": shared_pca_normalised(st, centred=True),
+        "shared_pca_balanced": balanced.k_columns(),
+        "reconstruction_per_layer": per_layer,
+        "reconstruction_balanced_per_layer": balanced_reconstruction(st.sample, balanced, shared, ks=(64,)),
+    }
+    raw, normalised = t["shared_pca"]["k90"], t["shared_pca_normalised"]["k90"]
+    assert normalised < 3 * raw  # the old predicate's quantity: no sign of the damage
+    by_id = {c.id: c for c in CLAIMS}
+    for claim_id in ("7C-norm-dominance-causes-low-k", "concl-shared-norm-imbalance", "core-2-scale-imbalance"):
+        holds, says = by_id[claim_id].predicate(t)
+        assert holds, (claim_id, says)
+
+
+def test_centred_norm_share_tells_few_samples_from_many():
+    """Issue 20, defect 1: 300 norms of mean 354, std 118 and no outlier: the top 1% carry ~2% of the
+    scatter (not dominant); one position far out carries most of it. The uncentred share of
+    sum ||Δφ||^2 stays below 50% in both (it cannot tell them apart)."""
+    g = torch.Generator().manual_seed(10)
+    u = torch.nn.functional.normalize(torch.randn(16, generator=g), dim=0)
+    spread = (354 + 118 * torch.randn(1, 300, 1, generator=g)) * u  # (1, 300, 16): norms ~ N(354, 118)
+    spiked = spread.clone()
+    spiked[0, 5] = 3000 * u
+    rows = [norm_concentration(_stats(x), _selection(300, 100))[0] for x in (spread, spiked)]
+    assert rows[0]["top_centred_share"] < 0.1 and rows[1]["top_centred_share"] > 0.5
+    assert rows[0]["top_share"] < 0.5 and rows[1]["top_share"] < 0.5
+    want = ((spiked[0].norm(dim=-1).double() - spiked[0].norm(dim=-1).double().mean()) ** 2).sort(descending=True)
+    # Stats.norms come from the float32 vectors: ~1e-7 relative, far below the gaps tested
+    assert rows[1]["top_centred_share"] == pytest.approx(float(want.values[:3].sum() / want.values.sum()), rel=1e-6)
+
+
+def test_pc1_origin_names_the_bos_position():
+    """Issue 20, defect 2: a constant bias plus one input-independent write at BOS (position 0 of chunk 1):
+    the top position carries nearly all of the PC1 variance and is a BOS, while |cos(PC1, b_out)| ~ 0."""
+    g = torch.Generator().manual_seed(11)
+    eye = torch.eye(16)
+    bias = 5 * eye[0]
+    x = bias + 0.1 * torch.randn(1, 200, 16, generator=g)
+    x[0, 64] += 50 * eye[1]  # chunk 1 (64 positions a chunk) starts at flat index 64
+    st = _stats(x)
+    row = pc1_origin(st, layer_bases(st, "delta_phi", True), bias[None], _selection(200, 64))[0]
+    assert row["top1_share"] > 0.95 and row["top_at_bos"] and row["bias_cos"] < 0.05
+    x[0, 64] -= 50 * eye[1]
+    x[0, 65] += 50 * eye[1]  # the same write one position later: not a BOS
+    st = _stats(x)
+    row = pc1_origin(st, layer_bases(st, "delta_phi", True), bias[None], _selection(200, 64))[0]
+    assert row["top1_share"] > 0.95 and not row["top_at_bos"]

@@ -283,6 +283,10 @@ of the largest (tests/test_capture.py), so explained-variance ratios by that in 
 what depends on eigenvectors (PC1 cosines, subspace overlaps) moves by that over the eigengap:
 at most 2e-5 relative measured on these families (GPT-J's FFN PC1 cosine), values below 1e-6
 compared absolutely."""
+BALANCED_REL = 1e-3
+"""The variance-balanced shared basis (lib/causes.py) equalises the layers, so its spectrum is flatter
+and its eigengaps smaller than the raw shared basis's: its reconstruction at a K inside a near-tie
+moved by 2.1e-4 relative on the GPT-2 test model (80 positions, d_model 32); 1e-3 is 5x that."""
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -296,7 +300,9 @@ def test_speed_options_do_not_change_a_family_tables(family, family_dir, make_co
     one = Run(config, Store(tmp_path / "one"), batch_size=1).tables
     assert_same(Run(config, Store(tmp_path / "three"), batch_size=3).tables, one)
     streamed = Run(config, Store(tmp_path / "streamed"), batch_size=3, stream_above=0).tables
-    assert_same(streamed, one, rel=STREAMED_REL, abs_=STREAMED_ABS)
+    balanced = "reconstruction_balanced_per_layer"
+    assert_same({**streamed, balanced: None}, {**one, balanced: None}, rel=STREAMED_REL, abs_=STREAMED_ABS)
+    assert_same(streamed[balanced], one[balanced], rel=BALANCED_REL, abs_=STREAMED_ABS)
 
 
 def _tables_rank(rank: int, world: int, init: str, config: Any, out: str) -> None:
