@@ -82,7 +82,9 @@ class RunConfig:
         model = Path(self.model).name if self.model_revision.startswith("sha256:") else self.model.replace("/", "_")
         text = KNOWN_TEXTS.get(self.dataset_revision) or Path(self.dataset).stem
         window = f"-w{self.window}" if self.window else ""
-        device = self.device if self.dtype == "float32" else f"{self.device}-{self.dtype}"  # float32 ids predate --dtype
+        device = (
+            self.device if self.dtype == "float32" else f"{self.device}-{self.dtype}"
+        )  # float32 ids predate --dtype
         return f"{model}-{text}-n{self.n_tokens}-{device}-{self.numerics}-{self.positions}-{self.pca}{window}-{self.key()[:8]}"
 
     def to_json(self) -> dict[str, Any]:

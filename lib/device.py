@@ -43,7 +43,10 @@ def check_dtype(device: str, dtype: str) -> str:
         )
     if device == "mps" and dtype != "float32":
         try:  # bfloat16 needs macOS 14; float16 works on every MPS device torch supports
-            (torch.ones(2, 2, dtype=getattr(torch, dtype), device="mps") @ torch.ones(2, 2, dtype=getattr(torch, dtype), device="mps")).cpu()
+            (
+                torch.ones(2, 2, dtype=getattr(torch, dtype), device="mps")
+                @ torch.ones(2, 2, dtype=getattr(torch, dtype), device="mps")
+            ).cpu()
         except (RuntimeError, TypeError) as e:
             raise ConfigError(
                 f"--dtype {dtype} is not supported on mps here ({str(e).splitlines()[0]}); use --dtype float16 or float32"

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -188,3 +189,58 @@ def check_architecture(config_json: Path, shown: str) -> str:
             f"{kind} model; expected a decoder-only causal language model (GPT-2, GPT-NeoX, Llama, ...)"
         )
     return model_type
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the size checks need of a model, read from its config.json before it is loaded."""
+
+    n_layers: int
+    d_model: int
+    d_vocab: int
+    n_ctx: int
+    weight_bytes: int
+    """Bytes of the weight files as stored (safetensors or .bin); 0 where unknown."""
+    stored_itemsize: int
+    """Bytes per weight as stored (config.json's dtype, float32 where it says none)."""
+
+    def weights_in(self, itemsize: int) -> int:
+        """Bytes of the weights loaded at `itemsize` bytes each (0 where the files' size is unknown)."""
+        return self.weight_bytes * itemsize // self.stored_itemsize
+
+
+_SHAPE_KEYS = {
+    "n_layers": ("n_layer", "num_hidden_layers", "n_layers", "num_layers"),
+    "d_model": ("n_embd", "hidden_size", "d_model"),
+    "d_vocab": ("vocab_size",),
+    "n_ctx": ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"),
+}
+_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+def model_directory(location: str, revision: str) -> Path | None:
+    """The local directory holding a resolved model's files (a Hub model: its cached snapshot), or None."""
+    if revision.startswith("sha256:"):
+        return Path(location)
+    if revision.startswith("hub:") and revision != "hub:latest":
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(location, revision=revision[4:], local_files_only=True))
+    return None
+
+
+def model_shape(location: str, revision: str) -> Shape | None:
+    """The model's Shape from its config.json, without loading it; None where it cannot be read."""
+    directory = model_directory(location, revision)
+    if directory is None or not (directory / "config.json").is_file():
+        return None
+    hf = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    hf = {**hf.get("text_config", {}), **hf}  # multimodal configs keep the language model's sizes there
+    values = {
+        name: next((hf[k] for k in keys if isinstance(hf.get(k), int)), None) for name, keys in _SHAPE_KEYS.items()
+    }
+    if any(v is None for v in values.values()):
+        return None
+    weights = sum(p.stat().st_size for pattern in WEIGHT_FILES for p in directory.glob(pattern))
+    stored = _ITEMSIZE.get(str(hf.get("dtype") or hf.get("torch_dtype") or "float32"), 4)
+    return Shape(**values, weight_bytes=weights, stored_itemsize=stored)  # type: ignore[arg-type]
