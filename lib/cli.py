@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # the last window's tokens before any capture.
             to_compute = [run for run in selected.values() if not run.cached(args.follow_ups)]
             for run in to_compute:
-                run.check_sizes()
+                run.check_sizes(args.windows)
             for run in to_compute:
                 if run.config.window == args.windows - 1:
                     run.selection

@@ -90,13 +90,15 @@ class Run:
         key = self.config.key()
         return all(self.store.load_json(s, key, self._meta(s, v), quiet=True) is not None for s, v in stages)
 
-    def check_sizes(self) -> None:
-        """ConfigError, before any tokenisation or model work, when the positions asked for cannot
-        fit the text (decided from its bytes) or the capture cannot fit in memory (decided from
-        the model's config.json). Checks the exact counts later (select_tokens, check_memory)."""
+    def check_sizes(self, windows: int = 1) -> None:
+        """ConfigError, before any tokenisation or model work, when `windows` windows of the
+        positions asked for cannot fit the text (decided from its bytes) or the capture cannot fit
+        in memory (decided from the model's config.json). select_tokens and check_memory check the
+        exact counts later."""
         c = self.config
         shape = model_shape(c.model, c.model_revision)
-        check_text_size(load_text(c.dataset), c.n_tokens, shape.n_ctx if shape else None, c.positions, c.window)
+        n_ctx = shape.n_ctx if shape else None
+        check_text_size(load_text(c.dataset), c.n_tokens, n_ctx, c.positions, windows - 1)
         if shape is None:
             return
         itemsize = 2 if c.dtype in ("bfloat16", "float16") else 4
