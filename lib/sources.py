@@ -7,22 +7,28 @@ resolved to a location and a revision that fingerprints its weights: the run con
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import socket
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from lib.errors import ConfigError
+from lib.options import cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED = {"tiny-wikitext": ROOT / "models" / "tiny-wikitext"}
 """Models shipped in the project, loadable by name (see models/*/README.md)."""
 HUB_ALIASES = {"gpt2": "openai-community/gpt2"}
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+FINGERPRINTS = "fingerprints.json"
+"""The local models' fingerprints, by path, size and modification time, in the default cache
+directory ($DPHI_CACHE_DIR or the user cache dir; docs/cache.md)."""
 FINGERPRINT_FILES = ("config.json", "tokenizer.json", "vocab.json", "merges.txt", *WEIGHT_FILES)
 
 
@@ -30,16 +36,59 @@ def _is_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or Path(name).expanduser().exists()
 
 
+def _fingerprint_files(directory: Path) -> list[Path]:
+    return [path for pattern in FINGERPRINT_FILES for path in sorted(directory.glob(pattern))]
+
+
 def _fingerprint(directory: Path) -> str:
-    """sha256 over the files that define the model's numbers, in a fixed order."""
+    """sha256 over the files that define the model's numbers, in a fixed order.
+
+    Remembered in FINGERPRINTS by the directory's path and each file's size, modification time
+    and inode: hashing GPT-2 small's 500 MB of weights takes about a second, on every run.
+    """
+    files = _fingerprint_files(directory)
+    stamp = [[p.name, st.st_size, st.st_mtime_ns, st.st_ino] for p in files for st in (p.stat(),)]
+    known = _read_fingerprints()
+    entry = known.get(str(directory))
+    if isinstance(entry, dict) and entry.get("files") == stamp:
+        return str(entry["fingerprint"])
     digest = hashlib.sha256()
-    for pattern in FINGERPRINT_FILES:
-        for path in sorted(directory.glob(pattern)):
-            digest.update(path.name.encode())
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return "sha256:" + digest.hexdigest()[:16]
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    fingerprint = "sha256:" + digest.hexdigest()[:16]
+    _write_fingerprints({**known, str(directory): {"files": stamp, "fingerprint": fingerprint}})
+    return fingerprint
+
+
+def _fingerprints_path() -> Path:
+    return Path(cache_dir(None)) / FINGERPRINTS
+
+
+def _read_fingerprints() -> dict[str, object]:
+    try:
+        known = json.loads(_fingerprints_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _write_fingerprints(known: dict[str, object]) -> None:
+    """Replace the file at once (a reader never sees half of it); a cache that cannot be written is no error."""
+    path = _fingerprints_path()
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(known, f)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def check_model_dir(directory: Path, shown: str) -> None:
