@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from lib.corpus import KNOWN_TEXTS, resolve_dataset
-from lib.device import DTYPES, check_dtype, resolve_device
+from lib.device import check_dtype, resolve_device
 from lib.errors import ConfigError
+from lib.options import DTYPES
 from lib.sources import resolve_model
 
 CAPTURE_INDEPENDENT = ("pca", "ks")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from lib.errors import ConfigError
+from lib.options import DTYPES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("float32", "bfloat16", "float16")
-"""--dtype: the forward passes' dtype (float32 as the write-up). Statistics are float64 on the CPU whatever it is."""
 
 
 def resolve_device(name: str) -> str:

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lib.device import DTYPES
-
 DEFAULT_MODEL = "gpt2"  # GPT-2 small (Hub: openai-community/gpt2), the write-up's model
 DEFAULT_DATASET = "wikitext-2-raw-v1"  # WikiText-2 raw, test split, through `datasets`
 CACHE_ENV = "DPHI_CACHE_DIR"
+DTYPES = ("float32", "bfloat16", "float16")
+"""--dtype: the forward passes' dtype (float32 as the write-up). Statistics are float64 on the CPU whatever it is."""
 REFRESH_HELP = "recompute every cache entry the run reads, whatever the cache holds (docs/cache.md)"
 
 
