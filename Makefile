@@ -1,4 +1,4 @@
-# Two commands (see README): `make claims DEVICE=mps` runs the claims suite, `make test` passes the tests.
+# Two commands (see README.md): `make claims DEVICE=mps` runs the claims suite, `make test` passes the tests.
 # Both create .venv and install into it first; nothing else has to be typed.
 PYTHON ?= python3
 VENV := .venv
@@ -7,13 +7,17 @@ DEVICE ?= auto
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup claims test bench
+CONSTRAINTS := constraints.txt
 
-$(VENV)/.installed: pyproject.toml
+.PHONY: setup claims test lint bench upgrade-check
+
+# Installs the exact versions CI tests (constraints.txt); torch first, so that no package pulls a
+# newer (CUDA) build of it.
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) "$(TORCH)"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[test,bench]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -27,13 +31,34 @@ claims: setup
 # cache of its own so a stale user cache cannot hide a regression. pytest's exit 5 (nothing
 # collected, e.g. under -k) is not a failure. Two xdist workers with one intra-op thread each fill
 # the 2 cores; two threads each oversubscribe them (several times slower).
-test: setup
+test: setup lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest tests/ -n 2 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	DPHI_CACHE_DIR=$(CURDIR)/.cache/test $(PY) -m pytest claims/ --model tiny-wikitext \
 		--device=cpu --claims-xfail --require-snapshots --claims-report reports/claims-tiny-wikitext.md $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# Benchmarks (not part of `make test`): a JSON report and a comparison table; see README.
+# Lint, format and the import layers (pyproject.toml [tool.importlinter], docs/internals.md).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+
+# Benchmarks (not part of `make test`): a JSON report and a comparison table; see docs/benchmarks.md.
 bench: setup
 	$(PY) -m pytest benchmarks/ --benchmark-json reports/benchmark.json --benchmark-columns=median,min,max,rounds \
 		--benchmark-sort=name $(PYTEST_ARGS)
 	$(PY) benchmarks/ratios.py reports/benchmark.json
+
+# Not in CI: the newest releases of everything but torch (TORCH=torch for the newest torch too; on
+# Linux without a GPU that is a multi-GB CUDA build) in a venv of their own, then the tests. For a
+# deliberate upgrade: if it passes, review .venv-upgrade/freeze.txt and copy it to constraints.txt.
+upgrade-check:
+	rm -rf .venv-upgrade
+	$(PYTHON) -m venv .venv-upgrade
+	.venv-upgrade/bin/python -m pip install --quiet --upgrade pip
+	.venv-upgrade/bin/python -m pip install --quiet "$(TORCH)"
+	.venv-upgrade/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[test,bench]"
+	.venv-upgrade/bin/python -m pip freeze --exclude-editable > .venv-upgrade/freeze.txt
+	diff $(CONSTRAINTS) .venv-upgrade/freeze.txt || true
+	OMP_NUM_THREADS=1 .venv-upgrade/bin/python -m pytest tests/ -n 2 $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	DPHI_CACHE_DIR=$(CURDIR)/.cache/upgrade-check .venv-upgrade/bin/python -m pytest claims/ --model tiny-wikitext \
+		--device=cpu --claims-xfail --require-snapshots $(PYTEST_ARGS) || [ $$? -eq 5 ]

@@ -3,7 +3,7 @@
     make bench            # = pytest benchmarks/ --benchmark-json reports/benchmark.json
 
 Each benchmark stores the plain alternative's time and the ratio in `extra_info`
-(see README, "Benchmarks"). Model: GPT-2-small-shaped (12 layers, d_model 768, vocab
+(docs/benchmarks.md). Model: GPT-2-small-shaped (12 layers, d_model 768, vocab
 50257), random init from a config; text: WikiText-2 test, 1000 positions.
 """
 

@@ -1,6 +1,6 @@
 """Scaling: the embedded model from 10^3 positions to the whole WikiText-2 test text, and torchrun.
 
-    make bench                                               # every size (long: see README)
+    make bench                                               # every size (long: see docs/benchmarks.md)
     DPHI_SCALING_SIZES=1000,3000 .venv/bin/pytest benchmarks/test_scaling.py   # a quick check
 
 test_scaling_per_position: the whole tables run (cold cache, model loaded first) at each size in a

@@ -190,8 +190,7 @@ class StatsSink:
     scatter M2 = sum (x - mean)(x - mean)^T with the pairwise update of Chan, Golub & LeVeque
     (1979): M2 = M2_a + M2_b + delta delta^T n_a n_b / n, delta = mean_b - mean_a. The merge
     is float64 (float32 on mps, which has no float64; the work stays on the device). The
-    float32 Gram needs no float64 copy of x and takes ~0.6x the time of the float64 sums (README,
-    "Scaling out"); its error against exact float64 is stated in tests/test_capture.py.
+    float32 Gram needs no float64 copy of x and takes ~0.6x the time of the float64 sums (docs/scaling.md); its error against exact float64 is stated in tests/test_capture.py.
     """
 
     def __init__(

@@ -106,7 +106,7 @@ def format_tables(t: dict[str, Any]) -> str:
 
 
 def _ordered(tables: dict[str, Any]) -> dict[str, Any]:
-    """The write-up's tables first, then the suite's own measurements (README: "The tables from the command line")."""
+    """The write-up's tables first, then the suite's own measurements (docs/usage.md)."""
     return {k: tables[k] for k in [*WRITE_UP_TABLES, *(k for k in tables if k not in WRITE_UP_TABLES)]}
 
 

@@ -160,7 +160,7 @@ def build_config(
 
 AUTO_BATCH_SIZE = {"cpu": 1, "cuda": 8, "mps": 4}
 """--batch-size auto per device. cpu: one sequence per pass; on the GPT-2-small shape 8 sequences of
-1000 tokens took 12.2 s as 8 passes and 14.5 s as one pass of 8 (README, "Model families"), and
+1000 tokens took 12.2 s as 8 passes and 14.5 s as one pass of 8 (docs/benchmarks.md), and
 the logits stay 8x smaller. cuda, mps: not measured here (no accelerator);
 8 (the former default, which fits GPT-2 small's 8 x 1024 x 50257 float32 logits, 1.6 GB, on any
 current CUDA card) and 4 (mps shares memory with the system), chosen conservatively."""

@@ -37,8 +37,7 @@ if TYPE_CHECKING:
 PROBE_TOLERANCE = 1e-5
 """Largest per-position relative difference ||a - b|| / ||b|| of Δφ(l) (every layer) and of the
 logits allowed between the fused and the eager kernel. Float32 rounding of the two summation
-orders gives 5e-7 to 1.4e-6 on 2-layer models of every family where the maths agree (README,
-"Model families"); a kernel that drops rotary gives 6e-3 on a random GPT-NeoX and ~0.8 on a
+orders gives 5e-7 to 1.4e-6 on 2-layer models of every family where the maths agree (docs/families.md); a kernel that drops rotary gives 6e-3 on a random GPT-NeoX and ~0.8 on a
 sharpened one. 1e-5 is also the suite's tolerance on norms and perplexity across kernels, so
 a model that passes gives the eager numbers to it; a deep model whose rounding exceeds it
 keeps the bridge's own attention (slower, never wrong)."""
