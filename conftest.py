@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.options import OPTIONS, cache_dir
+from lib.options import OPTIONS, REFRESH_HELP, cache_dir
 
 if TYPE_CHECKING:
     from lib.config import RunConfig
@@ -41,6 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             choices=None if option.listed else option.choices,
             help=f"{option.help} (default: {option.default})",
         )
+    group.addoption("--refresh", dest="dphi_refresh", action="store_true", help=REFRESH_HELP)
     group.addoption(
         "--claims-xfail",
         dest="dphi_claims_xfail",
@@ -186,7 +187,7 @@ def dphi_run(pytestconfig: pytest.Config, run_config: RunConfig) -> Run:
 
     if run_config.unavailable:
         pytest.skip(run_config.unavailable)
-    store = Store(cache_dir(pytestconfig.getoption("dphi_cache_dir")))
+    store = Store(cache_dir(pytestconfig.getoption("dphi_cache_dir")), refresh=pytestconfig.getoption("dphi_refresh"))
     batch_size = check_batch_size(pytestconfig.getoption("dphi_batch_size"), run_config.device)
     last = pytestconfig.getoption("dphi_windows") - 1
     if run_config.window < last:  # a window that does not fit stops the session before any capture

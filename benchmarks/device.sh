@@ -33,6 +33,16 @@ step imports python3 -c "import torch, transformer_lens; print(torch.__version__
 step pipeline env DPHI_BENCH_DEVICE=cuda python3 -m pytest benchmarks/test_pipeline.py -p no:cacheprovider -q \
     -k "capture or tables" --benchmark-json "$OUT/gpu.json" --benchmark-columns=min,max,rounds
 step ratios python3 benchmarks/ratios.py "$OUT/gpu.json"
+# --dtype: bfloat16 vs float32 capture and 7D passes on the GPU, and what bfloat16 costs in the tables
+step dtype env DPHI_BENCH_DEVICE=cuda python3 -m pytest benchmarks/test_pipeline.py -p no:cacheprovider -q \
+    -k "bfloat16" --benchmark-json "$OUT/gpu-dtype.json" --benchmark-columns=min,max,rounds
+step ratios-dtype python3 benchmarks/ratios.py "$OUT/gpu-dtype.json"
+for dtype in float32 bfloat16 float16; do
+    step "tables-$dtype" python3 -m lib tables --model tiny-wikitext --device cuda --dataset "$DPHI_BENCH_TEXT" \
+        --dtype "$dtype" --json "$OUT/tables-$dtype.json" --cache-dir /tmp/dphi-cache
+done
+step dtype-cost python3 benchmarks/dtype_cost.py "$OUT/tables-float32.json" "$OUT/tables-bfloat16.json" \
+    "$OUT/tables-float16.json"
 # torchrun with the nccl backend for CUDA tensors (one rank: one GPU here)
 step torchrun python3 -m torch.distributed.run --standalone --nproc-per-node 1 -m lib tables --model tiny-wikitext \
     --device cuda --dataset "$DPHI_BENCH_TEXT" --n-tokens 30000 --ks 8 --cache-dir /tmp/dphi-cache

@@ -307,3 +307,63 @@ def test_peak_memory_flat_in_tokens(benchmark, tmp_path):
     small = min(peak(1_000)["maxrss_kb"] for _ in range(2))
     large = min(benchmark.pedantic(peak, args=(100_000,), rounds=1)["maxrss_kb"], peak(100_000)["maxrss_kb"])
     benchmark.extra_info.update(peak_kb_1e3=small, peak_kb_1e5=large, ratio=round(large / small, 3))
+
+
+@pytest.fixture(scope="session")
+def run_bfloat16(run: Run, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The model of `run` loaded in bfloat16 (--dtype bfloat16), same tokens."""
+    r = Run(
+        replace(run.config, dtype="bfloat16"),
+        Store(tmp_path_factory.mktemp("cache")),
+        batch_size=BATCH,
+        shared=run.shared,
+    )
+    r.bridge, r.selection
+    return r
+
+
+@pytest.mark.benchmark(group="dtype")
+def test_capture_bfloat16(benchmark, run, run_bfloat16):
+    """The capture pass (Δφ of all layers, held) in bfloat16 vs the same in float32: what --dtype changes."""
+    r = run_bfloat16
+    plain = interleaved(
+        benchmark,
+        lambda: capture_tensors(run.bridge, run.selection, BATCH),
+        lambda: capture_tensors(r.bridge, r.selection, BATCH),
+        rounds=3,
+    )
+    record(benchmark, plain, "the same capture in float32")
+
+
+@pytest.mark.benchmark(group="dtype")
+def test_lowrank_sweep_bfloat16(benchmark, run, run_bfloat16, captured):
+    """7D's 16 projections in bfloat16 vs float32 (the projection hooks run in the model's dtype)."""
+    bases = layer_bases(captured, "delta_phi", True)
+    variants = projections(bases, shared_basis(captured, True), lowrank_ks(captured.total.shape[-1], run.config.ks))
+    plain = interleaved(
+        benchmark,
+        lambda: lowrank_nll(run.bridge, run.selection, variants, 8),
+        lambda: lowrank_nll(run_bfloat16.bridge, run_bfloat16.selection, variants, 8),
+        rounds=1,
+        warmup=0,
+    )
+    record(benchmark, plain, "the same 7D passes in float32")
+
+
+@pytest.mark.benchmark(group="warm")
+def test_warm_commands(benchmark, gpt2_shaped, tmp_path):
+    """Warm `python -m lib tables` (every table cached: no model, no kernel probe) vs `python -c "import
+    torch"`; extra_info also holds warm `pytest claims/` over the same cache (collection and imports)."""
+    cache = tmp_path / "cache"
+    options = ["--model", str(gpt2_shaped), "--dataset", str(TEXT), "--device", DEVICE, "--cache-dir", str(cache)]
+    env = {**os.environ, "DPHI_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}  # the fingerprint cache too
+
+    def command(*argv: str) -> Callable[[], None]:
+        return lambda: subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, check=True)
+
+    tables = command("-m", "lib", "tables", *options)
+    tables()  # cold: fills the cache
+    claims = command("-m", "pytest", "claims/", "-q", "-p", "no:cacheprovider", "--claims-xfail", *options)
+    plain = interleaved(benchmark, command("-c", "import torch"), tables, rounds=3)
+    record(benchmark, plain, 'python -c "import torch"')
+    benchmark.extra_info.update(warm_pytest_claims_s=round(fastest(claims, 3), 4))

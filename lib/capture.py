@@ -288,18 +288,46 @@ def _gib(n: float) -> str:
 
 
 def check_memory(bridge: TransformerBridge, selection: Selection, batch_size: int, held: bool) -> None:
+    """check_capture_memory for a loaded model and its selection (the weights are in memory already)."""
+    cfg = bridge.cfg
+    check_capture_memory(
+        n_layers=cfg.n_layers,
+        d_model=cfg.d_model,
+        d_vocab=cfg.d_vocab,
+        n=selection.n_positions,
+        longest=max(len(c) for c in selection.chunks),
+        batch_size=batch_size,
+        held=held,
+        device=str(cfg.device),
+        dtype=str(cfg.dtype).removeprefix("torch."),
+    )
+
+
+def check_capture_memory(
+    *,
+    n_layers: int,
+    d_model: int,
+    d_vocab: int,
+    n: int,
+    longest: int,
+    batch_size: int,
+    held: bool,
+    device: str,
+    dtype: str = "float32",
+    weights: int = 0,
+) -> None:
     """ConfigError before a capture whose kept tensors would not fit, saying what to change.
 
     Counted: what the capture keeps (held: Δφ, Δφ_attn, Δφ_ffn float32, then their float64
-    moments; streamed: the moments on the forward's device, norms and the 7C sample in RAM)
-    and one batch's float32 logits on the forward's device. Under torchrun every rank of this
-    machine keeps the whole result (LOCAL_WORLD_SIZE times in RAM). The model and the other
-    activations come on top, so a run that passes may still be tight; one that fails would not fit.
+    moments; streamed: the moments on the forward's device, norms and the 7C sample in RAM),
+    one batch's logits (in `dtype`) on the forward's device, and `weights` (the model's bytes
+    in `dtype`, when it is not loaded yet). Under torchrun every rank of this machine keeps the
+    whole result (LOCAL_WORLD_SIZE times in RAM). The other activations come on top, so a run
+    that passes may still be tight; one that fails would not fit.
     """
-    cfg = bridge.cfg
-    n_layers, n, d = cfg.n_layers, selection.n_positions, cfg.d_model
-    device, ranks = str(cfg.device), distributed.local_world_size()
-    logits = batch_size * max(len(c) for c in selection.chunks) * cfg.d_vocab * 4
+    d, ranks = d_model, distributed.local_world_size()
+    itemsize = torch.empty(0, dtype=getattr(torch, dtype)).element_size()
+    logits = batch_size * longest * d_vocab * itemsize
     moments = 3 * n_layers * (d * d + d) * 8
     kept = n_layers * n * 8 + n_layers * min(n, SAMPLE_SIZE) * d * 4  # norms, sample
     if held:
@@ -310,6 +338,11 @@ def check_memory(bridge: TransformerBridge, selection: Selection, batch_size: in
         ram, dev = ranks * kept, moments + d * d * 4 + logits
         per_position = ranks * n_layers * 8
         what = f"the streamed statistics of {n:,} positions (moments, per-position norms, 7C sample)"
+    if weights:
+        dev += ranks * weights if torch.device(device).type != "cuda" else weights
+        what += f", the model's weights in {dtype} ({_gib(weights)})"
+    # float32 weights and logits halve in a 2-byte dtype
+    smaller = ", or --dtype bfloat16 (half the weights and logits)" if itemsize > 2 else ""
     shared_ram = torch.device(device).type != "cuda"  # cpu and mps: one pool
     ram_free = free_bytes("cpu")
     if shared_ram:
@@ -319,12 +352,12 @@ def check_memory(bridge: TransformerBridge, selection: Selection, batch_size: in
         extra = f" or run fewer than {ranks} processes on this machine" if ranks > 1 else ""
         raise ConfigError(
             f"{what} need {_gib(ram)} of memory, but {_gib(ram_free)} is available: lower --n-tokens "
-            f"(about {fit:,} would fit) or --batch-size{extra}"
+            f"(about {fit:,} would fit) or --batch-size{extra}{smaller}"
         )
     if dev and dev > (dev_free := free_bytes(device)):
         raise ConfigError(
             f"{what} and one batch's logits need {_gib(dev)} on {device}, but {_gib(dev_free)} is free "
-            f"there: lower --batch-size, or use --device cpu"
+            f"there: lower --batch-size{smaller}, or use --device cpu"
         )
 
 

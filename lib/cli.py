@@ -11,12 +11,13 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.options import OPTIONS, cache_dir
+from lib.options import OPTIONS, REFRESH_HELP, cache_dir
 
 WRITE_UP_TABLES = (
     "config",
@@ -45,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="also draw document vs measured (7A norms, 7B K90, 7D ratios, 7E K90) for the runs as PNG",
     )
+    tables.add_argument("--refresh", action="store_true", help=REFRESH_HELP)
     tables.add_argument(
         "--follow-ups",
         action="store_true",
@@ -110,6 +112,10 @@ def _ordered(tables: dict[str, Any]) -> dict[str, Any]:
     return {k: tables[k] for k in [*WRITE_UP_TABLES, *(k for k in tables if k not in WRITE_UP_TABLES)]}
 
 
+def _one_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "claims":
@@ -117,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(catalogue.markdown() if args.markdown else catalogue.plain(), end="")
         return 0
+    warnings.formatwarning = _one_line  # a cache warning is one line on the terminal, not a source excerpt
     from lib import distributed
     from lib.config import check_batch_size
     from lib.experiment import Run
@@ -131,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_batch_size(args.batch_size)
         configs = build_runs(values, args.windows)
         runs = dict(zip(labels(configs), configs))
-        shared, store = Shared(), distributed.SharedStore(cache_dir(args.cache_dir))
+        shared, store = Shared(), distributed.SharedStore(cache_dir(args.cache_dir), refresh=args.refresh)
         with distributed.process_group(
             next(iter(runs.values())).device
         ):  # torchrun: every rank computes, rank 0 writes
@@ -143,7 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             selected = {
                 n: Run(c, store, check_batch_size(args.batch_size, c.device), shared=shared) for n, c in runs.items()
             }
-            for run in selected.values():  # windows that do not fit stop the command before any capture
+            # A run whose tables are cached loads no model (it fit when they were made). The others:
+            # sizes that cannot fit stop the command before any model work, then the exact check of
+            # the last window's tokens before any capture.
+            to_compute = [run for run in selected.values() if not run.cached(args.follow_ups)]
+            for run in to_compute:
+                run.check_sizes(args.windows)
+            for run in to_compute:
                 if run.config.window == args.windows - 1:
                     run.selection
             for name, run in selected.items():

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from lib.corpus import KNOWN_TEXTS, resolve_dataset
-from lib.device import resolve_device
+from lib.device import check_dtype, resolve_device
 from lib.errors import ConfigError
+from lib.options import DTYPES
 from lib.sources import resolve_model
 
 CAPTURE_INDEPENDENT = ("pca", "ks")
@@ -34,7 +35,8 @@ class RunConfig:
     device: str
     """Resolved torch device: cpu, cuda or mps. Δφ differs slightly per device."""
     dtype: str
-    """Model dtype for the forward passes."""
+    """Dtype of the weights and the forward passes (hooks, projections): float32 (the write-up),
+    bfloat16 or float16. Statistics are float64 on the CPU whatever it is (docs/dtype.md)."""
     numerics: str
     """compat (HookedTransformer-equivalent weight processing) or raw (Hugging Face)."""
     positions: str
@@ -81,7 +83,10 @@ class RunConfig:
         model = Path(self.model).name if self.model_revision.startswith("sha256:") else self.model.replace("/", "_")
         text = KNOWN_TEXTS.get(self.dataset_revision) or Path(self.dataset).stem
         window = f"-w{self.window}" if self.window else ""
-        return f"{model}-{text}-n{self.n_tokens}-{self.device}-{self.numerics}-{self.positions}-{self.pca}{window}-{self.key()[:8]}"
+        device = (
+            self.device if self.dtype == "float32" else f"{self.device}-{self.dtype}"
+        )  # float32 ids predate --dtype
+        return f"{model}-{text}-n{self.n_tokens}-{device}-{self.numerics}-{self.positions}-{self.pca}{window}-{self.key()[:8]}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,12 +133,13 @@ def build_config(
         ("positions", positions, ("all", "text")),
         ("pca", pca, ("centred", "uncentred")),
         ("attention", attention, ("sdpa", "eager")),
-        ("dtype", dtype, ("float32",)),
+        ("dtype", dtype, DTYPES),
     ):
         if value not in allowed:
             raise ConfigError(f"--{name} {value!r} is not allowed; allowed: {', '.join(allowed)}")
     k_list = parse_ks(ks)
     resolved_device = resolve_device(device)
+    check_dtype(resolved_device, dtype)
     model_path, model_revision = resolve_model(model)
     dataset_path, dataset_revision = resolve_dataset(dataset)
     return RunConfig(

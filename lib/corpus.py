@@ -171,6 +171,32 @@ def window_text_tokens(n_tokens: int, n_ctx: int, positions: str) -> int:
     return full * (n_ctx - 1) + max(rest - 1, 0)
 
 
+def check_text_size(text: str, n_tokens: int, n_ctx: int | None, positions: str, window: int = 0) -> None:
+    """ConfigError when windows 0 .. window of n_tokens positions cannot fit the text, decided
+    from its length in bytes, before tokenising it: every token covers at least one byte of
+    the text (byte-level BPE; a SentencePiece tokenizer may add one leading piece, hence + 1).
+    What passes here may still not fit: select_tokens counts exactly.
+
+    n_ctx: the model's context (None: unknown, the bound then assumes the most BOS, n_ctx 2).
+    """
+    n_bytes = len(text.encode("utf-8"))
+    most_text = n_bytes + 1
+    ctx = max(n_ctx or 2, 2)
+    most = most_text + (-(-most_text // (ctx - 1)) if positions == "all" else 0)  # one BOS per chunk
+    if n_tokens > most:
+        raise ConfigError(
+            f"--n-tokens {n_tokens} is larger than the text provides: its {n_bytes:,} bytes hold at most "
+            f"{most:,} positions with --positions {positions} (a token covers at least one byte)"
+        )
+    per_window = window_text_tokens(n_tokens, ctx, positions)
+    if window and (window + 1) * per_window > most_text:
+        raise ConfigError(
+            f"--windows {window + 1} with --n-tokens {n_tokens}: the windows need at least "
+            f"{(window + 1) * per_window:,} text tokens, but the text's {n_bytes:,} bytes hold at most "
+            f"{most_text:,}; at most {most_text // per_window} windows fit"
+        )
+
+
 @dataclass(frozen=True)
 class Selection:
     """The token chunks fed to the model and which of their positions are collected."""

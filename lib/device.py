@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lib.errors import ConfigError
+from lib.options import DTYPES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -25,3 +26,28 @@ def resolve_device(name: str) -> str:
             "torch build that has MPS); use --device cpu or auto"
         )
     return name
+
+
+def check_dtype(device: str, dtype: str) -> str:
+    """--dtype, checked against the resolved device: ConfigError where the device cannot run it."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype {dtype!r} is not allowed; allowed: {', '.join(DTYPES)}")
+    if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        name = torch.cuda.get_device_name()
+        raise ConfigError(
+            f"--dtype bfloat16 on {name}: this GPU has no bfloat16 arithmetic (it needs compute capability 8.0, "
+            "Ampere, or later); use --dtype float16 or float32"
+        )
+    if device == "mps" and dtype != "float32":
+        try:  # bfloat16 needs macOS 14; float16 works on every MPS device torch supports
+            (
+                torch.ones(2, 2, dtype=getattr(torch, dtype), device="mps")
+                @ torch.ones(2, 2, dtype=getattr(torch, dtype), device="mps")
+            ).cpu()
+        except (RuntimeError, TypeError) as e:
+            raise ConfigError(
+                f"--dtype {dtype} is not supported on mps here ({str(e).splitlines()[0]}); use --dtype float16 or float32"
+            ) from None
+    return dtype

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lib.capture import Capture, Stats, capture_stats, capture_tensors, check_memory
+from lib.capture import Capture, Stats, capture_stats, capture_tensors, check_capture_memory, check_memory
 from lib.causes import cause_tables
 from lib.config import CAPTURE_INDEPENDENT
-from lib.corpus import Selection, select_tokens
+from lib.corpus import Selection, check_text_size, load_text, select_tokens
 from lib.followups import FOLLOWUPS_VERSION, followup_tables
 from lib.lowrank import lowrank_nll
+from lib.sources import model_shape
 from lib.spectra import pca
 from lib.store import Store
 from lib.tables import (
@@ -76,6 +77,45 @@ class Run:
         self.shared = shared or Shared()
         """Models and tokenized texts shared with the session's other runs."""
 
+    def _meta(self, stage: str, version: int, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        return {"stage": stage, "version": version, **self.config.identity(exclude=exclude)}
+
+    def _held(self, n_layers: int, d_model: int) -> bool:
+        """Whether the capture holds every Δφ vector (else it streams Stats): STREAM_ABOVE, HOLD_BYTES."""
+        held_bytes = 3 * n_layers * self.config.n_tokens * d_model * 4
+        return self.config.n_tokens <= self.stream_above and held_bytes <= self.hold_bytes
+
+    def cached(self, follow_ups: bool = False) -> bool:
+        """Whether the tables (and the follow-ups) are in the store for this config: reading them loads no model."""
+        stages = [("tables", TABLES_VERSION)] + ([("followups", FOLLOWUPS_VERSION)] if follow_ups else [])
+        key = self.config.key()
+        return all(self.store.load_json(s, key, self._meta(s, v), quiet=True) is not None for s, v in stages)
+
+    def check_sizes(self, windows: int = 1) -> None:
+        """ConfigError, before any tokenisation or model work, when `windows` windows of the
+        positions asked for cannot fit the text (decided from its bytes) or the capture cannot fit
+        in memory (decided from the model's config.json). select_tokens and check_memory check the
+        exact counts later."""
+        c = self.config
+        shape = model_shape(c.model, c.model_revision)
+        n_ctx = shape.n_ctx if shape else None
+        check_text_size(load_text(c.dataset), c.n_tokens, n_ctx, c.positions, windows - 1)
+        if shape is None:
+            return
+        itemsize = 2 if c.dtype in ("bfloat16", "float16") else 4
+        check_capture_memory(
+            n_layers=shape.n_layers,
+            d_model=shape.d_model,
+            d_vocab=shape.d_vocab,
+            n=c.n_tokens,
+            longest=min(c.n_tokens, shape.n_ctx),
+            batch_size=self.batch_size,
+            held=self._held(shape.n_layers, shape.d_model),
+            device=c.device,
+            dtype=c.dtype,
+            weights=shape.weights_in(itemsize),
+        )
+
     @cached_property
     def bridge(self) -> TransformerBridge:
         return self.shared.bridge(self.config)
@@ -95,7 +135,7 @@ class Run:
 
     @cached_property
     def capture(self) -> Capture:
-        meta = {"stage": "capture", "version": CAPTURE_VERSION, **self.config.identity(exclude=CAPTURE_INDEPENDENT)}
+        meta = self._meta("capture", CAPTURE_VERSION, CAPTURE_INDEPENDENT)
 
         def compute() -> dict[str, torch.Tensor]:
             check_memory(self.bridge, self.selection, self.batch_size, held=True)
@@ -110,10 +150,9 @@ class Run:
     def stats(self) -> Stats:
         """What the tables need: from the held Δφ, or streamed past `stream_above` positions / `hold_bytes`."""
         cfg = self.bridge.cfg  # loaded anyway: the tables' 7D passes need it
-        held_bytes = 3 * cfg.n_layers * self.config.n_tokens * cfg.d_model * 4
-        if self.config.n_tokens <= self.stream_above and held_bytes <= self.hold_bytes:
+        if self._held(cfg.n_layers, cfg.d_model):
             return Stats.of_capture(self.capture)
-        meta = {"stage": "stats", "version": CAPTURE_VERSION, **self.config.identity(exclude=CAPTURE_INDEPENDENT)}
+        meta = self._meta("stats", CAPTURE_VERSION, CAPTURE_INDEPENDENT)
 
         def compute() -> dict[str, torch.Tensor]:
             check_memory(self.bridge, self.selection, self.batch_size, held=False)
@@ -125,8 +164,9 @@ class Run:
 
     @cached_property
     def tables(self) -> dict[str, Any]:
-        meta = {"stage": "tables", "version": TABLES_VERSION, **self.config.identity()}
-        return self.store.get_or_compute_json("tables", self.config.key(), meta, self.compute_tables)
+        return self.store.get_or_compute_json(
+            "tables", self.config.key(), self._meta("tables", TABLES_VERSION), self.compute_tables
+        )
 
     def compute_tables(self) -> dict[str, Any]:
         st, centred, cfg = self.stats, self.config.pca == "centred", self.bridge.cfg
@@ -177,7 +217,7 @@ class Run:
     @cached_property
     def followups(self) -> dict[str, Any]:
         """Follow-up tables 7F-7H (lib/followups.py): computed only when accessed, cached beside the tables."""
-        meta = {"stage": "followups", "version": FOLLOWUPS_VERSION, **self.config.identity()}
+        meta = self._meta("followups", FOLLOWUPS_VERSION)
 
         def compute() -> dict[str, Any]:
             st = self.stats  # loads the held capture where the tables use it; the outliers' vectors come from it

@@ -249,8 +249,11 @@ def probe(bridge: TransformerBridge) -> Decision:
         with _fused(bridge, layers):
             fused = _probe_pass(bridge, tokens)
     except Exception as e:  # noqa: BLE001 - any failure of the fused kernel means: not for this model
+        message = (str(e).splitlines() or [""])[0]
         return Decision(
-            "eager", (), f"the fused kernel fails on {hf_name} ({type(e).__name__}); using the bridge's own"
+            "eager",
+            (),
+            f"the fused kernel fails on {hf_name} ({type(e).__name__}: {message}); using the bridge's own",
         )
     worst = max(_relative_difference(f, e) for f, e in zip(fused, eager))
     if not worst <= PROBE_TOLERANCE:  # NaN refuses too
@@ -273,8 +276,18 @@ def decide(bridge: TransformerBridge, kernel: str, announce: bool = True) -> Dec
     """The kernel `kernel` ('sdpa' or 'eager') resolves to on this bridge, decided once and stored on it."""
     decisions: dict[str, Decision] = bridge.__dict__.setdefault("_dphi_kernels", {})
     if kernel not in decisions:
+        dtype = getattr(bridge.cfg, "dtype", torch.float32)
         if kernel == "eager":
             decisions[kernel] = Decision("eager", (), "the bridge's own (--attention eager)")
+        elif dtype != torch.float32:
+            # The two kernels' rounding differs by ~1e-2 in a 2-byte dtype (2.4e-2 bfloat16, 2.9e-3 float16
+            # on the embedded model): the probe's 1e-5 would always refuse, after two passes and their memory.
+            decisions[kernel] = Decision(
+                "eager",
+                (),
+                f"the bridge's own: in {str(dtype).removeprefix('torch.')} the fused kernel's "
+                f"rounding differs from it by more than {PROBE_TOLERANCE:.0e}",
+            )
         else:
             decisions[kernel] = probe(bridge)
         if announce and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all

@@ -145,7 +145,7 @@ def lowrank_nll(
     sums are summed over ranks (exact: one rank wrote each) and added in step order on every
     rank, so the result is bitwise that of one process.
     """
-    device = bridge.cfg.device
+    device, dtype = bridge.cfg.device, bridge.cfg.dtype
     count = sum(len(chunk) - 1 for chunk in selection.chunks)  # predicted tokens
     # Group variants of one site and similar width, so that zero-padding to the group's largest costs little.
     groups: list[list[int]] = []
@@ -162,7 +162,10 @@ def lowrank_nll(
             group = groups[g]
             if g != current:  # the group's projections, hooked once for all its chunks
                 hooked.close()
-                means, w, complement, active = (t.to(device) for t in _group_tensors([variants[i] for i in group]))
+                means, w, complement, active = _group_tensors([variants[i] for i in group])
+                # the projection runs in the model's dtype, so resid_post keeps the dtype the next layer expects
+                means, w = means.to(device, dtype), w.to(device, dtype)
+                complement, active = complement.to(device), active.to(device)
                 hooks = _hooks(means, w, complement, active, site=variants[group[0]].site)
                 hooked.enter_context(bridge.hooks(fwd_hooks=hooks))
                 current = g

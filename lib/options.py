@@ -14,6 +14,9 @@ from typing import Any
 DEFAULT_MODEL = "gpt2"  # GPT-2 small (Hub: openai-community/gpt2), the write-up's model
 DEFAULT_DATASET = "wikitext-2-raw-v1"  # WikiText-2 raw, test split, through `datasets`
 CACHE_ENV = "DPHI_CACHE_DIR"
+DTYPES = ("float32", "bfloat16", "float16")
+"""--dtype: the forward passes' dtype (float32 as the write-up). Statistics are float64 on the CPU whatever it is."""
+REFRESH_HELP = "recompute every cache entry the run reads, whatever the cache holds (docs/cache.md)"
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,13 @@ OPTIONS: tuple[Option, ...] = (
         "attention kernel during capture and 7D: sdpa (fused where a load-time probe shows it equals the bridge's "
         "own attention on this model, to 1e-5; the bridge's own elsewhere) or eager (the bridge's own everywhere)",
         choices=("sdpa", "eager"),
+    ),
+    Option(
+        "dtype",
+        "float32",
+        "dtype of the weights and forward passes: float32 (the write-up), bfloat16 or float16 (half the memory; "
+        "statistics stay float64; what it costs: docs/dtype.md)",
+        choices=DTYPES,
     ),
     Option(
         "ks",

@@ -78,7 +78,12 @@ def label(config: RunConfig) -> str:
         parts.append(f"n{config.n_tokens}")
     parts += [
         v
-        for v, default in ((config.numerics, "compat"), (config.positions, "all"), (config.pca, "centred"))
+        for v, default in (
+            (config.numerics, "compat"),
+            (config.positions, "all"),
+            (config.pca, "centred"),
+            (config.dtype, "float32"),
+        )
         if v != default
     ]
     parts.append(f"w{config.window}")

@@ -7,21 +7,28 @@ resolved to a location and a revision that fingerprints its weights: the run con
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import socket
+import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from lib.errors import ConfigError
+from lib.options import cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED = {"tiny-wikitext": ROOT / "models" / "tiny-wikitext"}
 """Models shipped in the project, loadable by name (see models/*/README.md)."""
 HUB_ALIASES = {"gpt2": "openai-community/gpt2"}
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+FINGERPRINTS = "fingerprints.json"
+"""The local models' fingerprints, by path, size and modification time, in the default cache
+directory ($DPHI_CACHE_DIR or the user cache dir; docs/cache.md)."""
 FINGERPRINT_FILES = ("config.json", "tokenizer.json", "vocab.json", "merges.txt", *WEIGHT_FILES)
 
 
@@ -29,16 +36,59 @@ def _is_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or Path(name).expanduser().exists()
 
 
+def _fingerprint_files(directory: Path) -> list[Path]:
+    return [path for pattern in FINGERPRINT_FILES for path in sorted(directory.glob(pattern))]
+
+
 def _fingerprint(directory: Path) -> str:
-    """sha256 over the files that define the model's numbers, in a fixed order."""
+    """sha256 over the files that define the model's numbers, in a fixed order.
+
+    Remembered in FINGERPRINTS by the directory's path and each file's size, modification time
+    and inode: hashing GPT-2 small's 500 MB of weights takes about a second, on every run.
+    """
+    files = _fingerprint_files(directory)
+    stamp = [[p.name, st.st_size, st.st_mtime_ns, st.st_ino] for p in files for st in (p.stat(),)]
+    known = _read_fingerprints()
+    entry = known.get(str(directory))
+    if isinstance(entry, dict) and entry.get("files") == stamp:
+        return str(entry["fingerprint"])
     digest = hashlib.sha256()
-    for pattern in FINGERPRINT_FILES:
-        for path in sorted(directory.glob(pattern)):
-            digest.update(path.name.encode())
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return "sha256:" + digest.hexdigest()[:16]
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    fingerprint = "sha256:" + digest.hexdigest()[:16]
+    _write_fingerprints({**known, str(directory): {"files": stamp, "fingerprint": fingerprint}})
+    return fingerprint
+
+
+def _fingerprints_path() -> Path:
+    return Path(cache_dir(None)) / FINGERPRINTS
+
+
+def _read_fingerprints() -> dict[str, object]:
+    try:
+        known = json.loads(_fingerprints_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _write_fingerprints(known: dict[str, object]) -> None:
+    """Replace the file at once (a reader never sees half of it); a cache that cannot be written is no error."""
+    path = _fingerprints_path()
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(known, f)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def check_model_dir(directory: Path, shown: str) -> None:
@@ -188,3 +238,58 @@ def check_architecture(config_json: Path, shown: str) -> str:
             f"{kind} model; expected a decoder-only causal language model (GPT-2, GPT-NeoX, Llama, ...)"
         )
     return model_type
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the size checks need of a model, read from its config.json before it is loaded."""
+
+    n_layers: int
+    d_model: int
+    d_vocab: int
+    n_ctx: int
+    weight_bytes: int
+    """Bytes of the weight files as stored (safetensors or .bin); 0 where unknown."""
+    stored_itemsize: int
+    """Bytes per weight as stored (config.json's dtype, float32 where it says none)."""
+
+    def weights_in(self, itemsize: int) -> int:
+        """Bytes of the weights loaded at `itemsize` bytes each (0 where the files' size is unknown)."""
+        return self.weight_bytes * itemsize // self.stored_itemsize
+
+
+_SHAPE_KEYS = {
+    "n_layers": ("n_layer", "num_hidden_layers", "n_layers", "num_layers"),
+    "d_model": ("n_embd", "hidden_size", "d_model"),
+    "d_vocab": ("vocab_size",),
+    "n_ctx": ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"),
+}
+_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+def model_directory(location: str, revision: str) -> Path | None:
+    """The local directory holding a resolved model's files (a Hub model: its cached snapshot), or None."""
+    if revision.startswith("sha256:"):
+        return Path(location)
+    if revision.startswith("hub:") and revision != "hub:latest":
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(location, revision=revision[4:], local_files_only=True))
+    return None
+
+
+def model_shape(location: str, revision: str) -> Shape | None:
+    """The model's Shape from its config.json, without loading it; None where it cannot be read."""
+    directory = model_directory(location, revision)
+    if directory is None or not (directory / "config.json").is_file():
+        return None
+    hf = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    hf = {**hf.get("text_config", {}), **hf}  # multimodal configs keep the language model's sizes there
+    values = {
+        name: next((hf[k] for k in keys if isinstance(hf.get(k), int)), None) for name, keys in _SHAPE_KEYS.items()
+    }
+    if any(v is None for v in values.values()):
+        return None
+    weights = sum(p.stat().st_size for pattern in WEIGHT_FILES for p in directory.glob(pattern))
+    stored = _ITEMSIZE.get(str(hf.get("dtype") or hf.get("torch_dtype") or "float32"), 4)
+    return Shape(**values, weight_bytes=weights, stored_itemsize=stored)  # type: ignore[arg-type]

@@ -1,9 +1,12 @@
 """On-disk cache keyed by the run config: safetensors + the config as JSON beside it.
 
-An entry is `<root>/<name>-<key>.safetensors`; its header carries the config and a
-sha256 of the tensor bytes, so an entry answers only for the config that wrote it and a
-corrupt one is detected. Writes go to a temp file that is renamed into place (a reader
-never sees half an entry), under a file lock (two pytest-xdist workers compute it once).
+An entry is `<root>/<name>-<key>.safetensors`; its header carries the config, the library
+versions that computed it and a sha256 of the tensor bytes, so an entry answers only for
+the config and the libraries that wrote it and a corrupt one is detected. Writes go to a
+temp file that is renamed into place (a reader never sees half an entry), under a file
+lock (two pytest-xdist workers compute it once). An entry that cannot be written (full
+disk, quota, read-only directory) is a one-line warning: the run goes on without it.
+See docs/cache.md.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +31,38 @@ from lib.options import CACHE_ENV
 
 
 class CacheWarning(UserWarning):
-    """A cache entry was unusable and is being recomputed."""
+    """A cache entry was unusable and is being recomputed, or could not be written."""
+
+
+LIBRARIES = ("torch", "transformers", "transformer-lens", "numpy")
+"""Libraries whose version a cache entry records (with Python's): the numbers may change with them."""
+
+
+@cache
+def library_versions() -> dict[str, str]:
+    """{'python': '3.11.9', 'torch': '2.5.1', ...}: the versions an entry computed now is stamped with."""
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def _version_change(stored: object) -> str | None:
+    """None when `stored` (an entry's versions) equals this process's; else what differs, e.g. 'torch 2.4.0 -> 2.5.1'."""
+    now = library_versions()
+    if stored == now:
+        return None
+    if not isinstance(stored, dict):
+        return "library versions not recorded"
+    changed = [f"{k} {stored.get(k, '?')} -> {v}" for k, v in now.items() if stored.get(k) != v]
+    return ", ".join(changed) or "library versions differ"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -44,6 +82,10 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0]
 
 
 def check_cache_dir(root: str | Path) -> Path:
@@ -69,8 +111,39 @@ def check_cache_dir(root: str | Path) -> Path:
 class Store:
     """A directory of cache entries; `get_or_compute` is the one way in."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, refresh: bool = False) -> None:
         self.root = check_cache_dir(root)
+        self.refresh = refresh
+        """--refresh: recompute each entry once in this process, whatever the cache holds."""
+        self._refreshed: set[Path] = set()
+
+    def _stale(self, path: Path) -> bool:
+        """Whether --refresh asks to recompute this entry (once: later reads take what this process wrote)."""
+        return self.refresh and path not in self._refreshed
+
+    def _warn(self, message: str) -> None:
+        warnings.warn(message, CacheWarning, stacklevel=3)
+
+    def _write_failed(self, path: Path, size: int, e: BaseException) -> None:
+        reason = getattr(e, "strerror", None) or _first_line(e)
+        self._warn(
+            f"cache entry {path.name} not written to {self.root}: {reason} ({_size(size)} needed); "
+            "the run goes on without it"
+        )
+
+    @contextmanager
+    def _lock(self, path: Path) -> Iterator[None]:
+        """The entry's file lock; none when the lock file itself cannot be made (the write will fail and say so)."""
+        lock = FileLock(str(path) + ".lock")
+        try:
+            lock.acquire()
+        except OSError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()
 
     def path(self, name: str, key: str) -> Path:
         return self.root / f"{name}-{key}.safetensors"
@@ -81,32 +154,47 @@ class Store:
         from safetensors.torch import load_file
 
         path = self.path(name, key)
-        if not path.exists():
+        if not path.exists() or self._stale(path):
             return None
         try:
             with safe_open(str(path), framework="pt") as f:
                 header = f.metadata() or {}
             if json.loads(header.get("meta", "null")) != meta:
-                warnings.warn(
-                    f"cache entry {path} was written for another config; recomputing", CacheWarning, stacklevel=2
-                )
+                self._warn(f"cache entry {path} was written for another config; recomputing")
+                return None
+            change = _version_change(json.loads(header.get("versions", "null")))
+            if change:
+                self._warn(f"cache entry {path} was computed under other library versions ({change}); recomputing")
                 return None
             tensors = load_file(str(path))
             if _digest(tensors) != header.get("sha256"):
                 raise ValueError("checksum mismatch")
         except Exception as e:  # noqa: BLE001 - any unreadable entry is recomputed
-            warnings.warn(f"cache entry {path} is corrupt ({e}); recomputing", CacheWarning, stacklevel=2)
+            self._warn(f"cache entry {path} is corrupt ({_first_line(e)}); recomputing")
             return None
         return tensors
 
-    def save(self, name: str, key: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
+    def save(self, name: str, key: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path | None:
+        """Write the entry and its JSON description; None (and a warning) when the directory refuses it."""
+        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
         path = self.path(name, key)
+        self._refreshed.add(path)
         tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
-        header = {"meta": json.dumps(meta, sort_keys=True), "sha256": _digest(tensors)}
-        _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
-        _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2, sort_keys=True)))
+        header = {
+            "meta": json.dumps(meta, sort_keys=True),
+            "versions": json.dumps(library_versions(), sort_keys=True),
+            "sha256": _digest(tensors),
+        }
+        described = json.dumps({**meta, "versions": library_versions()}, indent=2, sort_keys=True)
+        try:
+            _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+            _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(described))
+        except (OSError, SafetensorError) as e:
+            path.unlink(missing_ok=True)  # an entry without its description is partial too
+            self._write_failed(path, sum(t.nbytes for t in tensors.values()) + len(described), e)
+            return None
         return path
 
     def get_or_compute(
@@ -116,7 +204,7 @@ class Store:
 
         The lock makes a second pytest-xdist worker wait and then read the first one's entry.
         """
-        with FileLock(str(self.path(name, key)) + ".lock"):
+        with self._lock(self.path(name, key)):
             cached = self.load(name, key, meta)
             if cached is not None:
                 return cached
@@ -129,16 +217,35 @@ class Store:
     ) -> dict[str, Any]:
         """As get_or_compute, for a JSON document (the tables)."""
         path = self.root / f"{name}-{key}.json"
-        with FileLock(str(path) + ".lock"):
-            if path.exists():
-                try:
-                    entry = json.loads(path.read_text())
-                    if entry["meta"] == meta:
-                        return entry["data"]
-                    reason = "was written for another config"
-                except (ValueError, KeyError, TypeError) as e:
-                    reason = f"is corrupt ({e})"
-                warnings.warn(f"cache entry {path} {reason}; recomputing", CacheWarning, stacklevel=2)
+        with self._lock(path):
+            cached = self.load_json(name, key, meta)
+            if cached is not None:
+                return cached
             data = compute()
-            _atomic_write(path, lambda tmp: tmp.write_text(json.dumps({"meta": meta, "data": data})))
+            self._refreshed.add(path)
+            text = json.dumps({"meta": meta, "versions": library_versions(), "data": data})
+            try:
+                _atomic_write(path, lambda tmp: tmp.write_text(text))
+            except OSError as e:
+                self._write_failed(path, len(text.encode()), e)
             return data
+
+    def load_json(self, name: str, key: str, meta: dict[str, Any], quiet: bool = False) -> dict[str, Any] | None:
+        """A JSON entry's data, or None when absent, refreshed, written for another config or
+        other library versions, or corrupt (with a warning, unless `quiet`: a peek that recomputes nothing)."""
+        path = self.root / f"{name}-{key}.json"
+        if not path.exists() or self._stale(path):
+            return None
+        try:
+            entry = json.loads(path.read_text())
+            if entry["meta"] != meta:
+                reason = "was written for another config"
+            elif change := _version_change(entry.get("versions")):
+                reason = f"was computed under other library versions ({change})"
+            else:
+                return entry["data"]
+        except (ValueError, KeyError, TypeError) as e:
+            reason = f"is corrupt ({_first_line(e)})"
+        if not quiet:
+            self._warn(f"cache entry {path} {reason}; recomputing")
+        return None

@@ -1,4 +1,4 @@
-"""The on-disk cache: hits, misses, corruption, concurrent writers."""
+"""The on-disk cache: hits, misses, corruption, library versions, --refresh, concurrent writers."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from lib import store as store_module
 from lib.config import CAPTURE_INDEPENDENT
 from lib.experiment import CAPTURE_VERSION, Run
-from lib.store import CacheWarning, Store
+from lib.store import CacheWarning, Store, library_versions
 
 META = {"stage": "test", "n": 1}
 
@@ -107,3 +108,46 @@ def test_two_workers_fill_once(tmp_path: Path):
         results = pool.starmap(_fill, [(str(tmp_path / "c"), str(counter))] * 4)
     assert results == [28.0] * 4
     assert counter.read_text() == "x"
+
+
+def _counting(kind: str, calls: list[int]) -> tuple[str, object]:
+    """(the Store method's name, a compute that counts its calls) for a tensors or a JSON entry."""
+
+    def tensors() -> dict[str, torch.Tensor]:
+        calls.append(1)
+        return {"a": torch.ones(3)}
+
+    def document() -> dict[str, int]:
+        calls.append(1)
+        return {"a": 1}
+
+    return ("get_or_compute", tensors) if kind == "tensors" else ("get_or_compute_json", document)
+
+
+@pytest.mark.parametrize("kind", ["tensors", "json"])
+def test_an_entry_computed_under_other_library_versions_is_recomputed(store, monkeypatch, kind):
+    calls: list[int] = []
+    method, compute = _counting(kind, calls)
+    other = {**library_versions(), "torch": "0.0.1"}
+    with monkeypatch.context() as m:
+        m.setattr(store_module, "library_versions", lambda: other)
+        getattr(store, method)("x", "k", META, compute)
+    with pytest.warns(CacheWarning, match=r"other library versions \(torch 0\.0\.1 -> ") as record:
+        getattr(store, method)("x", "k", META, compute)
+    assert len(calls) == 2, "an entry of other library versions must not answer"
+    assert len([w for w in record if w.category is CacheWarning]) == 1 and "\n" not in str(record[0].message)
+    getattr(store, method)("x", "k", META, compute)  # rewritten under this process's versions: a hit
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("kind", ["tensors", "json"])
+def test_refresh_recomputes_each_entry_once(tmp_path: Path, kind):
+    calls: list[int] = []
+    method, compute = _counting(kind, calls)
+    getattr(Store(tmp_path), method)("x", "k", META, compute)
+    refreshing = Store(tmp_path, refresh=True)
+    getattr(refreshing, method)("x", "k", META, compute)
+    assert len(calls) == 2, "--refresh must recompute a valid entry"
+    getattr(refreshing, method)("x", "k", META, compute)  # what this run wrote answers its later reads
+    getattr(Store(tmp_path), method)("x", "k", META, compute)
+    assert len(calls) == 2
