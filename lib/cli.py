@@ -1,4 +1,5 @@
-"""`python -m lib tables`: print tables 7A-7E in the write-up's layout, or write them as JSON.
+"""`python -m lib tables`: print tables 7A-7E in the write-up's layout, or write them as JSON;
+`python -m lib compare A.json B.json`: a claims result against a baseline (lib/compare.py).
 
 List options (--model, --dataset, --numerics, --positions) and --windows give several runs
 (lib/runs.py): one table set per run, printed under the run's label; --json then writes
@@ -50,6 +51,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run the follow-up experiments 7F-7H (about as many passes again as 7D)",
     )
+    compare = sub.add_parser(
+        "compare",
+        help="compare two --claims-json results: changed verdicts, then cells that moved; exit 1 when a verdict changed",
+    )
+    compare.add_argument("baseline", help="the earlier --claims-json file")
+    compare.add_argument("current", help="the later --claims-json file")
     return p
 
 
@@ -110,6 +117,10 @@ def _ordered(tables: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "compare":
+        from lib.compare import main as compare
+
+        return compare(args.baseline, args.current)
     from lib import distributed
     from lib.config import check_batch_size
     from lib.experiment import Run
