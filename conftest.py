@@ -31,6 +31,8 @@ TABLES_BY_RUN: dict[str, dict[str, Any]] = {}
 """label -> tables of every run whose tables were computed, for the session's figure."""
 CLAIM_ROWS: dict[str, Any] = {}
 """nodeid -> lib.report.Row of every claim test that ran, for the summary."""
+SNAPSHOT_REFERENCES: set[str] = set()
+"""Which snapshot a run on another device was compared with (claims/test_snapshots.py), for the summary."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -183,6 +185,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for key, value in report.user_properties:
         if key == "claim_outcome":
             CLAIM_ROWS[report.nodeid] = Row(**value)
+        if key == "snapshot_reference" and report.when == "call":
+            SNAPSHOT_REFERENCES.add(value)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -192,6 +196,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     from lib.report import json_document, markdown, terminal_summary
     from lib.runs import label
 
+    for line in sorted(SNAPSHOT_REFERENCES):
+        terminalreporter.write_line(f"snapshots: {line}")
     rows = list(CLAIM_ROWS.values())
     if not rows:
         return
