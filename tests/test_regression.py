@@ -50,7 +50,9 @@ def test_baseline_with_a_planted_change_fails_and_names_it(tmp_path, small_args)
     assert "moved beyond their tolerance against the baseline" not in same.stdout
 
     planted = data["rows"]
-    sentence = next(r for r in planted if r["kind"] == "measured" and r["verdict"] in ("holds", "does not hold (xfail)"))
+    sentence = next(
+        r for r in planted if r["kind"] == "measured" and r["verdict"] in ("holds", "does not hold (xfail)")
+    )
     before = sentence["verdict"]
     sentence["verdict"] = "holds" if before != "holds" else "does not hold (xfail)"
     sentence["measured"] = "planted 123.456"
@@ -63,7 +65,9 @@ def test_baseline_with_a_planted_change_fails_and_names_it(tmp_path, small_args)
     failed = [line for line in changed.stdout.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1 and sentence["claim"] in failed[0], failed
     assert f"verdict changed against the baseline {baseline}" in changed.stdout
-    assert f"{sentence['verdict']!r} (measured planted 123.456) -> {before!r}" in changed.stdout  # both verdicts, both values
+    assert (
+        f"{sentence['verdict']!r} (measured planted 123.456) -> {before!r}" in changed.stdout
+    )  # both verdicts, both values
     assert "cells that moved beyond their tolerance against the baseline: 1" in changed.stdout
     assert re.search(rf"{re.escape(cell['claim'])} \(.*\): [-\d.e+]+ -> [-\d.e+]+ \(-33\.33%\)", changed.stdout)
 
@@ -73,14 +77,19 @@ def test_baseline_with_a_planted_change_fails_and_names_it(tmp_path, small_args)
 # ---------------------------------------------------------------- python -m lib compare
 def test_compare_exit_codes(tmp_path, capsys):
     a = _write(tmp_path / "a.json", [_row("c1", "holds"), _row("c2", "fails"), _row("d1", "holds", "", "document")])
-    same = _write(tmp_path / "same.json", [_row("c1", "holds"), _row("c2", "fails"), _row("d1", "holds", "", "document")])
+    same = _write(
+        tmp_path / "same.json", [_row("c1", "holds"), _row("c2", "fails"), _row("d1", "holds", "", "document")]
+    )
     skipped_other_reason = _write(tmp_path / "s.json", [_row("c1", "holds"), _row("c2", "fails: other words")])
     changed = _write(tmp_path / "b.json", [_row("c1", "does not hold (xfail)"), _row("c2", "fails")])
     assert main(str(a), str(same)) == 0
     assert main(str(a), str(skipped_other_reason)) == 0  # a verdict is its class, not its reason's wording
     assert main(str(a), str(changed)) == 1
     out = capsys.readouterr().out
-    assert "changed verdicts: 1" in out and "c1 [measured, m-w0]: verdict 'holds' in the baseline, 'does not hold (xfail)' now" in out
+    assert (
+        "changed verdicts: 1" in out
+        and "c1 [measured, m-w0]: verdict 'holds' in the baseline, 'does not hold (xfail)' now" in out
+    )
     assert main(str(a), str(tmp_path / "missing.json")) == 2
     (tmp_path / "bad.json").write_text('{"rows": 3}')
     assert main(str(a), str(tmp_path / "bad.json")) == 2
@@ -179,7 +188,9 @@ def test_terminal_summary_fits_120_columns_and_keeps_numbers_whole():
     assert max(len(line) for line in lines) <= TERMINAL_WIDTH
     assert lines[0] == "totals per section:" and any(line.startswith("  7A: cells 1 fails, 1 holds") for line in lines)
     text = " ".join(lines)
-    assert all(f"{1000 + i * 1.2345:.4f}" in text.split() or f"{1000 + i * 1.2345:.4f}," in text.split() for i in range(60))
+    assert all(
+        f"{1000 + i * 1.2345:.4f}" in text.split() or f"{1000 + i * 1.2345:.4f}," in text.split() for i in range(60)
+    )
     assert "7A-mean_norm-layer-3 (cell, r-w0): fails" in text and "7B-not-low-rank" not in text  # holds: not listed
     assert "7B-not-low-rank (measured, r-w0): holds" in " ".join(terminal_summary(rows, verbose=True))
 
