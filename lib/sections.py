@@ -49,10 +49,19 @@ def num(value: float) -> str:
     return f"{value:g}" if float(value).is_integer() else f"{value:.4g}"
 
 
+SCALAR_COLUMNS = {"shared_pca": "Shared K", "baseline_ppl": "perplexity"}
+"""The column of a table without rows (7C's shared K per threshold, 7D's baseline), as the write-up heads it."""
+
+
+def difference(value: float) -> str:
+    """measured − document, signed: whole numbers past 100, else 3 significant digits."""
+    return f"{value:+,.0f}" if abs(value) >= 100 else f"{value:+.3g}"
+
+
 def _row_label(cell: Cell) -> tuple[str, str]:
     """(first column's header, this cell's row label) in the write-up's table."""
     if cell.row is None:
-        return ("threshold", cell.column.removeprefix("k") + "%") if cell.column else ("", "baseline perplexity")
+        return ("Threshold", cell.column.removeprefix("k") + "%") if cell.column else ("", "baseline")
     doc_row = DOCUMENT_TABLES[cell.table][cell.row]
     return ("K", str(doc_row["k"])) if "k" in doc_row else ("Layer", str(doc_row["layer"]))
 
@@ -64,10 +73,11 @@ def grid(table: str, values: dict[str, float]) -> list[str]:
     """
     cells = [c for c in CELLS if c.table == table]
     first, _ = _row_label(cells[0])
-    columns = list(dict.fromkeys(c.column or "value" for c in cells))
+    column = lambda c: SCALAR_COLUMNS[c.table] if c.row is None else c.column  # noqa: E731
+    columns = list(dict.fromkeys(column(c) for c in cells))
     rows: dict[str, dict[str, Cell]] = {}
     for c in cells:
-        rows.setdefault(_row_label(c)[1], {})[c.column or "value"] = c
+        rows.setdefault(_row_label(c)[1], {})[column(c)] = c
     header = [first or "quantity"]
     for col in columns:
         header += [f"{col}: document", "measured", "Δ"]
@@ -84,7 +94,7 @@ def grid(table: str, values: dict[str, float]) -> list[str]:
                 out += [num(cell.value), "—", ""]
                 continue
             mark = "" if cell.within(value) else f" {OUTSIDE}"
-            out += [num(cell.value), num(value), f"{value - cell.value:+.3g}{mark}"]
+            out += [num(cell.value), num(value), difference(value - cell.value) + mark]
         lines.append("| " + " | ".join(out) + " |")
     return lines
 

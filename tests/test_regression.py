@@ -173,7 +173,7 @@ def test_report_has_a_section_per_table_with_document_measured_and_difference():
     assert "| 4 | 18.3 | 18.31 | +0.01 | 5.1 | — |  |" in seven_a
     assert "| 7A-last-layer-largest | measured | r-w0 | Layer 11: 354 | last 354.1 | last 4.656 | holds |" in seven_a
     assert "Totals: cells 1 fails, 1 holds; sentences 1 holds" in seven_a
-    assert "| baseline perplexity | 29.79 | 29.8 | +0.01 |" in text
+    assert "| baseline | 29.79 | 29.8 | +0.01 |" in text
     assert section_of("7D-harmful-noise", "7D") == "follow-ups" and section_of("7A-last-layer-largest", "7A") == "7A"
     document = json_document(rows, {"r-w0": {}}, {"date": "d"})
     assert document["meta"] == {"date": "d"} and document["rows"][0]["claim"] == "7A-mean_norm-layer-3"
