@@ -33,7 +33,7 @@ test: setup
 		--device=cpu --claims-xfail --require-snapshots --claims-report reports/claims-tiny-wikitext.md $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # Benchmarks (not part of `make test`): about 10 minutes on 2 cores, one line per benchmark as it ends;
-# BENCH_FULL=1 adds the full sweep (scaling to the whole text, two processes, GPT-2's family row).
+# BENCH_FULL=1 adds the full sweep (the model families, scaling to the whole text, two processes).
 # reports/benchmarks.md gives each ratio with its target and the figures, and what moved beyond its
 # noise since the previous `make bench` (its JSON is kept as reports/benchmark-previous.json).
 # The report is written even when a benchmark fails; the target still fails then.

@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--previous", type=Path, default=None, help="a previous --benchmark-json report to compare with")
     p.add_argument("--command", default="make bench", help="the command that produced the JSON, for the report")
     args = p.parse_args(argv)
+    if not args.json.is_file():
+        print(f"error: no benchmark JSON at {args.json} (the benchmark run did not finish?)", file=sys.stderr)
+        return 2
     report = json.loads(args.json.read_text())
     previous = json.loads(args.previous.read_text()) if args.previous and args.previous.is_file() else None
     print(f"{'benchmark':50s} {'ratio':>7s} {'target':>8s}  plain alternative")

@@ -39,7 +39,7 @@ TEXT = Path(os.environ.get("DPHI_BENCH_TEXT", ROOT.parent / "shared" / "data" / 
 DEVICE = resolve_device(os.environ.get("DPHI_BENCH_DEVICE", "cpu"))
 """$DPHI_BENCH_DEVICE: cpu (default), cuda, mps or auto; benchmarks/device.sh runs them on a lent GPU."""
 FULL = os.environ.get("DPHI_BENCH_FULL", "") not in ("", "0")
-"""$DPHI_BENCH_FULL=1 (`make bench BENCH_FULL=1`): the full sweep (GPT-2's family row, scaling to the whole
+"""$DPHI_BENCH_FULL=1 (`make bench BENCH_FULL=1`): the full sweep (the model families, scaling to the whole
 text, two processes); without it `make bench` stays within about 10 minutes on 2 cores (docs/regression.md)."""
 BATCH = check_batch_size("auto", DEVICE)
 """Chunks per pass, ours and the plain forward alike: the fastest on each device (1 on the CPU)."""

@@ -8,6 +8,7 @@ JSON do. The same block heads the Markdown report.
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -55,7 +56,17 @@ def host_device() -> str:
         return f"cuda ({torch.cuda.get_device_name(0)})"
     if torch.backends.mps.is_available():
         return f"mps ({platform.machine()})"
-    return f"cpu ({platform.machine()}, {platform.processor() or 'unknown processor'})"
+    return f"cpu ({platform.machine()}, {_processor()}, {os.cpu_count()} cores)"
+
+
+def _processor() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo, where platform.processor() is often empty)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        name = ""
+    return name or platform.processor() or "unknown processor"
 
 
 def meta(options: dict[str, Any]) -> dict[str, Any]:
