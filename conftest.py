@@ -162,7 +162,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         runs = run_map(baseline.run_labels, list(item.config.stash[RUNS]))
         changed, moved = change_for(current, index(baseline.rows), runs)
         if moved is not None:
-            row.moved = moved.cell_line().split(": ", 1)[1]
+            row.moved = moved.movement()
         if changed is not None:
             before = changed.before
             row.baseline = f"{before['verdict']}; measured {before.get('measured') or '-'} ({baseline.path})"
@@ -204,15 +204,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.section("Experiment 7 claims")
     for line in terminal_summary(rows, verbose=config.getoption("verbose") > 0):
         terminalreporter.write_line(line)
+    report_path, json_path = config.getoption("dphi_claims_report"), config.getoption("dphi_claims_json")
+    if not (report_path or json_path):
+        return
     options = {
         **option_values(config),
         **{k: config.getoption(f"dphi_{k}") for k in ("claims_xfail", "follow_ups", "claims_baseline")},
     }
     provenance = meta(options)
     runs = {name: {**r.to_json(), "group": label(r).rsplit("-w", 1)[0]} for name, r in config.stash[RUNS].items()}
-    path = config.getoption("dphi_claims_report")
-    if path:
-        out = Path(path)
+    if report_path:
+        out = Path(report_path)
         out.parent.mkdir(parents=True, exist_ok=True)
         figure = None
         if TABLES_BY_RUN:
@@ -220,13 +222,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
             figure = plot_runs({n: TABLES_BY_RUN[n] for n in runs if n in TABLES_BY_RUN}, out.with_suffix(".png")).name
         out.write_text(markdown(rows, runs, figure, describe(provenance)), encoding="utf-8")
-        terminalreporter.write_line(f"claims report written to {path}" + (f" (figure: {figure})" if figure else ""))
-    path = config.getoption("dphi_claims_json")
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        terminalreporter.write_line(
+            f"claims report written to {report_path}" + (f" (figure: {figure})" if figure else "")
+        )
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         document = json_document(rows, runs, provenance)
-        Path(path).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        terminalreporter.write_line(f"claims JSON written to {path}")
+        Path(json_path).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        terminalreporter.write_line(f"claims JSON written to {json_path}")
 
 
 @pytest.fixture(scope="session")

@@ -108,10 +108,14 @@ class Change:
             f"now {self.after.get('measured') or '-'}"
         )
 
-    def cell_line(self) -> str:
+    def movement(self) -> str:
+        """A moved cell's 'before -> after (relative change), beyond its tolerance'."""
         a, b = self.before["value"], self.after["value"]
         rel = f" ({(b - a) / abs(a):+.2%})" if a else ""
-        return f"{self.where()}: {a:.6g} -> {b:.6g}{rel}, beyond {self.tolerance}"
+        return f"{a:.6g} -> {b:.6g}{rel}, beyond {self.tolerance}"
+
+    def cell_line(self) -> str:
+        return f"{self.where()}: {self.movement()}"
 
 
 def cell_tolerances() -> dict[str, tuple[float, float]]:
