@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -239,3 +240,51 @@ def test_a_run_on_another_device_finds_the_cpu_snapshot(monkeypatch, tmp_path, m
     file.write_text("{}")
     assert snapshot.cpu_snapshot(mps, "t[x]") == file
     assert snapshot.cpu_snapshot(cpu, "t[x]") is None  # the CPU run uses its own
+
+
+PRETEND_OTHER_DEVICE = """
+import os
+from pathlib import Path
+import lib.snapshot
+
+def cpu_snapshot(config, test_name):  # this machine has no accelerator: the CPU snapshots stand in another dir
+    path = Path(os.environ["CPU_SNAPSHOTS"]) / config.run_id / "test_snapshots" / f"{test_name}.json"
+    return path if path.is_file() else None
+
+lib.snapshot.cpu_snapshot = cpu_snapshot
+"""
+
+
+def test_a_run_without_its_own_snapshots_is_checked_against_the_cpu_ones_and_says_so(tmp_path, small_args):
+    """claims/test_snapshots.py's path for mps and cuda, on this CPU-only machine: the own snapshot directory
+    is empty and lib.snapshot.cpu_snapshot (patched before the test module imports it) points at CPU ones."""
+    (tmp_path / "pretend_device.py").write_text(PRETEND_OTHER_DEVICE)
+    cpu = tmp_path / "cpu-snapshots"
+    test = ["claims/test_snapshots.py", *small_args, "-p", "no:cacheprovider"]
+
+    def pytest_run(snapshots: Path, *args: str) -> subprocess.CompletedProcess:
+        env = {
+            **os.environ,
+            "DPHI_CACHE_DIR": str(tmp_path / "cache"),
+            "DPHI_SNAPSHOT_DIR": str(snapshots),
+            "CPU_SNAPSHOTS": str(cpu),
+            "PYTHONPATH": str(tmp_path),
+        }
+        cmd = [sys.executable, "-m", "pytest", *test, *args]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    assert pytest_run(cpu, "--snapshot-update").returncode == 0
+    own = tmp_path / "own"  # empty: the run has no snapshot of its own
+    out = pytest_run(own, "-p", "pretend_device", "--require-snapshots")
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert (
+        "compared with the CPU snapshot" in out.stdout
+        and "within the device tolerance (rtol 0.001, K +-2)" in out.stdout
+    )
+    norms = next(cpu.rglob("*-norms].json"))
+    data = json.loads(norms.read_text())
+    data["norms"][0]["mean_norm"] *= 1.01  # beyond the device tolerance
+    norms.write_text(json.dumps(data))
+    changed = pytest_run(own, "-p", "pretend_device")
+    assert changed.returncode == 1 and "norms on cpu against the CPU snapshot" in changed.stdout
+    assert ".norms[0].mean_norm: snapshot" in changed.stdout
