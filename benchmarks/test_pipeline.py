@@ -290,6 +290,11 @@ print(json.dumps({"maxrss_kb": peak, "k90": [r["k90"] for r in tables["layer_pca
 
 
 @pytest.mark.benchmark(group="memory")
+@pytest.mark.skipif(
+    not FULL,
+    reason="part of the full sweep (make bench BENCH_FULL=1): four whole tables runs with every K, two at 1e5 "
+    "positions, the longest benchmark; test_scaling_per_position's peak_ratio checks flat memory in the default run",
+)
 def test_peak_memory_flat_in_tokens(benchmark, tmp_path):
     """Peak RSS of the whole tables run at 1e5 positions (streamed) vs 1e3 (held), embedded model."""
 
