@@ -104,7 +104,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 @pytest.mark.benchmark(group="scaling")
-def test_scaling_per_position(benchmark, tmp_path):
+def test_scaling_per_position(benchmark, tmp_path, capsys):
     """Time per position and peak RSS of the whole tables run from 1e3 positions to the whole text."""
     if not TEXT.is_file():
         pytest.skip(f"WikiText-2 test text not found at {TEXT}")
@@ -114,7 +114,8 @@ def test_scaling_per_position(benchmark, tmp_path):
         rows = []
         for size in sizes:
             rows.append(_one_size(size, tmp_path / f"{size}-{time.perf_counter_ns()}"))
-            progress(f"scaling: {rows[-1]['positions']:,} positions, {rows[-1]['seconds']:.1f} s")
+            with capsys.disabled():  # a line per size as it ends: the whole sweep takes minutes
+                print(f"\n  scaling: {rows[-1]['positions']:,} positions, {rows[-1]['seconds']:.1f} s", flush=True)
         return rows
 
     rows = benchmark.pedantic(run_all, rounds=1)
@@ -194,11 +195,6 @@ def test_two_processes_wall_time(benchmark, tmp_path, positions):
         torchrun_overhead_s=round(launch - import_torch, 3),
         load_average=os.getloadavg()[0],
     )
-
-
-def progress(line: str) -> None:
-    """A line on the terminal while a long benchmark runs (pytest captures stdout, not this)."""
-    print(f"\n  {line}", file=sys.__stderr__, flush=True)
 
 
 def wall_time(cmd: list[str], env: dict[str, str] | None = None) -> float:
