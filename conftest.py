@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +25,14 @@ if TYPE_CHECKING:
 RUNS = pytest.StashKey["dict[str, RunConfig]"]()
 """The session's runs by label (lib.runs.label): the product of the option lists, times the windows."""
 SHARED = pytest.StashKey["Shared"]()
+BASELINE = pytest.StashKey[Any]()
+"""The --claims-baseline result (lib.compare.Result), or None."""
 TABLES_BY_RUN: dict[str, dict[str, Any]] = {}
 """label -> tables of every run whose tables were computed, for the session's figure."""
 CLAIM_ROWS: dict[str, Any] = {}
 """nodeid -> lib.report.Row of every claim test that ran, for the summary."""
+SNAPSHOT_REFERENCES: set[str] = set()
+"""Which snapshot a run on another device was compared with (claims/test_snapshots.py), for the summary."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,7 +64,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--claims-json",
         dest="dphi_claims_json",
         default=None,
-        help="write one JSON object per claim test and run (claim, section, kind, run, document, measured, value, verdict)",
+        help='write the results as JSON: {"meta": provenance (library versions, commit, date, device, options), '
+        '"runs": label -> config, "rows": one object per claim test and run (claim, section, kind, run, document, '
+        "measured, value, verdict)}",
+    )
+    group.addoption(
+        "--claims-baseline",
+        dest="dphi_claims_baseline",
+        default=None,
+        help="a previous --claims-json file: a claim whose verdict differs from the baseline's (same run label, or "
+        "the only run) fails, naming both verdicts and values; cells that moved beyond their tolerance are reported",
     )
     group.addoption(
         "--require-snapshots",
@@ -94,6 +108,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(e)) from None
     config.stash[RUNS] = dict(zip(labels(runs), runs))
     config.stash[SHARED] = Shared()
+    config.stash[BASELINE] = None
+    if config.getoption("dphi_claims_baseline"):
+        from lib.compare import load
+
+        try:
+            config.stash[BASELINE] = load(config.getoption("dphi_claims_baseline"))
+        except ConfigError as e:
+            raise pytest.UsageError(f"--claims-baseline: {e}") from None
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -116,53 +138,99 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("run", names, ids=names, scope="session")
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Keep each claim test's row, with the verdict of its deciding phase."""
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """The one place a claim test's outcome is decided: its row, with the verdict of its deciding
+    phase, checked against the --claims-baseline. A verdict that differs from the baseline's turns
+    the report into a failure naming both; the row travels in the report (pytest-xdist too)."""
+    from lib.compare import change_for, index, run_map
     from lib.report import Row, verdict
 
+    report = yield
     props = [v for k, v in report.user_properties if k == "claim"]
     decided = report.when == "call" or report.outcome != "passed"
     if not props or not decided:
-        return
+        return report
     row = Row(**props[-1])
     xfail = getattr(report, "wasxfail", None)
     skip = (
         report.longrepr[2].removeprefix("Skipped: ") if report.skipped and isinstance(report.longrepr, tuple) else None
     )
     row.verdict = verdict(report.outcome, row.kind, xfail, skip, row.note)
-    CLAIM_ROWS[report.nodeid] = row
+    baseline = item.config.stash[BASELINE]
+    if baseline is not None:
+        current = {"claim": row.id, "kind": row.kind, "run": row.run, "verdict": row.verdict, "value": row.value}
+        runs = run_map(baseline.run_labels, list(item.config.stash[RUNS]))
+        changed, moved = change_for(current, index(baseline.rows), runs)
+        if moved is not None:
+            row.moved = moved.movement()
+        if changed is not None:
+            before = changed.before
+            row.baseline = f"{before['verdict']}; measured {before.get('measured') or '-'} ({baseline.path})"
+            report.outcome = "failed"
+            report.longrepr = (
+                f"{row.id}: verdict changed against the baseline {baseline.path}: "
+                f"{before['verdict']!r} (measured {before.get('measured') or '-'}) -> "
+                f"{row.verdict!r} (measured {row.measured or '-'})"
+            )
+            if hasattr(report, "wasxfail"):
+                del report.wasxfail
+    report.user_properties = [*report.user_properties, ("claim_outcome", dataclasses.asdict(row))]
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep each claim test's row (decided in pytest_runtest_makereport), on the controller under xdist."""
+    from lib.report import Row
+
+    for key, value in report.user_properties:
+        if key == "claim_outcome":
+            CLAIM_ROWS[report.nodeid] = Row(**value)
+        if key == "snapshot_reference" and report.when == "call":
+            SNAPSHOT_REFERENCES.add(value)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     import json
-    from pathlib import Path
 
-    from lib.report import json_rows, markdown, terminal_table
+    from lib.provenance import describe, meta
+    from lib.report import json_document, markdown, terminal_summary
     from lib.runs import label
 
+    for line in sorted(SNAPSHOT_REFERENCES):
+        terminalreporter.write_line(f"snapshots: {line}")
     rows = list(CLAIM_ROWS.values())
     if not rows:
         return
     terminalreporter.section("Experiment 7 claims")
-    for line in terminal_table(rows):
+    for line in terminal_summary(rows, verbose=config.getoption("verbose") > 0):
         terminalreporter.write_line(line)
-    path = config.getoption("dphi_claims_report")
-    if path:
-        out = Path(path)
+    report_path, json_path = config.getoption("dphi_claims_report"), config.getoption("dphi_claims_json")
+    if not (report_path or json_path):
+        return
+    options = {
+        **option_values(config),
+        **{k: config.getoption(f"dphi_{k}") for k in ("claims_xfail", "follow_ups", "claims_baseline")},
+    }
+    provenance = meta(options)
+    runs = {name: {**r.to_json(), "group": label(r).rsplit("-w", 1)[0]} for name, r in config.stash[RUNS].items()}
+    if report_path:
+        out = Path(report_path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        runs = {name: {**r.to_json(), "group": label(r).rsplit("-w", 1)[0]} for name, r in config.stash[RUNS].items()}
         figure = None
         if TABLES_BY_RUN:
             from lib.plots import plot_runs
 
             figure = plot_runs({n: TABLES_BY_RUN[n] for n in runs if n in TABLES_BY_RUN}, out.with_suffix(".png")).name
-        out.write_text(markdown(rows, runs, figure), encoding="utf-8")
-        terminalreporter.write_line(f"claims report written to {path}" + (f" (figure: {figure})" if figure else ""))
-    path = config.getoption("dphi_claims_json")
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(json_rows(rows), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        terminalreporter.write_line(f"claims JSON written to {path}")
+        out.write_text(markdown(rows, runs, figure, describe(provenance)), encoding="utf-8")
+        terminalreporter.write_line(
+            f"claims report written to {report_path}" + (f" (figure: {figure})" if figure else "")
+        )
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        document = json_document(rows, runs, provenance)
+        Path(json_path).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        terminalreporter.write_line(f"claims JSON written to {json_path}")
 
 
 @pytest.fixture(scope="session")

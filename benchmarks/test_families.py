@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import torch
 
-from benchmarks.test_pipeline import TEXT, interleaved, record
+from benchmarks.test_pipeline import FULL, TEXT, interleaved, record
 from lib.capture import capture_tensors
 from lib.config import build_config, check_batch_size
 from lib.experiment import Run
@@ -69,6 +69,9 @@ def _config(family: str) -> Any:
 
 
 FAMILIES = ("gpt2", "gpt_neox", "llama")
+# About 10 minutes on 2 cores (each family's cold tables are 17 bare forwards of a 12 x 768 model,
+# twice): part of the full sweep, so that a default `make bench` stays within about 10 minutes
+pytestmark = pytest.mark.skipif(not FULL, reason="model families: part of the full sweep (make bench BENCH_FULL=1)")
 
 
 class Family:

@@ -38,6 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TEXT = Path(os.environ.get("DPHI_BENCH_TEXT", ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"))
 DEVICE = resolve_device(os.environ.get("DPHI_BENCH_DEVICE", "cpu"))
 """$DPHI_BENCH_DEVICE: cpu (default), cuda, mps or auto; benchmarks/device.sh runs them on a lent GPU."""
+FULL = os.environ.get("DPHI_BENCH_FULL", "") not in ("", "0")
+"""$DPHI_BENCH_FULL=1 (`make bench BENCH_FULL=1`): the full sweep (the model families, scaling to the whole
+text, two processes); without it `make bench` stays within about 10 minutes on 2 cores (docs/regression.md)."""
 BATCH = check_batch_size("auto", DEVICE)
 """Chunks per pass, ours and the plain forward alike: the fastest on each device (1 on the CPU)."""
 N_TOKENS = 1000
@@ -287,6 +290,11 @@ print(json.dumps({"maxrss_kb": peak, "k90": [r["k90"] for r in tables["layer_pca
 
 
 @pytest.mark.benchmark(group="memory")
+@pytest.mark.skipif(
+    not FULL,
+    reason="part of the full sweep (make bench BENCH_FULL=1): four whole tables runs with every K, two at 1e5 "
+    "positions, the longest benchmark; test_scaling_per_position's peak_ratio checks flat memory in the default run",
+)
 def test_peak_memory_flat_in_tokens(benchmark, tmp_path):
     """Peak RSS of the whole tables run at 1e5 positions (streamed) vs 1e3 (held), embedded model."""
 

@@ -1,6 +1,7 @@
 """Scaling: the embedded model from 10^3 positions to the whole WikiText-2 test text, and torchrun.
 
-    make bench                                               # every size (long: see docs/benchmarks.md)
+    make bench                                               # 10^3 to 3·10^4 positions, one process
+    make bench BENCH_FULL=1                                  # up to the whole text, and two processes (long)
     DPHI_SCALING_SIZES=1000,3000 .venv/bin/pytest benchmarks/test_scaling.py   # a quick check
 
 test_scaling_per_position: the whole tables run (cold cache, model loaded first) at each size in a
@@ -27,8 +28,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
-SIZES = os.environ.get("DPHI_SCALING_SIZES", "1000,3000,10000,30000,100000,all")
-"""Positions per run; `all` is the whole text (~3.7e5 positions on the embedded model's tokenizer)."""
+FULL = os.environ.get("DPHI_BENCH_FULL", "") not in ("", "0")
+SIZES = os.environ.get("DPHI_SCALING_SIZES", "1000,3000,10000,30000,100000,all" if FULL else "1000,3000,10000,30000")
+"""Positions per run; `all` is the whole text (~3.7e5 positions on the embedded model's tokenizer). Without
+$DPHI_BENCH_FULL up to 3·10^4, past the streamed path's threshold (20,000), so both paths are timed."""
 KS = "8"
 """7D with K = 8 and d_model only: the passes per chunk stay few, so the run is dominated by what scales."""
 
@@ -101,14 +104,19 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 @pytest.mark.benchmark(group="scaling")
-def test_scaling_per_position(benchmark, tmp_path):
+def test_scaling_per_position(benchmark, tmp_path, capsys):
     """Time per position and peak RSS of the whole tables run from 1e3 positions to the whole text."""
     if not TEXT.is_file():
         pytest.skip(f"WikiText-2 test text not found at {TEXT}")
     sizes = SIZES.split(",")
 
     def run_all() -> list[dict[str, Any]]:
-        return [_one_size(size, tmp_path / f"{size}-{time.perf_counter_ns()}") for size in sizes]
+        rows = []
+        for size in sizes:
+            rows.append(_one_size(size, tmp_path / f"{size}-{time.perf_counter_ns()}"))
+            with capsys.disabled():  # a line per size as it ends: the whole sweep takes minutes
+                print(f"\n  scaling: {rows[-1]['positions']:,} positions, {rows[-1]['seconds']:.1f} s", flush=True)
+        return rows
 
     rows = benchmark.pedantic(run_all, rounds=1)
     (ROOT / "reports").mkdir(exist_ok=True)
@@ -124,6 +132,7 @@ def test_scaling_per_position(benchmark, tmp_path):
 
 
 @pytest.mark.benchmark(group="scaling")
+@pytest.mark.skipif(not FULL, reason="two processes: part of the full sweep (make bench BENCH_FULL=1)")
 @pytest.mark.parametrize("positions", [3000, 20000])
 def test_two_processes_wall_time(benchmark, tmp_path, positions):
     """Wall time of `torchrun --nproc-per-node 2 -m lib tables` (gloo) over `python -m lib tables`, cold.

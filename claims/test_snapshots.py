@@ -1,8 +1,10 @@
 """Every measured table locked by a syrupy snapshot (snapshots/<run id>/test_snapshots/)."""
 
+import json
+
 import pytest
 
-from lib.snapshot import SNAPSHOTS, rounded
+from lib.snapshot import DEVICE_K_ATOL, DEVICE_RTOL, SNAPSHOTS, cpu_snapshot, device_difference, rounded
 
 TABLES = ("norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn")
 CAUSES = (
@@ -33,11 +35,25 @@ def _locked(table):
 def test_table_snapshot(name, run, tables, table_snapshot, run_config, pytestconfig, request):
     """The measured table equals this run's snapshot, floats within lib.snapshot.FLOAT_RTOL.
 
-    A run without snapshots (the first run of a new model, text, token window, device or
-    convention) skips, saying how to create them, unless --require-snapshots (`make test`:
-    the embedded model's committed snapshots must exist and match).
+    A run on mps or cuda without snapshots of its own is checked against the CPU snapshot of the
+    same run within the device tolerance (lib.snapshot.device_difference), and says so. A run
+    without snapshots (the first run of a new model, text, token window or convention) skips,
+    saying how to create them, unless --require-snapshots (`make test`: the embedded model's
+    committed snapshots must exist and match).
     """
     path = SNAPSHOTS / run_config.run_id / "test_snapshots" / f"{request.node.name}.json"
+    cpu = cpu_snapshot(run_config, request.node.name)
+    if not path.exists() and cpu is not None and not pytestconfig.getoption("update_snapshots"):
+        request.node.user_properties.append(
+            (
+                "snapshot_reference",
+                f"{run_config.run_id}: no {run_config.device} snapshot; compared with the CPU snapshot "
+                f"{cpu.parent.parent.name} within the device tolerance (rtol {DEVICE_RTOL:g}, K +-{DEVICE_K_ATOL})",
+            )
+        )
+        found = device_difference(json.loads(cpu.read_text()), rounded({name: _locked(tables[name])}))
+        assert found is None, f"{name} on {run_config.device} against the CPU snapshot {cpu}: {found}"
+        return
     if not path.exists() and not pytestconfig.getoption("update_snapshots"):
         message = (
             f"no snapshot of table {name!r} for run {run_config.run_id} ({path}); create it by rerunning "

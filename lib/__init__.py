@@ -15,5 +15,7 @@ Data flow, one module per stage (each imports mainly those above it in this list
     experiment                tables 7A-7E (and the causes) for one run config (cached)
     followups                 follow-up experiments 7F-7H, on request
     document                  the write-up's tables and claims as data
-    snapshot, report, plots, cli   snapshots; claims summary and report; figures; `python -m lib tables`
+    provenance, compare       where a result came from; a claims result against a baseline
+    snapshot, sections, report, plots, cli   snapshots (per device); the report in the write-up's layout;
+                              claims summary and report; figures; `python -m lib tables` and `compare`
 """

@@ -1,4 +1,5 @@
-"""`python -m lib tables`: print tables 7A-7E in the write-up's layout, or write them as JSON.
+"""`python -m lib tables`: print tables 7A-7E in the write-up's layout, or write them as JSON;
+`python -m lib compare A.json B.json`: a claims result against a baseline (lib/compare.py).
 
 List options (--model, --dataset, --numerics, --positions) and --windows give several runs
 (lib/runs.py): one table set per run, printed under the run's label; --json then writes
@@ -54,6 +55,12 @@ def parser() -> argparse.ArgumentParser:
     )
     claims = sub.add_parser("claims", help="list the claims: id, section, kind, verdict on the document, sentence")
     claims.add_argument("--markdown", action="store_true", help="the catalogue as Markdown (docs/claims.md)")
+    compare = sub.add_parser(
+        "compare",
+        help="compare two --claims-json results: changed verdicts, then cells that moved; exit 1 when a verdict changed",
+    )
+    compare.add_argument("baseline", help="the earlier --claims-json file")
+    compare.add_argument("current", help="the later --claims-json file")
     return p
 
 
@@ -124,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(catalogue.markdown() if args.markdown else catalogue.plain(), end="")
         return 0
     warnings.formatwarning = _one_line  # a cache warning is one line on the terminal, not a source excerpt
+    if args.command == "compare":
+        from lib.compare import main as compare
+
+        return compare(args.baseline, args.current)
     from lib import distributed
     from lib.config import check_batch_size
     from lib.experiment import Run

@@ -1,16 +1,30 @@
 """The claims summary: one row per claim test and run, in the terminal, as Markdown and as JSON.
 
-With several runs (models, texts, conventions, token windows) the Markdown adds a claim x run
-matrix ("holds in k of n runs") and, for every table cell, the spread of the measured value
-over the windows of each model and text beside the document's value.
+The Markdown report follows the write-up: one section per table (lib/sections.py) with the
+document's values beside the measured ones, then the section's sentences and totals; the
+runs and the provenance (lib/provenance.py) head it, every claim test is listed at the end.
+With several runs it adds a claim x run matrix ("holds in k of n runs") and, for every table
+cell, the spread of the measured value over the windows of each model and text.
+
+The terminal summary fits TERMINAL_WIDTH columns: totals per section, then the claims to look
+at (failing, not holding, changed against the baseline, contradicted or overstated by the
+document); `-v` lists every claim. Lines wrap between words, never inside a number.
 """
 
 from __future__ import annotations
 
 import statistics
+import textwrap
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from lib.sections import LEGEND, TITLES, grid, section_of, tables_of
+
+TERMINAL_WIDTH = 120
+"""The terminal summary's width: a common terminal's, and what a review diff shows unwrapped."""
+LOOK_AT = ("fails", "does not hold", "contradicted by the document", "overstated by the document")
+"""Verdict classes the terminal summary always lists (with every claim changed against the baseline)."""
 
 
 @dataclass
@@ -32,6 +46,10 @@ class Row:
     value: float | None = None
     """A table cell's measured value, shown even where the cell's tolerance check does not apply."""
     verdict: str = ""
+    baseline: str = ""
+    """Where the verdict differs from the --claims-baseline's: the baseline's verdict and measured value."""
+    moved: str = ""
+    """Where a cell's measured value moved beyond its tolerance against the --claims-baseline: by how much."""
 
 
 def verdict(outcome: str, kind: str, xfail_reason: str | None, skip_reason: str | None, note: str = "") -> str:
@@ -47,11 +65,6 @@ def verdict(outcome: str, kind: str, xfail_reason: str | None, skip_reason: str 
     return "fails"
 
 
-def _clip(text: str, width: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def counts(rows: Iterable[Row]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in rows:
@@ -60,24 +73,84 @@ def counts(rows: Iterable[Row]) -> dict[str, int]:
     return out
 
 
-def terminal_table(rows: list[Row], width: int = 44, collapse: int = 5) -> list[str]:
-    """One line per claim test; skips sharing a reason more than `collapse` times become one line."""
-    reasons: dict[str, list[Row]] = {}
+def esc(text: Any) -> str:
+    """A Markdown table cell's text: pipes escaped."""
+    return str(text).replace("|", "\\|")
+
+
+def wrap(text: str, indent: str = "", width: int = TERMINAL_WIDTH) -> list[str]:
+    """text in lines of at most `width` columns, broken between words (numbers stay whole); a
+    continuation is indented 4 more. A single word longer than a line is the only thing cut."""
+    text = " ".join(str(text).split())
+    options = {"width": width, "initial_indent": indent, "subsequent_indent": indent + "    "}
+    lines = textwrap.wrap(text, break_long_words=False, break_on_hyphens=False, **options)
+    if any(len(line) > width for line in lines):
+        lines = textwrap.wrap(text, break_long_words=True, break_on_hyphens=False, **options)
+    return lines or [indent.rstrip()]
+
+
+def _entry(r: Row) -> list[str]:
+    """One claim in the terminal: what, where, verdict; then what the document and the run say."""
+    where = ", ".join(p for p in (r.kind, r.run) if p)
+    lines = wrap(f"{r.id} ({where}): {r.verdict}", "  ")
+    if r.kind == "cell":
+        lines += wrap(f"document {r.document}, measured {r.measured or '-'}", "      ")
+    else:
+        lines += wrap(f"document: {r.document or '-'}", "      ")
+        lines += wrap(f"measured: {r.measured}", "      ") if r.kind != "document" and r.measured else []
+    lines += wrap(f"baseline: {r.baseline}", "      ") if r.baseline else []
+    lines += wrap(f"against the baseline: {r.moved}", "      ") if r.moved else []
+    return lines
+
+
+def look_at(r: Row) -> bool:
+    """A claim the terminal summary always shows."""
+    return bool(r.baseline) or any(r.verdict.startswith(v) for v in LOOK_AT)
+
+
+def terminal_summary(rows: list[Row], verbose: bool = False, collapse: int = 5) -> list[str]:
+    """Totals per section, then the claims to look at (every claim with verbose; skips sharing a
+    reason more than `collapse` times as one line), then the totals; no line over TERMINAL_WIDTH."""
+    sections: dict[str, list[Row]] = {}
     for r in rows:
-        if r.verdict.startswith("skipped"):
+        sections.setdefault(section_of(r.id, r.section), []).append(r)
+    lines = ["totals per section:"]
+    for name in (n for n in TITLES if n in sections):
+        lines += wrap(f"{name}: {totals(sections[name])}", "  ")
+    shown = [r for r in rows if verbose or look_at(r)]
+    reasons: dict[str, list[Row]] = {}
+    for r in shown:
+        if r.verdict.startswith("skipped") and not r.baseline:
             reasons.setdefault(r.verdict, []).append(r)
     collapsed = {v for v, rs in reasons.items() if len(rs) > collapse}
-    shown = [r for r in rows if r.verdict not in collapsed]
-    header = ("claim", "section", "kind", "run", "document", "measured", "verdict")
-    body = [
-        (r.id, r.section, r.kind, r.run, _clip(r.document, width), _clip(r.measured, width), _clip(r.verdict, 70))
-        for r in shown
-    ]
-    body += [(f"({len(reasons[v])} more)", "", "", "", "", "", v) for v in sorted(collapsed)]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    summary = ", ".join(f"{n} {k}" for k, n in counts(rows).items())
-    return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(b) for b in body), "", summary]
+    title = (
+        "every claim" if verbose else "claims to look at (" + ", ".join(LOOK_AT) + ", or changed against the baseline)"
+    )
+    lines += ["", *wrap(f"{title}: {len(shown)}")]
+    for r in shown:
+        if r.verdict not in collapsed:
+            lines += _entry(r)
+    for v in sorted(collapsed):
+        lines += wrap(f"({len(reasons[v])} claims) {v}", "  ")
+    moved = [r for r in rows if r.moved]
+    if moved:
+        lines += ["", f"cells that moved beyond their tolerance against the baseline: {len(moved)}"]
+        for r in moved:
+            lines += wrap(f"{r.id} ({r.run}): {r.moved}", "  ")
+    lines += ["", *wrap("totals: " + ", ".join(f"{n} {k}" for k, n in counts(rows).items()))]
+    if not verbose:
+        lines.append("(-v lists every claim)")
+    return lines
+
+
+def totals(rows: list[Row]) -> str:
+    """A section's counts: 'cells 20 holds, 4 fails; sentences 3 holds; on the document 4 holds'."""
+    parts = []
+    for kind, name in (("cell", "cells"), ("measured", "sentences"), ("document", "on the document")):
+        of_kind = [r for r in rows if r.kind == kind]
+        if of_kind:
+            parts.append(f"{name} " + ", ".join(f"{n} {k}" for k, n in counts(of_kind).items()))
+    return "; ".join(parts)
 
 
 def _short(verdict: str) -> str:
@@ -120,15 +193,43 @@ def window_spread(rows: list[Row], runs: dict[str, dict[str, Any]]) -> list[str]
     return lines if len(lines) > 2 else []
 
 
-def markdown(rows: list[Row], runs: dict[str, dict[str, Any]], figure: str | None = None) -> str:
-    """The report: runs, totals, the claim x run matrix and window spreads (several runs), every row.
+def section_lines(name: str, rows: list[Row], runs: list[str]) -> list[str]:
+    """One section of the Markdown report: the write-up's tables per run, the sentences, the totals."""
+    lines = [f"## {TITLES[name]}", ""]
+    for table in tables_of(name):
+        for run in runs:
+            values = {r.id: r.value for r in rows if r.kind == "cell" and r.run == run and r.value is not None}
+            if values:
+                lines += [f"`{table}`" + (f", run {run}" if len(runs) > 1 else ""), "", *grid(table, values), ""]
+    sentences = [r for r in rows if r.kind != "cell"]
+    if sentences:
+        lines += [
+            "| claim | kind | run | original (exp7.ja.md) | document | measured | verdict |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in sentences:
+            verdict = r.verdict + (f" (baseline: {r.baseline})" if r.baseline else "")
+            lines.append(
+                f"| {esc(r.id)} | {r.kind} | {r.run} | {esc(r.ja)} | {esc(r.document)} | {esc(r.measured)} | {esc(verdict)} |"
+            )
+        lines.append("")
+    moved = [r for r in rows if r.moved]
+    lines += [f"Against the baseline: {esc(r.id)} ({r.run}): {esc(r.moved)}" for r in moved] + ([""] if moved else [])
+    return [*lines, f"Totals: {totals(rows)}", ""]
+
+
+def markdown(
+    rows: list[Row], runs: dict[str, dict[str, Any]], figure: str | None = None, meta: list[str] | None = None
+) -> str:
+    """The report: provenance, runs, totals, one section per write-up table (lib/sections.py), the
+    claim x run matrix and window spreads (several runs), and every claim test at the end.
 
     runs: label -> the run's config (JSON), plus 'group' (the label without its window).
+    meta: the provenance lines (lib.provenance.describe).
     """
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    lines = [
-        "# Experiment 7 claims report",
-        "",
+    lines = ["# Experiment 7 claims report", ""]
+    lines += [f"- {line}" for line in meta or []] + ([""] if meta else [])
+    lines += [
         "## Runs",
         "",
         "| run | model | text | positions | numerics | position policy | window | device |",
@@ -142,6 +243,12 @@ def markdown(rows: list[Row], runs: dict[str, dict[str, Any]], figure: str | Non
     lines += ["", "Totals: " + ", ".join(f"{n} {k}" for k, n in counts(rows).items()), ""]
     if figure:
         lines += [f"![document vs measured]({figure})", ""]
+    sections: dict[str, list[Row]] = {}
+    for r in rows:
+        sections.setdefault(section_of(r.id, r.section), []).append(r)
+    lines += [LEGEND, ""]
+    for name in (n for n in TITLES if n in sections):
+        lines += section_lines(name, sections[name], list(runs))
     if len(runs) > 1:
         lines += ["## Claims across runs", "", *matrix(rows, list(runs)), ""]
         spread = window_spread(rows, runs)
@@ -161,18 +268,15 @@ def markdown(rows: list[Row], runs: dict[str, dict[str, Any]], figure: str | Non
 
 
 def json_rows(rows: list[Row]) -> list[dict[str, Any]]:
-    """--claims-json: one object per claim test and run."""
-    return [
-        {
-            "claim": r.id,
-            "section": r.section,
-            "kind": r.kind,
-            "run": r.run,
-            "document": r.document,
-            "measured": r.measured,
-            "value": r.value,
-            "verdict": r.verdict,
-            "ja": r.ja,
-        }
-        for r in rows
-    ]
+    """One object per claim test and run (the Row's fields under the JSON's names: `claim` for id)."""
+    out = []
+    for r in rows:
+        data = asdict(r)
+        data["claim"] = data.pop("id")
+        out.append(data)
+    return out
+
+
+def json_document(rows: list[Row], runs: dict[str, dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+    """--claims-json: {"meta": provenance, "runs": label -> config, "rows": json_rows}."""
+    return {"meta": meta, "runs": runs, "rows": json_rows(rows)}

@@ -177,7 +177,7 @@ def test_claims_across_models_and_windows_in_one_session(tmp_path, make_model, t
         "not snapshot",
     )
     assert out.returncode == 0, out.stdout[-3000:]
-    rows = json.loads(report.read_text())
+    rows = json.loads(report.read_text())["rows"]
     runs = {r["run"] for r in rows if r["run"]}
     assert len(runs) == 4
     per_run = {run: {r["claim"] for r in rows if r["run"] == run} for run in runs}

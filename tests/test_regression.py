@@ -1,0 +1,290 @@
+"""Results over time: baselines, `python -m lib compare`, provenance, the report's layout and
+width, snapshots on another device (lib/compare.py, lib/provenance.py, lib/report.py,
+lib/sections.py, lib/snapshot.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_claims_suite import ROOT, run_claims
+
+from lib import snapshot
+from lib.compare import load, main
+from lib.provenance import LIBRARIES, git_state, meta
+from lib.report import TERMINAL_WIDTH, Row, json_document, markdown, terminal_summary
+from lib.sections import OUTSIDE, section_of
+
+
+def _write(path: Path, rows: list[dict], runs: dict | None = None) -> Path:
+    path.write_text(json.dumps({"meta": {}, "runs": runs or {}, "rows": rows}))
+    return path
+
+
+def _row(claim: str, verdict: str, run: str = "m-w0", kind: str = "measured", value: float | None = None) -> dict:
+    return {"claim": claim, "kind": kind, "run": run, "verdict": verdict, "measured": f"m of {claim}", "value": value}
+
+
+# ---------------------------------------------------------------- baseline, end to end
+@pytest.fixture(scope="module")
+def small_args(make_model, text_file) -> list[str]:
+    model = make_model(n_layer=4, d_model=32, seed=5)
+    return ["--model", str(model), "--dataset", str(text_file), "--n-tokens", "60", "--device", "cpu"]
+
+
+def test_baseline_with_a_planted_change_fails_and_names_it(tmp_path, small_args):
+    tests = ["claims/test_7a_norms.py", "claims/test_7d_lowrank.py", "--claims-xfail", *small_args]
+    first = tmp_path / "first.json"
+    out = run_claims(tmp_path, *tests, "--claims-json", str(first))
+    assert out.returncode == 0, out.stdout[-3000:]
+    data = json.loads(first.read_text())
+    assert set(data) == {"meta", "runs", "rows"} and len(data["runs"]) == 1
+
+    same = run_claims(tmp_path, *tests, "--claims-baseline", str(first))  # against its own result: passes
+    assert same.returncode == 0, same.stdout[-3000:]
+    assert "moved beyond their tolerance against the baseline" not in same.stdout
+
+    planted = data["rows"]
+    sentence = next(
+        r for r in planted if r["kind"] == "measured" and r["verdict"] in ("holds", "does not hold (xfail)")
+    )
+    before = sentence["verdict"]
+    sentence["verdict"] = "holds" if before != "holds" else "does not hold (xfail)"
+    sentence["measured"] = "planted 123.456"
+    cell = next(r for r in planted if r["kind"] == "cell" and r["value"])
+    cell["value"] *= 1.5  # beyond every cell's tolerance (at most 20% relative)
+    baseline = tmp_path / "planted.json"
+    baseline.write_text(json.dumps(data))
+    changed = run_claims(tmp_path, *tests, "--claims-baseline", str(baseline))
+    assert changed.returncode == 1, changed.stdout[-3000:]
+    failed = [line for line in changed.stdout.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and sentence["claim"] in failed[0], failed
+    assert f"verdict changed against the baseline {baseline}" in changed.stdout
+    assert (
+        f"{sentence['verdict']!r} (measured planted 123.456) -> {before!r}" in changed.stdout
+    )  # both verdicts, both values
+    assert "cells that moved beyond their tolerance against the baseline: 1" in changed.stdout
+    assert re.search(rf"{re.escape(cell['claim'])} \(.*\): [-\d.e+]+ -> [-\d.e+]+ \(-33\.33%\)", changed.stdout)
+
+    assert run_claims(tmp_path, *tests, "--claims-baseline", str(tmp_path / "absent.json")).returncode == 4  # usage
+
+
+# ---------------------------------------------------------------- python -m lib compare
+def test_compare_exit_codes(tmp_path, capsys):
+    a = _write(tmp_path / "a.json", [_row("c1", "holds"), _row("c2", "fails"), _row("d1", "holds", "", "document")])
+    same = _write(
+        tmp_path / "same.json", [_row("c1", "holds"), _row("c2", "fails"), _row("d1", "holds", "", "document")]
+    )
+    skipped_other_reason = _write(tmp_path / "s.json", [_row("c1", "holds"), _row("c2", "fails: other words")])
+    changed = _write(tmp_path / "b.json", [_row("c1", "does not hold (xfail)"), _row("c2", "fails")])
+    assert main(str(a), str(same)) == 0
+    assert main(str(a), str(skipped_other_reason)) == 0  # a verdict is its class, not its reason's wording
+    assert main(str(a), str(changed)) == 1
+    out = capsys.readouterr().out
+    assert (
+        "changed verdicts: 1" in out
+        and "c1 [measured, m-w0]: verdict 'holds' in the baseline, 'does not hold (xfail)' now" in out
+    )
+    assert main(str(a), str(tmp_path / "missing.json")) == 2
+    (tmp_path / "bad.json").write_text('{"rows": 3}')
+    assert main(str(a), str(tmp_path / "bad.json")) == 2
+    assert "bad.json" in capsys.readouterr().err
+
+    command = [sys.executable, "-m", "lib", "compare"]
+    done = subprocess.run([*command, str(a), str(changed)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout.index("changed verdicts") < done.stdout.index("cells that moved")
+    done = subprocess.run([*command, str(a), str(same)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compare_matches_runs_by_label_or_the_only_run(tmp_path, capsys):
+    one = _write(tmp_path / "one.json", [_row("c1", "holds", "gpt2-w0")])
+    other_model = _write(tmp_path / "other.json", [_row("c1", "fails", "pythia-w0")])
+    assert main(str(one), str(other_model)) == 1  # one run each: compared whatever the labels
+    assert "gpt2-w0 -> pythia-w0" in capsys.readouterr().out
+    two = _write(tmp_path / "two.json", [_row("c1", "holds", "a-w0"), _row("c1", "fails", "a-w1")])
+    swapped = _write(tmp_path / "swap.json", [_row("c1", "fails", "a-w1"), _row("c1", "holds", "a-w0")])
+    assert main(str(two), str(swapped)) == 0  # several runs: matched by label, not by position
+    crossed = _write(tmp_path / "cross.json", [_row("c1", "fails", "a-w0"), _row("c1", "holds", "a-w1")])
+    assert main(str(two), str(crossed)) == 1
+
+
+def test_compare_reports_cells_beyond_their_own_tolerance(tmp_path, capsys):
+    # 7A-mean_norm-layer-0: rtol 0.05 (lib/document.py)
+    base = _write(tmp_path / "a.json", [_row("7A-mean_norm-layer-0", "skipped: not judged", kind="cell", value=10.0)])
+    inside = _write(tmp_path / "b.json", [_row("7A-mean_norm-layer-0", "skipped: x", kind="cell", value=10.4)])
+    beyond = _write(tmp_path / "c.json", [_row("7A-mean_norm-layer-0", "skipped: x", kind="cell", value=10.6)])
+    assert main(str(base), str(inside)) == 0 and "cells that moved beyond their tolerance: 0" in capsys.readouterr().out
+    assert main(str(base), str(beyond)) == 0  # a moved cell is reported, it does not change the exit code
+    assert "7A-mean_norm-layer-0 [cell, m-w0]: 10 -> 10.6 (+6.00%), beyond rtol=0.05" in capsys.readouterr().out
+
+
+def test_a_bare_list_from_before_provenance_still_loads(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps([_row("c1", "holds")]))
+    result = load(path)
+    assert result.meta == {} and result.run_labels == ["m-w0"]
+
+
+# ---------------------------------------------------------------- provenance
+def test_meta_names_versions_commit_date_device_and_options(tmp_path):
+    block = meta({"model": "m"})
+    assert set(block["versions"]) == {"python", *LIBRARIES}
+    assert re.fullmatch(r"[0-9a-f]{40}", block["git"]["commit"]) and isinstance(block["git"]["dirty"], bool)
+    assert block["date"].endswith("+00:00") and block["device"].startswith(("cpu", "cuda", "mps"))
+    assert block["options"] == {"model": "m"}
+    outside = git_state(tmp_path)  # not a checkout: says so instead of failing
+    assert outside["commit"].startswith("unknown: ") and outside["dirty"] is None
+
+
+# ---------------------------------------------------------------- the report's sections and width
+def _report_rows() -> list[Row]:
+    return [
+        Row("7A-mean_norm-layer-3", "7A", "cell", "17.6", "18.9", run="r-w0", value=18.9, verdict="fails"),
+        Row("7A-mean_norm-layer-4", "7A", "cell", "18.3", "18.31", run="r-w0", value=18.31, verdict="holds"),
+        Row("7A-last-layer-largest", "7A", "measured", "last 354.1", "last 4.656", "Layer 11: 354", "", "r-w0"),
+        Row("7D-baseline-ppl", "7D", "cell", "29.79", "29.8", run="r-w0", value=29.8, verdict="holds"),
+        Row("7D-harmful-noise", "7D", "measured", "", "x", run="r-w0", verdict="skipped: follow-up"),
+        Row("7C-norm-dominance-causes-low-k", "7C", "measured", "", "y", run="r-w0", verdict="holds"),
+    ]
+
+
+def test_report_has_a_section_per_table_with_document_measured_and_difference():
+    rows = _report_rows()
+    rows[2].verdict = "holds"
+    text = markdown(rows, {"r-w0": {"model": "m"}}, meta=["commit: abc"])
+    assert text.index("- commit: abc") < text.index("## Runs")  # provenance heads it
+    sections = re.findall(r"^## (.+)$", text, flags=re.M)
+    assert sections[1:] == [
+        "7A: norms of Δφ(l)",
+        "7D: low-rank inference",
+        "Follow-ups (7F-7H: the suite's experiments for sentences the write-up did not test)",
+        "Causes (sentences that need the suite's own measurements, lib/causes.py)",
+        "Every claim test",
+    ]
+    seven_a = text[text.index("## 7A") : text.index("## 7D")]
+    assert "| Layer | mean_norm: document | measured | Δ | std_norm: document | measured | Δ |" in seven_a
+    assert f"| 3 | 17.6 | 18.9 | +1.3 {OUTSIDE} | 6.2 | — |  |" in seven_a  # 7.4% > the norm cells' 5%
+    assert "| 4 | 18.3 | 18.31 | +0.01 | 5.1 | — |  |" in seven_a
+    assert "| 7A-last-layer-largest | measured | r-w0 | Layer 11: 354 | last 354.1 | last 4.656 | holds |" in seven_a
+    assert "Totals: cells 1 fails, 1 holds; sentences 1 holds" in seven_a
+    assert "| baseline | 29.79 | 29.8 | +0.01 |" in text
+    assert section_of("7D-harmful-noise", "7D") == "follow-ups" and section_of("7A-last-layer-largest", "7A") == "7A"
+    document = json_document(rows, {"r-w0": {}}, {"date": "d"})
+    assert document["meta"] == {"date": "d"} and document["rows"][0]["claim"] == "7A-mean_norm-layer-3"
+
+
+def test_terminal_summary_fits_120_columns_and_keeps_numbers_whole():
+    long = "measured ratios " + ", ".join(f"{1000 + i * 1.2345:.4f}" for i in range(60))
+    rows = _report_rows()
+    rows[2].verdict, rows[2].measured = "fails", long
+    rows.append(Row("7B-not-low-rank", "7B", "measured", "d", "m", run="r-w0", verdict="holds"))
+    lines = terminal_summary(rows)
+    assert max(len(line) for line in lines) <= TERMINAL_WIDTH
+    assert lines[0] == "totals per section:" and any(line.startswith("  7A: cells 1 fails, 1 holds") for line in lines)
+    text = " ".join(lines)
+    assert all(
+        f"{1000 + i * 1.2345:.4f}" in text.split() or f"{1000 + i * 1.2345:.4f}," in text.split() for i in range(60)
+    )
+    assert "7A-mean_norm-layer-3 (cell, r-w0): fails" in text and "7B-not-low-rank" not in text  # holds: not listed
+    assert "7B-not-low-rank (measured, r-w0): holds" in " ".join(terminal_summary(rows, verbose=True))
+
+
+def test_the_claims_run_prints_within_120_columns(tmp_path, small_args):
+    out = run_claims(tmp_path, "claims/test_7b_layer_pca.py", "--claims-xfail", *small_args)
+    summary = out.stdout.split("Experiment 7 claims", 1)[1].split("short test summary", 1)[0].splitlines()[1:-1]
+    assert summary and max(len(line) for line in summary) <= TERMINAL_WIDTH, max(summary, key=len)
+
+
+# ---------------------------------------------------------------- snapshots on another device
+LAYER = {"layer": 3, "k50": 10, "k90": 40, "mean_norm": 17.6}
+
+
+@pytest.mark.parametrize(
+    "measured,within",
+    [
+        ({**LAYER, "mean_norm": 17.6 * (1 + 5e-4)}, True),  # float32 kernels: ~1e-5, amplified
+        ({**LAYER, "mean_norm": 17.6 * 1.01}, False),
+        ({**LAYER, "k90": 42}, True),  # K moves by up to 2 where the variance curve is flat
+        ({**LAYER, "k90": 43}, False),
+        ({**LAYER, "layer": 4}, False),  # a row index is exact
+    ],
+)
+def test_device_tolerance(measured, within):
+    found = snapshot.device_difference({"layer_pca": [LAYER]}, {"layer_pca": [measured]})
+    assert (found is None) is within, found
+    if not within:
+        assert found.startswith(".layer_pca[0].")
+
+
+def test_attn_ffn_ratio_moves_as_far_as_its_ks_allow():
+    row = {"layer": 0, "attn_k90": 10, "ffn_k90": 20, "ratio": 0.5}
+    assert snapshot.device_difference(row, {**row, "attn_k90": 12, "ratio": 0.6}) is None
+    assert snapshot.device_difference(row, {**row, "attn_k90": 12, "ratio": 0.9}) is not None
+
+
+def test_a_run_on_another_device_finds_the_cpu_snapshot(monkeypatch, tmp_path, make_model, make_config, text_file):
+    monkeypatch.setattr(snapshot, "SNAPSHOTS", tmp_path)
+    cpu = make_config(make_model(n_layer=1), text_file, n_tokens=20)
+    assert cpu.device == "cpu"
+    mps = dataclasses.replace(cpu, device="mps")
+    assert mps.run_id != cpu.run_id and snapshot.cpu_snapshot(mps, "t[x]") is None  # none committed
+    file = tmp_path / cpu.run_id / "test_snapshots" / "t[x].json"
+    file.parent.mkdir(parents=True)
+    file.write_text("{}")
+    assert snapshot.cpu_snapshot(mps, "t[x]") == file
+    assert snapshot.cpu_snapshot(cpu, "t[x]") is None  # the CPU run uses its own
+
+
+PRETEND_OTHER_DEVICE = """
+import os
+from pathlib import Path
+import lib.snapshot
+
+def cpu_snapshot(config, test_name):  # this machine has no accelerator: the CPU snapshots stand in another dir
+    path = Path(os.environ["CPU_SNAPSHOTS"]) / config.run_id / "test_snapshots" / f"{test_name}.json"
+    return path if path.is_file() else None
+
+lib.snapshot.cpu_snapshot = cpu_snapshot
+"""
+
+
+def test_a_run_without_its_own_snapshots_is_checked_against_the_cpu_ones_and_says_so(tmp_path, small_args):
+    """claims/test_snapshots.py's path for mps and cuda, on this CPU-only machine: the own snapshot directory
+    is empty and lib.snapshot.cpu_snapshot (patched before the test module imports it) points at CPU ones."""
+    (tmp_path / "pretend_device.py").write_text(PRETEND_OTHER_DEVICE)
+    cpu = tmp_path / "cpu-snapshots"
+    test = ["claims/test_snapshots.py", *small_args, "-p", "no:cacheprovider"]
+
+    def pytest_run(snapshots: Path, *args: str) -> subprocess.CompletedProcess:
+        env = {
+            **os.environ,
+            "DPHI_CACHE_DIR": str(tmp_path / "cache"),
+            "DPHI_SNAPSHOT_DIR": str(snapshots),
+            "CPU_SNAPSHOTS": str(cpu),
+            "PYTHONPATH": str(tmp_path),
+        }
+        cmd = [sys.executable, "-m", "pytest", *test, *args]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    assert pytest_run(cpu, "--snapshot-update").returncode == 0
+    own = tmp_path / "own"  # empty: the run has no snapshot of its own
+    out = pytest_run(own, "-p", "pretend_device", "--require-snapshots")
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert (
+        "compared with the CPU snapshot" in out.stdout
+        and "within the device tolerance (rtol 0.001, K +-2)" in out.stdout
+    )
+    norms = next(cpu.rglob("*-norms].json"))
+    data = json.loads(norms.read_text())
+    data["norms"][0]["mean_norm"] *= 1.01  # beyond the device tolerance
+    norms.write_text(json.dumps(data))
+    changed = pytest_run(own, "-p", "pretend_device")
+    assert changed.returncode == 1 and "norms on cpu against the CPU snapshot" in changed.stdout
+    assert ".norms[0].mean_norm: snapshot" in changed.stdout
