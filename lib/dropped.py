@@ -24,12 +24,14 @@ import torch
 
 from lib.capture import KEYS, Stats, sample_positions, token_nll
 from lib.causes import (
+    UNEMBED_FRACTION,
     norm_concentration,
+    overlap,
     own_reconstruction,
     pc1_origin,
     shared_overlap,
     shared_pca_normalised,
-    unembedding_overlap,
+    unembedding_directions,
     write_sources,
 )
 from lib.followups import without
@@ -74,6 +76,9 @@ class Base:
     batch_size: int = 1
     attention: str = "sdpa"
     vectors: dict[str, torch.Tensor] = field(default_factory=dict)
+    """KEYS -> the capture's (n_layers, n_positions, d_model) writes."""
+    memo: dict[tuple[str, tuple[int, ...]], Any] = field(default_factory=dict)
+    """(table, drop set) -> 7D's rows: its passes are run once per drop set, whichever claim reads them."""
 
     def __post_init__(self) -> None:
         self.vectors = dict(
@@ -88,6 +93,13 @@ class Base:
         starts = torch.tensor([0] + [n - 1 for n in lengths]).cumsum(0).tolist()  # capture's chunk-major order
         where = self.selection.where
         return torch.tensor([starts[c] + p if p < lengths[c] - 1 else -1 for c, p in where], dtype=torch.long)
+
+    @cached_property
+    def readout(self) -> torch.Tensor:
+        """The readout's left singular vectors (lib/causes.py unembedding_directions): the model's, once per run."""
+        if self.bridge is None:
+            raise KeyError("unembedding_overlap needs the model")
+        return unembedding_directions(self.bridge)
 
     @cached_property
     def b_out(self) -> torch.Tensor:
@@ -254,12 +266,18 @@ class Dropped(Mapping[str, Any]):
         return Where([where[i] for i in self._kept if i in sampled])
 
     def _unembedding(self) -> dict[str, Any]:
-        if self.base.bridge is None:
-            raise KeyError("unembedding_overlap needs the model")
-        bases = self.bases("delta_phi")
-        k90 = [row["k90"] for row in self["layer_pca"]]
-        attn_last = self.pca("attn", self.n_layers - 1, vectors=True)
-        return unembedding_overlap(self.base.bridge, bases, attn_last, k90, self["attn_ffn"][-1]["attn_k90"])
+        """lib/causes.py unembedding_overlap with the readout's directions computed once per run (an
+        eigh of W_U W_U^T, d x vocab, would otherwise be most of a recomputation's cost)."""
+        u = self.base.readout
+        k_u = max(1, u.shape[0] // UNEMBED_FRACTION)
+        top, k90 = u[:, :k_u], [row["k90"] for row in self["layer_pca"]]
+        attn_last, attn_k90 = self.pca("attn", self.n_layers - 1, vectors=True), self["attn_ffn"][-1]["attn_k90"]
+        return {
+            "k_unembedding": k_u,
+            "chance": k_u / u.shape[0],
+            "delta_phi": [overlap(b.directions[:, : max(k, 1)], top) for b, k in zip(self.bases("delta_phi"), k90)],
+            "attn_last": overlap(attn_last.directions[:, : max(attn_k90, 1)], top),
+        }
 
     def _lowrank_rows(self) -> list[LazyRow]:
         return [
@@ -267,9 +285,15 @@ class Dropped(Mapping[str, Any]):
             for i, row in enumerate(self.base.tables["lowrank_ppl"])
         ]
 
-    @cached_property
+    @property
     def _lowrank(self) -> list[dict[str, Any]]:
         """7D: the projected passes with this drop set's bases; NLL means over the kept predictions."""
+        key = ("lowrank_ppl", self.drop)
+        if key not in self.base.memo:
+            self.base.memo[key] = self._lowrank_passes()
+        return self.base.memo[key]
+
+    def _lowrank_passes(self) -> list[dict[str, Any]]:
         if self.base.bridge is None:
             raise KeyError("lowrank_ppl needs the model")
         ks = [row["k"] for row in self.base.tables["lowrank_ppl"]]

@@ -32,6 +32,19 @@ class Row:
     value: float | None = None
     """A table cell's measured value, shown even where the cell's tolerance check does not apply."""
     verdict: str = ""
+    fragility: dict[str, Any] | None = None
+    """With --fragility: the claim's row of Run.fragility (lib/fragility.py); None without."""
+
+
+def fragility_text(f: dict[str, Any] | None) -> str:
+    """A fragility row in a few words: k, its share and the first witnesses; FRAGILE where a claim
+    that holds flips at k <= 0.5% of the positions."""
+    if not f or f.get("holds") is None:
+        return ""
+    if f["k"] is None:
+        return f"no flip within {f['budget']}"
+    where = ", ".join(f"({c}, {p})" for c, p in f["positions"][:3]) + (" …" if len(f["positions"]) > 3 else "")
+    return ("FRAGILE: " if f.get("fragile") else "") + f"flips at k={f['k']} ({f['share']:.1%}) dropping {where}"
 
 
 def verdict(outcome: str, kind: str, xfail_reason: str | None, skip_reason: str | None, note: str = "") -> str:
@@ -68,15 +81,20 @@ def terminal_table(rows: list[Row], width: int = 44, collapse: int = 5) -> list[
             reasons.setdefault(r.verdict, []).append(r)
     collapsed = {v for v, rs in reasons.items() if len(rs) > collapse}
     shown = [r for r in rows if r.verdict not in collapsed]
-    header = ("claim", "section", "kind", "run", "document", "measured", "verdict")
+    header: tuple[str, ...] = ("claim", "section", "kind", "run", "document", "measured", "verdict")
     body = [
         (r.id, r.section, r.kind, r.run, _clip(r.document, width), _clip(r.measured, width), _clip(r.verdict, 70))
         for r in shown
     ]
     body += [(f"({len(reasons[v])} more)", "", "", "", "", "", v) for v in sorted(collapsed)]
+    if any(r.fragility for r in rows):  # --fragility
+        header += ("fragility",)
+        body = [(*b, _clip(fragility_text(r.fragility), width)) for b, r in zip(body, shown)] + body[len(shown) :]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     summary = ", ".join(f"{n} {k}" for k, n in counts(rows).items())
+    fragile = sum(bool(r.fragility and r.fragility.get("fragile")) for r in rows)
+    summary += f"; {fragile} fragile (hold, but flip when at most 0.5% of the positions are dropped)" if fragile else ""
     return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(b) for b in body), "", summary]
 
 
@@ -147,14 +165,17 @@ def markdown(rows: list[Row], runs: dict[str, dict[str, Any]], figure: str | Non
         spread = window_spread(rows, runs)
         if spread:
             lines += ["## Table cells across token windows", "", *spread, ""]
+    fragility = any(r.fragility for r in rows)  # --fragility: one more column
     lines += [
         "## Every claim test",
         "",
-        "| claim | section | kind | run | original (exp7.ja.md) | document | measured | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| claim | section | kind | run | original (exp7.ja.md) | document | measured | verdict |"
+        + (" fragility |" if fragility else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if fragility else ""),
     ]
     lines += [
         f"| {esc(r.id)} | {r.section} | {r.kind} | {r.run} | {esc(r.ja)} | {esc(r.document)} | {esc(r.measured)} | {esc(r.verdict)} |"
+        + (f" {esc(fragility_text(r.fragility))} |" if fragility else "")
         for r in rows
     ]
     return "\n".join(lines) + "\n"
@@ -173,6 +194,7 @@ def json_rows(rows: list[Row]) -> list[dict[str, Any]]:
             "value": r.value,
             "verdict": r.verdict,
             "ja": r.ja,
+            **({"fragility": r.fragility} if r.fragility else {}),
         }
         for r in rows
     ]
