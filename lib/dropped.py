@@ -111,21 +111,7 @@ class Base:
 
 def downdate(base: Base, drop: Sequence[int]) -> Stats:
     """Stats without the positions `drop` (flat indices): moments downdated, norms, sample and NLL filtered."""
-    st = base.stats
-    index = torch.tensor(sorted(drop), dtype=torch.long)
-    n_layers = st.total.shape[1]
-    total, outer = st.total.clone(), st.outer.clone()
-    for k, key in enumerate(KEYS):
-        for layer in range(n_layers):
-            m = without(st.moments(key, layer), base.vectors[key][layer, index])
-            total[k, layer], outer[k, layer] = m.total, m.outer
-    keep = torch.ones(st.norms.shape[1], dtype=torch.bool)
-    keep[index] = False
-    sampled = sample_positions(st.norms.shape[1], st.sample.shape[1])
-    nll_keep = torch.ones(len(st.nll), dtype=torch.bool)
-    predicted = base.predicted[index]
-    nll_keep[predicted[predicted >= 0]] = False
-    return Stats(st.count - len(index), total, outer, st.norms[:, keep], st.sample[:, keep[sampled]], st.nll[nll_keep])
+    return Dropped(base, drop).stats_of(len(KEYS))
 
 
 class LazyRow(Mapping[str, Any]):
@@ -171,6 +157,8 @@ class Dropped(Mapping[str, Any]):
         self.base, self.drop = base, tuple(sorted(drop))
         self.done: dict[str, Any] = {}
         self._pcas: dict[tuple[str, int, bool], Pca] = {}
+        self._moments: dict[tuple[str, int], Moments] = {}
+        self._stats: dict[int, Stats] = {}
         self.n_layers = base.stats.total.shape[1]
         self.builders: dict[str, Callable[[], Any]] = {
             "config": lambda: base.tables["config"],
@@ -184,18 +172,18 @@ class Dropped(Mapping[str, Any]):
             "shared_pca": lambda: pca(self.stats.shared_moments(), base.centred, vectors=False).k_columns(),
             "reconstruction": lambda: self._reconstruction[0],
             "reconstruction_per_layer": lambda: self._reconstruction[1],
-            "reconstruction_sample": lambda: len(self.stats.sample[0]),
-            "baseline_ppl": lambda: math.exp(float(self.stats.nll.mean())),
+            "reconstruction_sample": lambda: len(self.light.sample[0]),
+            "baseline_ppl": lambda: math.exp(float(self.light.nll.mean())),
             "lowrank_ppl": self._lowrank_rows,
             "shared_pca_normalised": lambda: shared_pca_normalised(self.stats, base.centred),
             "shared_overlap": lambda: shared_overlap(self.shared, self.bases("delta_phi")),
-            "reconstruction_own_per_layer": lambda: own_reconstruction(self.stats.sample, self.bases("delta_phi")),
+            "reconstruction_own_per_layer": lambda: own_reconstruction(self.light.sample, self.bases("delta_phi")),
             "write_sources": lambda: write_sources(
-                self.stats, self.bases("delta_phi"), self.bases("ffn"), base.centred
+                self.stats_of(len(KEYS)), self.bases("delta_phi"), self.bases("ffn"), base.centred
             ),
             "unembedding_overlap": self._unembedding,
-            "norm_concentration": lambda: norm_concentration(self.stats, self._kept_where),  # type: ignore[arg-type]
-            "pc1_origin": lambda: pc1_origin(self.stats, self.bases("delta_phi"), base.b_out, self._sample_where),  # type: ignore[arg-type]
+            "norm_concentration": lambda: norm_concentration(self.light, self._kept_where),  # type: ignore[arg-type]
+            "pc1_origin": lambda: pc1_origin(self.light, self.bases("delta_phi"), base.b_out, self._sample_where),  # type: ignore[arg-type]
         }
 
     # the mapping
@@ -213,16 +201,50 @@ class Dropped(Mapping[str, Any]):
         return sum(1 for _ in self)
 
     # the statistics
-    @cached_property
-    def stats(self) -> Stats:
-        return downdate(self.base, self.drop)
-
     def moments(self, key: str, layer: int) -> Moments:
-        """One layer's downdated moments, without building the other layers' (Stats.moments of `stats`)."""
-        if "stats" in vars(self):
-            return self.stats.moments(key, layer)
-        x = self.base.vectors[key][layer, list(self.drop)]
-        return without(self.base.stats.moments(key, layer), x)
+        """One layer's downdated moments (lib/followups.py `without`), computed once, without the other layers'."""
+        if (key, layer) not in self._moments:
+            x = self.base.vectors[key][layer, list(self.drop)]  # (k, d_model)
+            self._moments[(key, layer)] = without(self.base.stats.moments(key, layer), x)
+        return self._moments[(key, layer)]
+
+    def stats_of(self, n_keys: int) -> Stats:
+        """Stats without the dropped positions, holding the moments of KEYS[:n_keys] only: 1 (Δφ) for the
+        shared basis, 3 where a table reads the attention's and the FFN's (moments(key) of a key left
+        out raises an IndexError, never a wrong value)."""
+        if n_keys not in self._stats:
+            light = self.light
+            layers = range(self.n_layers)
+            total = torch.stack([torch.stack([self.moments(k, i).total for i in layers]) for k in KEYS[:n_keys]])
+            outer = torch.stack([torch.stack([self.moments(k, i).outer for i in layers]) for k in KEYS[:n_keys]])
+            self._stats[n_keys] = Stats(light.count, total, outer, light.norms, light.sample, light.nll)
+        return self._stats[n_keys]
+
+    @property
+    def stats(self) -> Stats:
+        """Δφ's moments only (what the shared basis and most causes read)."""
+        return self.stats_of(1)
+
+    @cached_property
+    def light(self) -> Stats:
+        """Stats without the dropped positions and without moments (empty: reading them raises): norms,
+        the 7C sample and the NLL filtered, for the tables that read nothing else."""
+        st, drop = self.base.stats, torch.tensor(self.drop, dtype=torch.long)
+        keep = torch.ones(st.norms.shape[1], dtype=torch.bool)
+        keep[drop] = False
+        sampled = sample_positions(st.norms.shape[1], st.sample.shape[1])
+        nll_keep = torch.ones(len(st.nll), dtype=torch.bool)
+        predicted = self.base.predicted[drop]
+        nll_keep[predicted[predicted >= 0]] = False
+        empty = st.total[:, :, :0]  # (3, n_layers, 0)
+        return Stats(
+            st.count - len(drop),
+            empty,
+            empty[..., None],
+            st.norms[:, keep],
+            st.sample[:, keep[sampled]],
+            st.nll[nll_keep],
+        )
 
     def pca(self, key: str, layer: int, vectors: bool = False) -> Pca:
         """The layer's PCA; its spectrum alone (eigvalsh) unless directions were asked for."""
@@ -245,7 +267,7 @@ class Dropped(Mapping[str, Any]):
 
     @cached_property
     def _reconstruction(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return reconstruction_tables(self.stats.sample, self.shared)
+        return reconstruction_tables(self.light.sample, self.shared)
 
     @property
     def _kept(self) -> list[int]:
@@ -304,7 +326,7 @@ class Dropped(Mapping[str, Any]):
         keep = torch.ones(nll.shape[1], dtype=torch.bool)
         predicted = self.base.predicted[list(self.drop)]
         keep[predicted[predicted >= 0]] = False
-        return lowrank_table(float(self.stats.nll.mean()), nll[:, keep].mean(1).tolist(), ks)
+        return lowrank_table(float(self.light.nll.mean()), nll[:, keep].mean(1).tolist(), ks)
 
 
 def variant_token_nll(

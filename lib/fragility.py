@@ -143,7 +143,7 @@ Source = tuple[str, int]
 def sources(reads: Reads, n_layers: int) -> set[Source]:
     out: set[Source] = set()
     for table, rows in reads.rows.items():
-        if table in FIXED:
+        if table in FIXED or (table == "lowrank_ppl" and not reads.passes):  # 7D's K column: fixed
             continue
         if table in PER_LAYER:
             layers = range(n_layers) if None in rows else sorted(r for r in rows if r is not None)
