@@ -77,8 +77,9 @@ class Base:
     attention: str = "sdpa"
     vectors: dict[str, torch.Tensor] = field(default_factory=dict)
     """KEYS -> the capture's (n_layers, n_positions, d_model) writes."""
-    memo: dict[tuple[str, tuple[int, ...]], Any] = field(default_factory=dict)
-    """(table, drop set) -> 7D's rows: its passes are run once per drop set, whichever claim reads them."""
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    """(table, drop set) -> the table, ("spectrum", key, layer, drop set) -> the layer's spectrum: each
+    computed once per drop set, whichever claim reads it first."""
 
     def __post_init__(self) -> None:
         self.vectors = dict(
@@ -112,6 +113,11 @@ class Base:
 def downdate(base: Base, drop: Sequence[int]) -> Stats:
     """Stats without the positions `drop` (flat indices): moments downdated, norms, sample and NLL filtered."""
     return Dropped(base, drop).stats_of(len(KEYS))
+
+
+LAZY = ("layer_pca", "layer_spectra", "attn_ffn", "lowrank_ppl")
+"""Tables computed row by row (or, for 7D, on the first perplexity read); each other table is computed
+whole, once per drop set and run (Base.memo)."""
 
 
 class LazyRow(Mapping[str, Any]):
@@ -191,7 +197,13 @@ class Dropped(Mapping[str, Any]):
         if name not in self.builders or name not in self.base.tables:
             raise KeyError(name)
         if name not in self.done:
-            self.done[name] = self.builders[name]()
+            if name in LAZY:
+                self.done[name] = self.builders[name]()
+            else:  # whichever claim reads it first computes it for every claim that drops the same positions
+                key = (name, self.drop)
+                if key not in self.base.memo:
+                    self.base.memo[key] = self.builders[name]()
+                self.done[name] = self.base.memo[key]
         return self.done[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -247,12 +259,18 @@ class Dropped(Mapping[str, Any]):
         )
 
     def pca(self, key: str, layer: int, vectors: bool = False) -> Pca:
-        """The layer's PCA; its spectrum alone (eigvalsh) unless directions were asked for."""
+        """The layer's PCA; its spectrum alone (eigvalsh) unless directions were asked for. Spectra are
+        kept per drop set for the run (small: two (d,) tensors), directions for this drop set only."""
         if (key, layer, True) in self._pcas:
             return self._pcas[(key, layer, True)]
-        if (key, layer, vectors) not in self._pcas:
-            self._pcas[(key, layer, vectors)] = pca(self.moments(key, layer), self.base.centred, vectors)
-        return self._pcas[(key, layer, vectors)]
+        spectrum = ("spectrum", key, layer, self.drop)
+        if not vectors and spectrum in self.base.memo:
+            return self.base.memo[spectrum]
+        fitted = pca(self.moments(key, layer), self.base.centred, vectors)
+        if vectors:
+            self._pcas[(key, layer, True)] = fitted
+        self.base.memo.setdefault(spectrum, Pca(fitted.mean, None, fitted.variance))
+        return fitted
 
     def bases(self, key: str) -> list[Pca]:
         return [self.pca(key, layer, vectors=True) for layer in range(self.n_layers)]

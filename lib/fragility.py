@@ -26,6 +26,7 @@ import statistics
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from random import Random
 from typing import Any
 
 import torch
@@ -40,8 +41,9 @@ BUDGET_SHARE = 0.05
 """The search's budget: at most 5% of the positions dropped (the issue's default)."""
 FRAGILE_SHARE = 0.005
 """A claim that holds but flips when at most 0.5% of the positions are dropped is marked fragile."""
-EXAMPLES = 8
-"""Hypothesis examples per claim after the greedy search (each one recomputes the tables it reads)."""
+EXAMPLES = 4
+"""Hypothesis examples per sentence after the greedy search (each one recomputes the tables it reads,
+and no two claims share its drop sets); table cells get the greedy search only."""
 PER_LAYER: dict[str, tuple[str, ...]] = {
     "norms": ("norm",),
     "layer_pca": ("delta_phi",),
@@ -140,14 +142,21 @@ Source = tuple[str, int]
 """(write, layer): KEYS' writes, or "norm" (7A's per-position norms of Δφ)."""
 
 
-def sources(reads: Reads, n_layers: int) -> set[Source]:
+def sources(reads: Reads, n_layers: int, per_layer: bool = False) -> set[Source]:
+    """The (write, layer) pairs whose positions the claim's tables are computed from.
+
+    By default every layer of each write a table reads, whatever rows the claim reads: claims that read
+    the same writes then share one greedy order, so the drop sets, and the tables recomputed for them
+    (Base.memo), are shared (a layer-2 claim still sees layer 2's dominant positions first: their share
+    of layer 2's scatter is the largest anywhere). per_layer: the layers of the rows read only.
+    """
     out: set[Source] = set()
     for table, rows in reads.rows.items():
         if table in FIXED or (table == "lowrank_ppl" and not reads.passes):  # 7D's K column: fixed
             continue
         if table in PER_LAYER:
-            layers = range(n_layers) if None in rows else sorted(r for r in rows if r is not None)
-            out |= {(key, layer) for key in PER_LAYER[table] for layer in layers}
+            read = range(n_layers) if None in rows or not per_layer else sorted(r for r in rows if r is not None)
+            out |= {(key, layer) for key in PER_LAYER[table] for layer in read}
         else:
             out |= {("delta_phi", layer) for layer in range(n_layers)}
     return out
@@ -231,7 +240,7 @@ class Searcher:
     examples: int = EXAMPLES
     database: Any = None
     """hypothesis ExampleDatabase (None: none kept)."""
-    keep: int = 4
+    keep: int = 2
     cache: OrderedDict[tuple[int, ...], Dropped] = field(default_factory=OrderedDict)
     orders: dict[frozenset[Source], list[int]] = field(default_factory=dict)
 
@@ -294,6 +303,9 @@ class Searcher:
                     phases=[Phase.reuse, Phase.generate, Phase.shrink],
                 ),
                 database_key=claim.id.encode(),
+                # one seed for every claim: claims that read the same statistics draw the same drop sets
+                # first, whose tables Base.memo then computes once
+                random=Random(0),
             )
         except NoSuchExample:
             return None
@@ -315,7 +327,7 @@ class Searcher:
         order = self.order(chosen)  # 2 x budget: the greedy search's, then hypothesis's further candidates
         k = self.greedy(claim, holds, order[: self.budget], passes)
         witness, found_by = (order[:k], "greedy") if k is not None else (None, None)
-        if k != 1 and not passes:  # 7D: each example would run the projected passes again
+        if k != 1 and not passes and claim.kind == "sentence":  # 7D: each example would run the passes again
             most = (k - 1) if k is not None else self.budget
             smaller = self.hypothesis(claim, holds, order, most)
             if smaller is not None:
@@ -334,7 +346,9 @@ class Searcher:
             "k": len(witness),
             "share": len(witness) / n,
             "positions": [list(where[i]) for i in witness],
-            "witnesses": self.describe(witness, chosen),
+            "witnesses": self.describe(
+                witness, sources(recorder.reads, self.base.stats.total.shape[1], per_layer=True)
+            ),
             "after": after,
             "found_by": found_by,
             "fragile": bool(holds) and len(witness) <= FRAGILE_SHARE * n,
