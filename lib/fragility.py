@@ -264,20 +264,17 @@ class Searcher:
         return after is not None and after != holds
 
     def greedy(self, claim: Judged, holds: bool, order: list[int], passes: bool) -> int | None:
-        """The smallest k found with order[:k] flipping: doubling, then bisection below the first flip.
-        With 7D's passes, the budget first: no flip there, no search below it."""
+        """The smallest k found with order[:k] flipping: k = 1, then the whole order (the budget): no flip
+        there, no search below it (most claims: two recomputations); else bisection between them, for the
+        smallest k whose prefix flips (7D claims: the budget first, each try runs the passes)."""
         if not order:
             return None
-        if passes and not self.flips(claim, holds, order):
+        if not passes and self.flips(claim, holds, order[:1]):
+            return 1
+        if not self.flips(claim, holds, order):
             return None
-        lo, hi, k = 0, None, 1
-        while hi is None and k <= len(order):
-            if self.flips(claim, holds, order[:k]):
-                hi = k
-            else:
-                lo = k
-                k = len(order) if k < len(order) < 2 * k else 2 * k
-        while hi is not None and hi - lo > 1:
+        lo, hi = 0 if passes else 1, len(order)
+        while hi - lo > 1:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if self.flips(claim, holds, order[:mid]) else (mid, hi)
         return hi
