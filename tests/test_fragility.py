@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -247,3 +248,39 @@ def test_every_claim_has_a_fragility_row_on_the_embedded_model(tiny):
         assert r["budget"] == 50 and (r["k"] is None or 1 <= r["k"] <= r["budget"]), r
         assert (r["k"] is None) == (r["after"] is None) == (r["share"] is None), r
     assert Run(tiny.config, tiny.store).fragility == rows  # the cached entry answers a second run
+
+
+def test_the_command_writes_a_fragility_key(tiny, shared_text, tmp_path, capsys):
+    """`python -m lib tables --fragility --json`: a key `fragility`, one row per claim, in the issue's shape
+    (the run's cache answers: the same config as `tiny`)."""
+    from lib.cli import main
+
+    rows = tiny.fragility
+    out = tmp_path / "out.json"
+    args = ["tables", "--model", "tiny-wikitext", "--dataset", str(shared_text), "--device", "cpu"]
+    assert main([*args, "--cache-dir", str(tiny.store.root), "--fragility", "--json", str(out)]) == 0
+    written = json.loads(out.read_text())["fragility"]
+    assert written == rows
+    for r in written:
+        assert {"claim", "holds", "k", "share", "positions", "after", "budget"} <= r.keys()
+    assert "Fragility: positions dropped to flip each verdict" in capsys.readouterr().out
+
+
+def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
+    from lib.report import Row, fragility_text, json_rows, markdown, terminal_table
+
+    flips = {"holds": True, "k": 1, "share": 0.001, "positions": [[0, 0]], "budget": 50, "fragile": True}
+    robust = {"holds": True, "k": None, "share": None, "positions": [], "budget": 50, "fragile": False}
+    assert fragility_text(flips) == "FRAGILE: flips at k=1 (0.1%) dropping (0, 0)"
+    assert fragility_text({**flips, "k": 40, "share": 0.04, "fragile": False}).startswith("flips at k=40 (4.0%)")
+    assert fragility_text(robust) == "no flip within 50"
+    rows = [
+        Row("a", "7B", "measured", run="r", verdict="holds", fragility=flips),
+        Row("b", "7B", "measured", run="r", verdict="holds", fragility=robust),
+    ]
+    lines = terminal_table(rows)
+    assert lines[0].split()[-1] == "fragility" and "FRAGILE" in lines[2] and "FRAGILE" not in lines[3]
+    assert "1 fragile" in lines[-1]
+    assert "| FRAGILE: flips at k=1" in markdown(rows, {"r": {}})
+    assert json_rows(rows)[0]["fragility"] == flips
+    assert "fragility" not in terminal_table([Row("a", "7B", "measured", verdict="holds")])[0]
