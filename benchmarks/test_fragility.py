@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_pipeline import DEVICE, gpt2_shaped, run  # noqa: F401 (fixtures)
 
 from lib.experiment import Run
 from lib.store import Store
-from test_pipeline import DEVICE, gpt2_shaped, run  # noqa: F401 (fixtures)
 
 
 @pytest.mark.benchmark(group="fragility")

@@ -198,10 +198,10 @@ class Run:
     @cached_property
     def fragility(self) -> list[dict[str, Any]]:
         """Drop-k fragility of every claim (lib/fragility.py), cached beside the tables; needs the held capture."""
-        from lib.fragility import BUDGET_SHARE, EXAMPLES, FRAGILITY_VERSION, fragility_rows
+        from lib.fragility import BUDGET_SHARE, EXAMPLES, FRAGILITY_VERSION, claims_digest, fragility_rows
 
         meta = {"stage": "fragility", "version": FRAGILITY_VERSION, "tables_version": TABLES_VERSION}
-        meta.update(budget_share=BUDGET_SHARE, examples=EXAMPLES, **self.config.identity())
+        meta.update(budget_share=BUDGET_SHARE, examples=EXAMPLES, claims=claims_digest(), **self.config.identity())
 
         def compute() -> dict[str, Any]:
             from hypothesis.database import DirectoryBasedExampleDatabase

@@ -21,6 +21,7 @@ functions (moments downdated, new bases, new projected passes for 7D): a reporte
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 from collections import OrderedDict
@@ -193,6 +194,23 @@ def cell_value(cell: Cell, tables: Mapping[str, Any]) -> float | None:
         rows = tables[cell.table]
         return float(rows[cell.row][cell.column]) if cell.row < len(rows) else None
     return cell.measured(tables)  # type: ignore[arg-type]
+
+
+def claims_digest() -> str:
+    """What the cached rows depend on beside the run: every claim's id and predicate (its bytecode and
+    constants) and every cell's value and tolerance, so that a changed predicate recomputes them."""
+    h = hashlib.sha256()
+    for j in judged():
+        h.update(j.id.encode())
+        if isinstance(j.claim, Cell):
+            h.update(repr((j.claim.value, j.claim.rtol, j.claim.atol)).encode())
+            continue
+        code = j.claim.predicate.__code__  # type: ignore[union-attr]
+        h.update(code.co_code + repr(code.co_consts).encode())
+        for cell in j.claim.predicate.__closure__ or ():  # type: ignore[union-attr]
+            inner = getattr(cell.cell_contents, "__code__", None)
+            h.update(inner.co_code + repr(inner.co_consts).encode() if inner else repr(cell.cell_contents).encode())
+    return h.hexdigest()[:16]
 
 
 def judged() -> list[Judged]:
