@@ -89,7 +89,8 @@ def terminal_table(rows: list[Row], width: int = 44, collapse: int = 5) -> list[
     body += [(f"({len(reasons[v])} more)", "", "", "", "", "", v) for v in sorted(collapsed)]
     if any(r.fragility for r in rows):  # --fragility
         header += ("fragility",)
-        body = [(*b, _clip(fragility_text(r.fragility), width)) for b, r in zip(body, shown)] + body[len(shown) :]
+        texts = [_clip(fragility_text(r.fragility), width) for r in shown] + [""] * len(collapsed)
+        body = [(*b, text) for b, text in zip(body, texts)]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     summary = ", ".join(f"{n} {k}" for k, n in counts(rows).items())

@@ -278,8 +278,10 @@ def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
         Row("a", "7B", "measured", run="r", verdict="holds", fragility=flips),
         Row("b", "7B", "measured", run="r", verdict="holds", fragility=robust),
     ]
-    lines = terminal_table(rows)
+    skipped = [Row(f"s{i}", "7D", "measured", run="r", verdict="skipped: same reason") for i in range(6)]
+    lines = terminal_table(rows + skipped)  # the six skips collapse into one line
     assert lines[0].split()[-1] == "fragility" and "FRAGILE" in lines[2] and "FRAGILE" not in lines[3]
+    assert lines[4].startswith("(6 more)")
     assert "1 fragile" in lines[-1]
     assert "| FRAGILE: flips at k=1" in markdown(rows, {"r": {}})
     assert json_rows(rows)[0]["fragility"] == flips
