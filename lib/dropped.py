@@ -75,9 +75,9 @@ class Base:
     """Needed for 7D's passes and the causes' weights; None: those tables raise."""
     batch_size: int = 1
     attention: str = "sdpa"
-    vectors: dict[str, torch.Tensor] = field(default_factory=dict)
+    vectors: dict[str, torch.Tensor] = field(init=False, default_factory=dict)
     """KEYS -> the capture's (n_layers, n_positions, d_model) writes."""
-    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    memo: dict[tuple[Any, ...], Any] = field(init=False, default_factory=dict)
     """(table, drop set) -> the table, ("spectrum", key, layer, drop set) -> the layer's spectrum: each
     computed once per drop set, whichever claim reads it first."""
 
