@@ -45,6 +45,8 @@ FRAGILE_SHARE = 0.005
 EXAMPLES = 4
 """Hypothesis examples per sentence after the greedy search (each one recomputes the tables it reads,
 and no two claims share its drop sets); table cells get the greedy search only."""
+SHRINK_FACTOR = 4
+"""hypothesis recomputes at most SHRINK_FACTOR x EXAMPLES drop sets per claim, shrinking included."""
 PER_LAYER: dict[str, tuple[str, ...]] = {
     "norms": ("norm",),
     "layer_pca": ("delta_phi",),
@@ -306,10 +308,22 @@ class Searcher:
         if most < 1 or not candidates or self.examples < 1:
             return None
         drops = st.lists(st.sampled_from(candidates), min_size=1, max_size=min(most, len(candidates)), unique=True)
+        seen: dict[frozenset[int], bool] = {}
+
+        def flips(drop: list[int]) -> bool:
+            """Each drop set recomputed once; past SHRINK_FACTOR x examples new sets count as no flip, so that
+            shrinking (up to hundreds of calls) stops there with the smallest flip it verified."""
+            key = frozenset(drop)
+            if key not in seen:
+                if len(seen) >= SHRINK_FACTOR * self.examples:
+                    return False
+                seen[key] = self.flips(claim, holds, drop)
+            return seen[key]
+
         try:
             return find(
                 drops,
-                lambda d: self.flips(claim, holds, d),
+                flips,
                 settings=settings(
                     max_examples=self.examples,
                     database=self.database,
