@@ -7,13 +7,13 @@ removal changes a conclusion; "Approximations to worst-case data dropping: unmas
 the approximation that never missed a flip. Here, per claim (lib/document.py CLAIMS and CELLS):
 
 1. which statistics it reads: its predicate runs once on the run's tables through a recording
-   wrapper (which tables, which layers' rows, which fields);
+   wrapper (lib/recording.py: which tables, which layers' rows, which fields);
 2. recursive greedy order: at each step the position with the largest share of the scatter
-   sum ||x_i - mean||^2 of any (write, layer) the claim reads (or of the spread of 7A's norms),
-   means and sums downdated after each removal; the verdict is recomputed on the first k of that
-   order for k = 1, 2, 4, ... up to the budget, then bisected below the first flip;
-3. hypothesis: drop sets drawn from the top-ranked candidates, the property "the verdict does
-   not flip"; a flip it finds is shrunk, and kept in its example database under the claim's id.
+   sum ||x_i - mean||^2 of any layer of the writes the claim reads (or of the spread of 7A's
+   norms), means and sums downdated after each removal; the verdict is recomputed without the
+   first position, then without the budget, and bisected between them where the budget flips it;
+3. hypothesis (sentences): drop sets drawn from the ranked candidates, the property "the verdict
+   does not flip"; a flip it finds is shrunk, and kept in its example database under the claim's id.
 
 Every verdict is computed on lib/dropped.py's tables, which recompute through the tables' own
 functions (moments downdated, new bases, new projected passes for 7D): a reported flip is exact.
