@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.options import OPTIONS, REFRESH_HELP, cache_dir
+from lib.options import FRAGILITY_HELP, OPTIONS, REFRESH_HELP, cache_dir
 
 if TYPE_CHECKING:
     from lib.config import RunConfig
@@ -29,6 +30,8 @@ BASELINE = pytest.StashKey[Any]()
 """The --claims-baseline result (lib.compare.Result), or None."""
 TABLES_BY_RUN: dict[str, dict[str, Any]] = {}
 """label -> tables of every run whose tables were computed, for the session's figure."""
+FRAGILITY_BY_RUN: dict[str, dict[str, dict[str, Any]]] = {}
+"""label -> claim or cell id -> its fragility row (lib/fragility.py), with --fragility."""
 CLAIM_ROWS: dict[str, Any] = {}
 """nodeid -> lib.report.Row of every claim test that ran, for the summary."""
 SNAPSHOT_REFERENCES: set[str] = set()
@@ -87,6 +90,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="also run the follow-up experiments 7F-7H (claims/test_followups.py); about as many passes again as 7D",
     )
+    group.addoption("--fragility", dest="dphi_fragility", action="store_true", help=FRAGILITY_HELP)
 
 
 def option_values(config: pytest.Config) -> dict[str, Any]:
@@ -157,6 +161,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr[2].removeprefix("Skipped: ") if report.skipped and isinstance(report.longrepr, tuple) else None
     )
     row.verdict = verdict(report.outcome, row.kind, xfail, skip, row.note)
+    if row.kind in ("cell", "measured"):  # the document's own tables have no positions to drop
+        row.fragility = FRAGILITY_BY_RUN.get(row.run, {}).get(row.id)
     baseline = item.config.stash[BASELINE]
     if baseline is not None:
         current = {"claim": row.id, "kind": row.kind, "run": row.run, "verdict": row.verdict, "value": row.value}
@@ -290,4 +296,11 @@ def tables(dphi_run: Run, pytestconfig: pytest.Config, run: str) -> dict[str, An
     except ResourceUnavailable as e:
         pytest.skip(str(e))
     TABLES_BY_RUN[run] = tables
+    if pytestconfig.getoption("dphi_fragility") and run not in FRAGILITY_BY_RUN:
+        FRAGILITY_BY_RUN[run] = {}
+        try:
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                FRAGILITY_BY_RUN[run] = {r["claim"]: r for r in dphi_run.fragility}
+        except ConfigError as e:  # a streamed run: its claims are judged, without a fragility column
+            warnings.warn(f"{run}: {e}", stacklevel=1)
     return tables

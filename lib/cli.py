@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.options import OPTIONS, REFRESH_HELP, cache_dir
+from lib.options import FRAGILITY_HELP, OPTIONS, REFRESH_HELP, cache_dir
 
 WRITE_UP_TABLES = (
     "config",
@@ -53,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run the follow-up experiments 7F-7H (about as many passes again as 7D)",
     )
+    tables.add_argument("--fragility", action="store_true", help=FRAGILITY_HELP)
     claims = sub.add_parser("claims", help="list the claims: id, section, kind, verdict on the document, sentence")
     claims.add_argument("--markdown", action="store_true", help="the catalogue as Markdown (docs/claims.md)")
     compare = sub.add_parser(
@@ -114,6 +115,14 @@ def format_tables(t: dict[str, Any]) -> str:
     )
 
 
+def format_fragility(rows: Sequence[dict[str, Any]]) -> str:
+    """Fragility (lib/fragility.py) of the decidable claims as Markdown: k, its share, the first witnesses."""
+    from lib.report import fragility_text
+
+    body = [(r["claim"], r["kind"], r["holds"], fragility_text(r)) for r in rows if r["holds"] is not None]
+    return _table("Fragility: positions dropped to flip each verdict", ("claim", "kind", "holds", "fragility"), body)
+
+
 def _ordered(tables: dict[str, Any]) -> dict[str, Any]:
     """The write-up's tables first, then the suite's own measurements (docs/usage.md)."""
     return {k: tables[k] for k in [*WRITE_UP_TABLES, *(k for k in tables if k not in WRITE_UP_TABLES)]}
@@ -172,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run.selection
             for name, run in selected.items():
                 results[name] = {**run.tables, **(run.followups if args.follow_ups else {})}
+                if args.fragility:
+                    results[name]["fragility"] = run.fragility
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -179,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     for name, tables in results.items():
         print(f"# {name}\n\n{format_tables(tables)}" if len(results) > 1 else format_tables(tables))
+        if "fragility" in tables:
+            print(format_fragility(tables["fragility"]))
     if args.json:
         data = (
             _ordered(*results.values()) if len(results) == 1 else {"runs": {n: _ordered(t) for n, t in results.items()}}

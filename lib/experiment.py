@@ -14,6 +14,7 @@ from lib.capture import Capture, Stats, capture_stats, capture_tensors, check_ca
 from lib.causes import cause_tables
 from lib.config import CAPTURE_INDEPENDENT
 from lib.corpus import Selection, check_text_size, load_text, select_tokens
+from lib.errors import ConfigError
 from lib.followups import FOLLOWUPS_VERSION, followup_tables
 from lib.lowrank import lowrank_nll
 from lib.sources import model_shape
@@ -234,3 +235,40 @@ class Run:
             )
 
         return self.store.get_or_compute_json("followups", self.config.key(), meta, compute)
+
+    @cached_property
+    def fragility(self) -> list[dict[str, Any]]:
+        """Drop-k fragility of every claim (lib/fragility.py), cached beside the tables; needs the held capture."""
+        from lib.fragility import BUDGET_SHARE, EXAMPLES, FRAGILITY_VERSION, claims_digest, fragility_rows
+
+        meta = {"stage": "fragility", "version": FRAGILITY_VERSION, "tables_version": TABLES_VERSION}
+        meta.update(budget_share=BUDGET_SHARE, examples=EXAMPLES, claims=claims_digest(), **self.config.identity())
+
+        def compute() -> dict[str, Any]:
+            from hypothesis.database import DirectoryBasedExampleDatabase
+
+            from lib.dropped import Base
+
+            cfg = self.bridge.cfg
+            if (
+                self.config.n_tokens > self.stream_above
+                or 3 * cfg.n_layers * self.config.n_tokens * cfg.d_model * 4 > self.hold_bytes
+            ):
+                raise ConfigError(
+                    f"--fragility needs every position's Δφ held in memory (at most {self.stream_above:,} positions and "
+                    f"{self.hold_bytes / 2**30:.0f} GiB); got --n-tokens {self.config.n_tokens:,}: lower it"
+                )
+            base = Base(
+                self.capture,
+                self.stats,
+                self.selection,
+                self.tables,
+                self.config.pca == "centred",
+                self.bridge,
+                self.batch_size,
+                self.config.attention,
+            )
+            database = DirectoryBasedExampleDatabase(self.store.root / "fragility-examples")
+            return {"rows": fragility_rows(base, database=database)}
+
+        return self.store.get_or_compute_json("fragility", self.config.key(), meta, compute)["rows"]

@@ -126,6 +126,13 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
+FRAGILITY_HELP = (
+    "also search, for every claim and table cell, the fewest positions whose removal flips its verdict, "
+    "verified by recomputing the tables without them (docs/fragility.md); needs the held capture"
+)
+"""--fragility's help, for `python -m lib tables` and pytest alike (a flag, not part of a run's identity)."""
+
+
 def cache_dir(value: str | None) -> str:
     """The cache directory: the option, else $DPHI_CACHE_DIR, else the user cache dir."""
     if value:

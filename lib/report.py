@@ -8,7 +8,7 @@ cell, the spread of the measured value over the windows of each model and text.
 
 The terminal summary fits TERMINAL_WIDTH columns: totals per section, then the claims to look
 at (failing, not holding, changed against the baseline, contradicted or overstated by the
-document); `-v` lists every claim. Lines wrap between words, never inside a number.
+document, FRAGILE under --fragility); `-v` lists every claim. Lines wrap between words, never inside a number.
 """
 
 from __future__ import annotations
@@ -50,6 +50,19 @@ class Row:
     """Where the verdict differs from the --claims-baseline's: the baseline's verdict and measured value."""
     moved: str = ""
     """Where a cell's measured value moved beyond its tolerance against the --claims-baseline: by how much."""
+    fragility: dict[str, Any] | None = None
+    """With --fragility: the claim's row of Run.fragility (lib/fragility.py); None without."""
+
+
+def fragility_text(f: dict[str, Any] | None) -> str:
+    """A fragility row in a few words: k, its share and the first witnesses; FRAGILE where a claim
+    that holds flips at k <= 0.5% of the positions."""
+    if not f or f.get("holds") is None:
+        return ""
+    if f["k"] is None:
+        return f"no flip within {f['budget']}"
+    where = ", ".join(f"({c}, {p})" for c, p in f["positions"][:3]) + (" …" if len(f["positions"]) > 3 else "")
+    return ("FRAGILE: " if f.get("fragile") else "") + f"flips at k={f['k']} ({f['share']:.1%}) dropping {where}"
 
 
 def verdict(outcome: str, kind: str, xfail_reason: str | None, skip_reason: str | None, note: str = "") -> str:
@@ -100,12 +113,18 @@ def _entry(r: Row) -> list[str]:
         lines += wrap(f"measured: {r.measured}", "      ") if r.kind != "document" and r.measured else []
     lines += wrap(f"baseline: {r.baseline}", "      ") if r.baseline else []
     lines += wrap(f"against the baseline: {r.moved}", "      ") if r.moved else []
+    lines += wrap(f"fragility: {fragility_text(r.fragility)}", "      ") if fragility_text(r.fragility) else []
     return lines
+
+
+def fragile(r: Row) -> bool:
+    """A claim that holds but flips when at most FRAGILE_SHARE of the positions are dropped (--fragility)."""
+    return bool(r.fragility and r.fragility.get("fragile"))
 
 
 def look_at(r: Row) -> bool:
     """A claim the terminal summary always shows."""
-    return bool(r.baseline) or any(r.verdict.startswith(v) for v in LOOK_AT)
+    return bool(r.baseline) or fragile(r) or any(r.verdict.startswith(v) for v in LOOK_AT)
 
 
 def terminal_summary(rows: list[Row], verbose: bool = False, collapse: int = 5) -> list[str]:
@@ -124,7 +143,9 @@ def terminal_summary(rows: list[Row], verbose: bool = False, collapse: int = 5) 
             reasons.setdefault(r.verdict, []).append(r)
     collapsed = {v for v, rs in reasons.items() if len(rs) > collapse}
     title = (
-        "every claim" if verbose else "claims to look at (" + ", ".join(LOOK_AT) + ", or changed against the baseline)"
+        "every claim"
+        if verbose
+        else "claims to look at (" + ", ".join(LOOK_AT) + ", changed against the baseline, or FRAGILE)"
     )
     lines += ["", *wrap(f"{title}: {len(shown)}")]
     for r in shown:
@@ -137,7 +158,12 @@ def terminal_summary(rows: list[Row], verbose: bool = False, collapse: int = 5) 
         lines += ["", f"cells that moved beyond their tolerance against the baseline: {len(moved)}"]
         for r in moved:
             lines += wrap(f"{r.id} ({r.run}): {r.moved}", "  ")
-    lines += ["", *wrap("totals: " + ", ".join(f"{n} {k}" for k, n in counts(rows).items()))]
+    summary = "totals: " + ", ".join(f"{n} {k}" for k, n in counts(rows).items())
+    n_fragile = sum(map(fragile, rows))
+    summary += (
+        f"; {n_fragile} FRAGILE (hold, but flip when at most 0.5% of the positions are dropped)" if n_fragile else ""
+    )
+    lines += ["", *wrap(summary)]
     if not verbose:
         lines.append("(-v lists every claim)")
     return lines
@@ -254,14 +280,17 @@ def markdown(
         spread = window_spread(rows, runs)
         if spread:
             lines += ["## Table cells across token windows", "", *spread, ""]
+    fragility = any(r.fragility for r in rows)  # --fragility: one more column
     lines += [
         "## Every claim test",
         "",
-        "| claim | section | kind | run | original (exp7.ja.md) | document | measured | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| claim | section | kind | run | original (exp7.ja.md) | document | measured | verdict |"
+        + (" fragility |" if fragility else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if fragility else ""),
     ]
     lines += [
         f"| {esc(r.id)} | {r.section} | {r.kind} | {r.run} | {esc(r.ja)} | {esc(r.document)} | {esc(r.measured)} | {esc(r.verdict)} |"
+        + (f" {esc(fragility_text(r.fragility))} |" if fragility else "")
         for r in rows
     ]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,376 @@
+"""Tables 7A-7E and the causes with some positions left out, through the tables' own functions.
+
+"Leaving a position out" (DESIGN.md, "Fragility") removes it from every statistic computed from
+the capture: its vectors from the moments (downdated: the float64 sums minus its contributions,
+lib/followups.py `without`), its norms from 7A, its rows from the 7C sample, its next-token NLL
+from the perplexity averages. It stays in the context of the forward passes, so no other
+position's Δφ changes and 7D's projected passes differ only by their bases.
+
+`Dropped` is a read-only mapping with the keys of Run.tables; each table, and each layer's row of
+the per-layer K tables, is computed when first read, so a claim that reads layer 2's K90 costs one
+eigvalsh. 7D (lowrank_ppl's perplexities, baseline_ppl) needs new projected passes and is computed
+only when a perplexity is read; its K column is known without them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from lib.capture import KEYS, Stats, sample_positions, token_nll
+from lib.causes import (
+    UNEMBED_FRACTION,
+    norm_concentration,
+    overlap,
+    own_reconstruction,
+    pc1_origin,
+    shared_overlap,
+    shared_pca_normalised,
+    unembedding_directions,
+    write_sources,
+)
+from lib.followups import without
+from lib.lowrank import Projection, _group_tensors, _hooks
+from lib.models import attention_kernel
+from lib.spectra import Moments, Pca, pca
+from lib.tables import (
+    attn_ffn_table,
+    lowrank_table,
+    norms_table,
+    projections,
+    reconstruction_tables,
+    shared_basis,
+)
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from lib.capture import Capture
+    from lib.corpus import Selection
+
+
+@dataclass(frozen=True)
+class Where:
+    """(chunk, position) of counted positions, as lib/causes.py's `locate` reads a Selection."""
+
+    where: list[tuple[int, int]]
+
+
+@dataclass
+class Base:
+    """What every drop set shares: the held capture, its statistics and the run's settings."""
+
+    capture: Capture
+    stats: Stats
+    selection: Selection
+    tables: dict[str, Any]
+    """The run's own tables (Run.tables): the verdicts before any drop, and the keys to rebuild."""
+    centred: bool
+    bridge: TransformerBridge | None = None
+    """Needed for 7D's passes and the causes' weights; None: those tables raise."""
+    batch_size: int = 1
+    attention: str = "sdpa"
+    vectors: dict[str, torch.Tensor] = field(init=False, default_factory=dict)
+    """KEYS -> the capture's (n_layers, n_positions, d_model) writes."""
+    memo: dict[tuple[Any, ...], Any] = field(init=False, default_factory=dict)
+    """(table, drop set) -> the table, ("spectrum", key, layer, drop set) -> the layer's spectrum: each
+    computed once per drop set, whichever claim reads it first."""
+
+    def __post_init__(self) -> None:
+        self.vectors = dict(
+            zip(KEYS, (self.capture.delta_phi, self.capture.delta_phi_attn, self.capture.delta_phi_ffn))
+        )
+
+    @cached_property
+    def predicted(self) -> torch.Tensor:
+        """(n_positions,) long: the index in stats.nll of the prediction made at each counted position
+        (of the next token), -1 at a chunk's last position (it predicts nothing)."""
+        lengths = [len(c) for c in self.selection.chunks]
+        starts = torch.tensor([0] + [n - 1 for n in lengths]).cumsum(0).tolist()  # capture's chunk-major order
+        where = self.selection.where
+        return torch.tensor([starts[c] + p if p < lengths[c] - 1 else -1 for c, p in where], dtype=torch.long)
+
+    @cached_property
+    def readout(self) -> torch.Tensor:
+        """The readout's left singular vectors (lib/causes.py unembedding_directions): the model's, once per run."""
+        if self.bridge is None:
+            raise KeyError("unembedding_overlap needs the model")
+        return unembedding_directions(self.bridge)
+
+    @cached_property
+    def b_out(self) -> torch.Tensor:
+        bridge = self.bridge
+        if bridge is not None and getattr(bridge, "b_out", None) is not None:
+            return bridge.b_out.detach().to("cpu")
+        return torch.zeros_like(self.stats.total[0])
+
+
+def downdate(base: Base, drop: Sequence[int]) -> Stats:
+    """Stats without the positions `drop` (flat indices): moments downdated, norms, sample and NLL filtered."""
+    return Dropped(base, drop).stats_of(len(KEYS))
+
+
+LAZY = ("layer_pca", "layer_spectra", "attn_ffn", "lowrank_ppl")
+"""Tables computed row by row (or, for 7D, on the first perplexity read); each other table is computed
+whole, once per drop set and run (Base.memo)."""
+
+
+class LazyRow(Mapping[str, Any]):
+    """A row whose `known` fields are given and whose others come from `fill()` (the whole table)."""
+
+    def __init__(self, known: dict[str, Any], fill: Callable[[], dict[str, Any]]) -> None:
+        self.known, self.fill = known, fill
+
+    def __getitem__(self, key: str) -> Any:
+        return self.known[key] if key in self.known else self.fill()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.fill())
+
+    def __len__(self) -> int:
+        return len(self.fill())
+
+
+class LazyRows(Sequence[Any]):
+    """Rows computed one at a time: row(i) on first read."""
+
+    def __init__(self, n: int, row: Callable[[int], Any]) -> None:
+        self.n, self.row, self.done = n, row, {}  # type: ignore[var-annotated]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(f"row {i} of {self.n}")
+        i %= self.n
+        if i not in self.done:
+            self.done[i] = self.row(i)
+        return self.done[i]
+
+
+class Dropped(Mapping[str, Any]):
+    """Run.tables without the positions `drop`: each table computed when first read."""
+
+    def __init__(self, base: Base, drop: Sequence[int]) -> None:
+        self.base, self.drop = base, tuple(sorted(drop))
+        self.done: dict[str, Any] = {}
+        self._pcas: dict[tuple[str, int, bool], Pca] = {}
+        self._moments: dict[tuple[str, int], Moments] = {}
+        self._stats: dict[int, Stats] = {}
+        self.n_layers = base.stats.total.shape[1]
+        self.builders: dict[str, Callable[[], Any]] = {
+            "config": lambda: base.tables["config"],
+            "model_shape": lambda: base.tables["model_shape"],
+            "norms": lambda: norms_table(self.base.stats.norms[:, self._kept]),
+            "layer_pca": lambda: LazyRows(
+                self.n_layers, lambda i: {"layer": i, **self.pca("delta_phi", i).k_columns()}
+            ),
+            "layer_spectra": lambda: LazyRows(self.n_layers, lambda i: self.pca("delta_phi", i).ratio.tolist()),
+            "attn_ffn": lambda: LazyRows(self.n_layers, self._attn_ffn_row),
+            "shared_pca": lambda: pca(self.stats.shared_moments(), base.centred, vectors=False).k_columns(),
+            "reconstruction": lambda: self._reconstruction[0],
+            "reconstruction_per_layer": lambda: self._reconstruction[1],
+            "reconstruction_sample": lambda: len(self.light.sample[0]),
+            "baseline_ppl": lambda: math.exp(float(self.light.nll.mean())),
+            "lowrank_ppl": self._lowrank_rows,
+            "shared_pca_normalised": lambda: shared_pca_normalised(self.stats, base.centred),
+            "shared_overlap": lambda: shared_overlap(self.shared, self.bases("delta_phi")),
+            "reconstruction_own_per_layer": lambda: own_reconstruction(self.light.sample, self.bases("delta_phi")),
+            "write_sources": lambda: write_sources(
+                self.stats_of(len(KEYS)), self.bases("delta_phi"), self.bases("ffn"), base.centred
+            ),
+            "unembedding_overlap": self._unembedding,
+            "norm_concentration": lambda: norm_concentration(self.light, self._kept_where),  # type: ignore[arg-type]
+            "pc1_origin": lambda: pc1_origin(self.light, self.bases("delta_phi"), base.b_out, self._sample_where),  # type: ignore[arg-type]
+        }
+
+    # the mapping
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.builders or name not in self.base.tables:
+            raise KeyError(name)
+        if name not in self.done:
+            if name in LAZY:
+                self.done[name] = self.builders[name]()
+            else:  # whichever claim reads it first computes it for every claim that drops the same positions
+                key = (name, self.drop)
+                if key not in self.base.memo:
+                    self.base.memo[key] = self.builders[name]()
+                self.done[name] = self.base.memo[key]
+        return self.done[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k in self.base.tables if k in self.builders)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    # the statistics
+    def moments(self, key: str, layer: int) -> Moments:
+        """One layer's downdated moments (lib/followups.py `without`), computed once, without the other layers'."""
+        if (key, layer) not in self._moments:
+            x = self.base.vectors[key][layer, list(self.drop)]  # (k, d_model)
+            self._moments[(key, layer)] = without(self.base.stats.moments(key, layer), x)
+        return self._moments[(key, layer)]
+
+    def stats_of(self, n_keys: int) -> Stats:
+        """Stats without the dropped positions, holding the moments of KEYS[:n_keys] only: 1 (Δφ) for the
+        shared basis, 3 where a table reads the attention's and the FFN's (moments(key) of a key left
+        out raises an IndexError, never a wrong value)."""
+        if n_keys not in self._stats:
+            light = self.light
+            layers = range(self.n_layers)
+            total = torch.stack([torch.stack([self.moments(k, i).total for i in layers]) for k in KEYS[:n_keys]])
+            outer = torch.stack([torch.stack([self.moments(k, i).outer for i in layers]) for k in KEYS[:n_keys]])
+            self._stats[n_keys] = Stats(light.count, total, outer, light.norms, light.sample, light.nll)
+        return self._stats[n_keys]
+
+    @property
+    def stats(self) -> Stats:
+        """Δφ's moments only (what the shared basis and most causes read)."""
+        return self.stats_of(1)
+
+    @cached_property
+    def light(self) -> Stats:
+        """Stats without the dropped positions and without moments (empty: reading them raises): norms,
+        the 7C sample and the NLL filtered, for the tables that read nothing else."""
+        st, drop = self.base.stats, torch.tensor(self.drop, dtype=torch.long)
+        keep = torch.ones(st.norms.shape[1], dtype=torch.bool)
+        keep[drop] = False
+        sampled = sample_positions(st.norms.shape[1], st.sample.shape[1])
+        nll_keep = torch.ones(len(st.nll), dtype=torch.bool)
+        predicted = self.base.predicted[drop]
+        nll_keep[predicted[predicted >= 0]] = False
+        empty = st.total[:, :, :0]  # (3, n_layers, 0)
+        return Stats(
+            st.count - len(drop),
+            empty,
+            empty[..., None],
+            st.norms[:, keep],
+            st.sample[:, keep[sampled]],
+            st.nll[nll_keep],
+        )
+
+    def pca(self, key: str, layer: int, vectors: bool = False) -> Pca:
+        """The layer's PCA; its spectrum alone (eigvalsh) unless directions were asked for. Spectra are
+        kept per drop set for the run (small: two (d,) tensors), directions for this drop set only."""
+        if (key, layer, True) in self._pcas:
+            return self._pcas[(key, layer, True)]
+        spectrum = ("spectrum", key, layer, self.drop)
+        if not vectors and spectrum in self.base.memo:
+            return self.base.memo[spectrum]
+        fitted = pca(self.moments(key, layer), self.base.centred, vectors)
+        if vectors:
+            self._pcas[(key, layer, True)] = fitted
+        self.base.memo.setdefault(spectrum, Pca(fitted.mean, None, fitted.variance))
+        return fitted
+
+    def bases(self, key: str) -> list[Pca]:
+        return [self.pca(key, layer, vectors=True) for layer in range(self.n_layers)]
+
+    @cached_property
+    def shared(self) -> Pca:
+        return shared_basis(self.stats, self.base.centred)
+
+    def _attn_ffn_row(self, layer: int) -> dict[str, Any]:
+        row = attn_ffn_table([self.pca("attn", layer)], [self.pca("ffn", layer)])[0]
+        return {**row, "layer": layer}
+
+    @cached_property
+    def _reconstruction(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return reconstruction_tables(self.light.sample, self.shared)
+
+    @property
+    def _kept(self) -> list[int]:
+        dropped = set(self.drop)
+        return [i for i in range(self.base.stats.norms.shape[1]) if i not in dropped]
+
+    @property
+    def _kept_where(self) -> Where:
+        where = self.base.selection.where
+        return Where([where[i] for i in self._kept])
+
+    @property
+    def _sample_where(self) -> Where:
+        """pc1_origin locates sample rows through sample_positions(n, n_sample) (every kept position up to
+        SAMPLE_SIZE; beyond it, where it names a position only)."""
+        where = self.base.selection.where
+        sampled = set(sample_positions(len(where), self.base.stats.sample.shape[1]).tolist())
+        return Where([where[i] for i in self._kept if i in sampled])
+
+    def _unembedding(self) -> dict[str, Any]:
+        """lib/causes.py unembedding_overlap with the readout's directions computed once per run (an
+        eigh of W_U W_U^T, d x vocab, would otherwise be most of a recomputation's cost)."""
+        u = self.base.readout
+        k_u = max(1, u.shape[0] // UNEMBED_FRACTION)
+        top, k90 = u[:, :k_u], [row["k90"] for row in self["layer_pca"]]
+        attn_last, attn_k90 = self.pca("attn", self.n_layers - 1, vectors=True), self["attn_ffn"][-1]["attn_k90"]
+        return {
+            "k_unembedding": k_u,
+            "chance": k_u / u.shape[0],
+            "delta_phi": [overlap(b.directions[:, : max(k, 1)], top) for b, k in zip(self.bases("delta_phi"), k90)],
+            "attn_last": overlap(attn_last.directions[:, : max(attn_k90, 1)], top),
+        }
+
+    def _lowrank_rows(self) -> list[LazyRow]:
+        return [
+            LazyRow({"k": row["k"]}, lambda i=i: self._lowrank[i])
+            for i, row in enumerate(self.base.tables["lowrank_ppl"])
+        ]
+
+    @property
+    def _lowrank(self) -> list[dict[str, Any]]:
+        """7D: the projected passes with this drop set's bases; NLL means over the kept predictions."""
+        key = ("lowrank_ppl", self.drop)
+        if key not in self.base.memo:
+            self.base.memo[key] = self._lowrank_passes()
+        return self.base.memo[key]
+
+    def _lowrank_passes(self) -> list[dict[str, Any]]:
+        if self.base.bridge is None:
+            raise KeyError("lowrank_ppl needs the model")
+        ks = [row["k"] for row in self.base.tables["lowrank_ppl"]]
+        variants = projections(self.bases("delta_phi"), self.shared, ks)
+        nll = variant_token_nll(
+            self.base.bridge, self.base.selection, variants, self.base.batch_size, self.base.attention
+        )
+        keep = torch.ones(nll.shape[1], dtype=torch.bool)
+        predicted = self.base.predicted[list(self.drop)]
+        keep[predicted[predicted >= 0]] = False
+        return lowrank_table(float(self.light.nll.mean()), nll[:, keep].mean(1).tolist(), ks)
+
+
+def variant_token_nll(
+    bridge: TransformerBridge, selection: Selection, variants: Sequence[Projection], batch_size: int, attention: str
+) -> torch.Tensor:
+    """(n_variants, n_predicted) float64 next-token NLL of every prediction under each variant.
+
+    lib/lowrank.py's hooks (`_group_tensors`, `_hooks`) and `token_nll`, in lowrank_nll's groups; unlike
+    lowrank_nll it keeps each prediction's NLL, so that the perplexity can leave positions out.
+    """
+    device = bridge.cfg.device
+    rows: list[torch.Tensor] = [torch.empty(0)] * len(variants)
+    # lowrank_nll's groups (one site, similar width): the same padded shapes, the same arithmetic
+    groups: list[list[int]] = []
+    for site in sorted({v.site for v in variants}):
+        order = sorted((i for i, v in enumerate(variants) if v.site == site), key=lambda i: variants[i].width)
+        groups += [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for group in groups:
+        means, w, complement, active = (t.to(device) for t in _group_tensors([variants[i] for i in group]))
+        hooks = _hooks(means, w, complement, active, site=variants[group[0]].site)
+        per_chunk = []
+        with torch.inference_mode(), attention_kernel(bridge, attention), bridge.hooks(fwd_hooks=hooks):
+            for chunk in selection.chunks:
+                tokens = chunk.to(device).expand(len(group), -1)  # (G, T)
+                per_chunk.append(token_nll(bridge(tokens), tokens))  # (G, T-1)
+        nll = torch.cat(per_chunk, dim=1)  # (G, n_predicted)
+        for g, i in enumerate(group):
+            rows[i] = nll[g]
+    return torch.stack(rows)
