@@ -144,7 +144,7 @@ def unembedding_directions(bridge: TransformerBridge) -> torch.Tensor:
 
 
 def unembedding_overlap(
-    bridge: TransformerBridge,
+    readout: torch.Tensor,
     bases: Sequence[Pca],
     attn: Sequence[Pca],
     layer_k90: Sequence[int],
@@ -154,9 +154,10 @@ def unembedding_overlap(
     subspace (「unembedding 寄り」, 「unembedding への集約」), against chance and the other layers.
 
     Each layer's top max(K90, 1) directions (Δφ's, and the attention writes'); the readout's
-    top d_model / 12. attn: every layer's attention PCA with directions.
+    top d_model / 12. readout: unembedding_directions(bridge). attn: every layer's attention PCA
+    with directions.
     """
-    u = unembedding_directions(bridge)
+    u = readout
     d = u.shape[0]
     k_u = max(1, d // UNEMBED_FRACTION)
     top = u[:, :k_u]
@@ -274,7 +275,7 @@ def cause_tables(
         "shared_overlap": shared_overlap(shared, bases),
         "reconstruction_own_per_layer": own_reconstruction(stats.sample, bases),
         "write_sources": write_sources(stats, bases, ffn, centred),
-        "unembedding_overlap": unembedding_overlap(bridge, bases, attn, layer_k90, attn_k90),
+        "unembedding_overlap": unembedding_overlap(unembedding_directions(bridge), bases, attn, layer_k90, attn_k90),
         "norm_concentration": norm_concentration(stats, selection),
         "pc1_origin": pc1_origin(stats, bases, b_out, selection),
     }

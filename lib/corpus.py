@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.options import DEFAULT_DATASET
+from lib.options import DEFAULT_DATASET, ROOT
 from lib.sources import hub_reachable
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def local_copies() -> list[Path]:
     env = os.environ.get(LOCAL_COPY_ENV)
     if env is not None:
         return [Path(env)] if env else []
-    return [Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"]
+    return [ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"]
 
 
 @contextmanager

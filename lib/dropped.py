@@ -24,14 +24,15 @@ import torch
 
 from lib.capture import KEYS, Stats, sample_positions, token_nll
 from lib.causes import (
-    UNEMBED_FRACTION,
+    balanced_reconstruction,
     norm_concentration,
-    overlap,
     own_reconstruction,
     pc1_origin,
+    shared_balanced,
     shared_overlap,
     shared_pca_normalised,
     unembedding_directions,
+    unembedding_overlap,
     write_sources,
 )
 from lib.followups import without
@@ -182,6 +183,10 @@ class Dropped(Mapping[str, Any]):
             "baseline_ppl": lambda: math.exp(float(self.light.nll.mean())),
             "lowrank_ppl": self._lowrank_rows,
             "shared_pca_normalised": lambda: shared_pca_normalised(self.stats, base.centred),
+            "shared_pca_balanced": lambda: self._balanced.k_columns(),
+            "reconstruction_balanced_per_layer": lambda: balanced_reconstruction(
+                self.light.sample, self._balanced, self.shared
+            ),
             "shared_overlap": lambda: shared_overlap(self.shared, self.bases("delta_phi")),
             "reconstruction_own_per_layer": lambda: own_reconstruction(self.light.sample, self.bases("delta_phi")),
             "write_sources": lambda: write_sources(
@@ -279,6 +284,10 @@ class Dropped(Mapping[str, Any]):
     def shared(self) -> Pca:
         return shared_basis(self.stats, self.base.centred)
 
+    @cached_property
+    def _balanced(self) -> Pca:
+        return shared_balanced(self.stats, self.base.centred)
+
     def _attn_ffn_row(self, layer: int) -> dict[str, Any]:
         row = attn_ffn_table([self.pca("attn", layer)], [self.pca("ffn", layer)])[0]
         return {**row, "layer": layer}
@@ -308,16 +317,9 @@ class Dropped(Mapping[str, Any]):
     def _unembedding(self) -> dict[str, Any]:
         """lib/causes.py unembedding_overlap with the readout's directions computed once per run (an
         eigh of W_U W_U^T, d x vocab, would otherwise be most of a recomputation's cost)."""
-        u = self.base.readout
-        k_u = max(1, u.shape[0] // UNEMBED_FRACTION)
-        top, k90 = u[:, :k_u], [row["k90"] for row in self["layer_pca"]]
-        attn_last, attn_k90 = self.pca("attn", self.n_layers - 1, vectors=True), self["attn_ffn"][-1]["attn_k90"]
-        return {
-            "k_unembedding": k_u,
-            "chance": k_u / u.shape[0],
-            "delta_phi": [overlap(b.directions[:, : max(k, 1)], top) for b, k in zip(self.bases("delta_phi"), k90)],
-            "attn_last": overlap(attn_last.directions[:, : max(attn_k90, 1)], top),
-        }
+        k90 = [row["k90"] for row in self["layer_pca"]]
+        attn_k90 = [row["attn_k90"] for row in self["attn_ffn"]]
+        return unembedding_overlap(self.base.readout, self.bases("delta_phi"), self.bases("attn"), k90, attn_k90)
 
     def _lowrank_rows(self) -> list[LazyRow]:
         return [

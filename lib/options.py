@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "gpt2"  # GPT-2 small (Hub: openai-community/gpt2), the write-up's model
@@ -142,3 +143,14 @@ def cache_dir(value: str | None) -> str:
     from platformdirs import user_cache_dir
 
     return user_cache_dir("dphi-claims")
+
+
+def checkout_root() -> Path:
+    """The project's checkout (models/, snapshots/, the git commit; ../shared beside it): lib's
+    parent where lib is used in place (the checkout on sys.path, or `pip install -e .`), else the
+    working directory (lib installed as a copy, pytest run from a checkout)."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").is_file() else Path.cwd()
+
+
+ROOT = checkout_root()

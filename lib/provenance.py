@@ -15,9 +15,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lib.options import ROOT
+
 LIBRARIES = ("torch", "transformers", "transformer-lens", "numpy")
 """The libraries whose versions decide the numbers (with python)."""
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def versions() -> dict[str, str]:

@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from syrupy.extensions.json import JSONSnapshotExtension
 
+from lib.options import ROOT
+
 if TYPE_CHECKING:
     from lib.config import RunConfig
 
-SNAPSHOTS = Path(os.environ.get("DPHI_SNAPSHOT_DIR") or Path(__file__).resolve().parent.parent / "snapshots")
+SNAPSHOTS = Path(os.environ.get("DPHI_SNAPSHOT_DIR") or ROOT / "snapshots")
 """Top-level snapshots/; DPHI_SNAPSHOT_DIR moves it (the suite's own tests use a temp dir)."""
 # Same config and device: bitwise-equal numbers on one machine; across CPUs, BLAS kernels
 # reorder float32 sums (~1e-6 relative in Δφ), which moves perplexities by up to ~1e-5.

@@ -19,9 +19,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from lib.errors import ConfigError
-from lib.options import cache_dir
+from lib.options import ROOT, cache_dir
 
-ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED = {"tiny-wikitext": ROOT / "models" / "tiny-wikitext"}
 """Models shipped in the project, loadable by name (see models/*/README.md)."""
 HUB_ALIASES = {"gpt2": "openai-community/gpt2"}

@@ -17,10 +17,10 @@ import torch
 
 from lib.config import build_config
 from lib.device import check_dtype
-from lib.document import K_ATOL, K_RTOL
 from lib.errors import ConfigError
 from lib.experiment import Run
 from lib.store import Store
+from lib.write_up import K_ATOL, K_RTOL
 
 ROOT = Path(__file__).resolve().parent.parent
 NORM_RTOL = 0.02

@@ -370,3 +370,29 @@ def test_torch_load_failure_at_load(copied_model, make_config, text_file, store,
     run = Run(make_config(copied_model, text_file), store)
     with pytest.raises(error, match=message):
         run.bridge
+
+
+def test_lib_installed_as_a_copy_finds_the_checkout_from_the_working_directory(tmp_path):
+    """Without an editable install (lib copied into site-packages), the embedded model, the
+    snapshots and ../shared are the checkout's, found from the working directory."""
+    import shutil
+
+    root = ROOT
+    site = tmp_path / "site"
+    shutil.copytree(root / "lib", site / "lib")
+    probe = (
+        "import lib.options, lib.sources, lib.snapshot, lib.corpus; "
+        "print(lib.options.__file__); print(lib.sources.EMBEDDED['tiny-wikitext']); "
+        "print(lib.snapshot.SNAPSHOTS); print(lib.corpus.local_copies()[0])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DPHI_SNAPSHOT_DIR", "DPHI_WIKITEXT2_TEST")}
+    env["PYTHONPATH"] = str(site)
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", probe], cwd=root, env=env, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0].startswith(str(site)), out  # the copy, not the checkout, was imported
+    assert out[1:4] == [
+        str(root / "models" / "tiny-wikitext"),
+        str(root / "snapshots"),
+        str(root.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"),
+    ]
