@@ -17,12 +17,11 @@ while its qualified reading holds is "overstated" (both readings are tested).
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from lib import causal_predicates, lowrank_predicates, predicates
 from lib.causal_predicates import (

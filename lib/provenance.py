@@ -75,7 +75,7 @@ def meta(options: dict[str, Any]) -> dict[str, Any]:
     return {
         "versions": versions(),
         "git": git_state(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "device": host_device(),
         "options": options,

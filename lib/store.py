@@ -14,13 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +26,16 @@ import torch
 from filelock import FileLock
 
 from lib.options import CACHE_ENV
+from lib.provenance import versions
 
 
 class CacheWarning(UserWarning):
     """A cache entry was unusable and is being recomputed, or could not be written."""
 
 
-LIBRARIES = ("torch", "transformers", "transformer-lens", "numpy")
-"""Libraries whose version a cache entry records (with Python's): the numbers may change with them."""
-
-
-@cache
-def library_versions() -> dict[str, str]:
-    """{'python': '3.11.9', 'torch': '2.5.1', ...}: the versions an entry computed now is stamped with."""
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+library_versions = cache(versions)
+"""{'python': '3.11.9', 'torch': '2.5.1', ...}: the versions an entry computed now is stamped with
+(lib/provenance.py's, once per process)."""
 
 
 def _version_change(stored: object) -> str | None:

@@ -138,6 +138,22 @@ def shared_text() -> Path:
     return SHARED_TEXT
 
 
+@pytest.fixture(scope="session")
+def embedded_config(shared_text: Path) -> Callable[..., RunConfig]:
+    """embedded_config(**overrides): the embedded model on the WikiText-2 test text, 1000 positions,
+    the write-up's conventions (compat, all positions, centred) on the CPU."""
+    from lib.sources import EMBEDDED
+
+    if not (EMBEDDED["tiny-wikitext"] / "config.json").exists():
+        pytest.skip("embedded model not trained yet (python models/train_tiny_wikitext.py)")
+    defaults = dict(n_tokens=1000, device="cpu", numerics="compat", positions="all", pca="centred")
+
+    def make(**overrides: Any) -> RunConfig:
+        return build_config(model="tiny-wikitext", dataset=str(shared_text), **{**defaults, **overrides})
+
+    return make
+
+
 SAME_REL = 1e-6
 """Tables under another speed option (batch size, process count, streamed statistics): floats within
 1e-6 relative (float32 passes in other shapes sum in another order, ~1e-7), K and every int exact."""

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import torch
 
-from lib.config import build_config
 from lib.device import check_dtype
 from lib.errors import ConfigError
 from lib.experiment import Run
@@ -31,32 +30,19 @@ RECON_ATOL = 0.02
 """7C cosine and relative L2: the reconstruction cells' own 0.02; measured 2e-4."""
 
 
-def _embedded(shared_text: Path, dtype: str) -> Any:
-    return build_config(
-        model="tiny-wikitext",
-        dataset=str(shared_text),
-        n_tokens=1000,
-        device="cpu",
-        numerics="compat",
-        positions="all",
-        pca="centred",
-        dtype=dtype,
-    )
-
-
-def test_float32_keeps_its_keys_and_run_id_and_other_dtypes_get_their_own(shared_text):
+def test_float32_keeps_its_keys_and_run_id_and_other_dtypes_get_their_own(embedded_config):
     """float32 runs keep the keys and ids they had before --dtype (the committed snapshots are filed
     under them); a bfloat16 run is another run, named so."""
-    float32 = _embedded(shared_text, "float32")
+    float32 = embedded_config(dtype="float32")
     assert (ROOT / "snapshots" / float32.run_id).is_dir(), f"no snapshots under {float32.run_id}: the id moved"
     bf16 = dataclasses.replace(float32, dtype="bfloat16")
     assert bf16.key() != float32.key() and bf16.capture_key != float32.capture_key
     assert "-cpu-bfloat16-" in bf16.run_id and "bfloat16" not in float32.run_id
 
 
-def test_an_unknown_dtype_names_the_allowed_ones(shared_text):
+def test_an_unknown_dtype_names_the_allowed_ones(embedded_config):
     with pytest.raises(ConfigError, match=r"--dtype 'float8' is not allowed; allowed: float32, bfloat16, float16"):
-        _embedded(shared_text, "float8")
+        embedded_config(dtype="float8")
 
 
 def test_a_gpu_without_bfloat16_says_so(monkeypatch):
@@ -71,11 +57,11 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / abs(b)
 
 
-def test_bfloat16_holds_the_cells_tolerances_on_the_embedded_model(shared_text, tmp_path):
+def test_bfloat16_holds_the_cells_tolerances_on_the_embedded_model(embedded_config, tmp_path):
     """Every table cell the write-up has (7A-7E), bfloat16 vs float32, within the cells' tolerances:
     K within 10% or 2, norms 2%, perplexities 2%, reconstruction 0.02."""
     store = Store(tmp_path)
-    ref, low = (Run(_embedded(shared_text, d), store).tables for d in ("float32", "bfloat16"))
+    ref, low = (Run(embedded_config(dtype=d), store).tables for d in ("float32", "bfloat16"))
     assert low["config"]["dtype"] == "bfloat16"
     for r, b in zip(ref["norms"], low["norms"]):
         for col in ("mean_norm", "std_norm"):

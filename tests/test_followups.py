@@ -123,20 +123,8 @@ def _check_against_hf(run: Run, hf_model, batch_size: int = 8) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_raw(shared_text, tmp_path_factory) -> Run:
-    from lib.config import build_config
-
-    if not (EMBEDDED["tiny-wikitext"] / "config.json").exists():
-        pytest.skip("embedded model not trained yet (python models/train_tiny_wikitext.py)")
-    config = build_config(
-        model="tiny-wikitext",
-        dataset=str(shared_text),
-        n_tokens=1000,
-        device="cpu",
-        numerics="raw",
-        positions="all",
-        pca="centred",
-    )
+def tiny_raw(embedded_config, tmp_path_factory) -> Run:
+    config = embedded_config(numerics="raw")
     return Run(config, Store(tmp_path_factory.mktemp("cache")))
 
 

@@ -18,7 +18,6 @@ from lib.document import CELLS, CLAIMS
 from lib.dropped import Base, Dropped, Where, downdate
 from lib.experiment import Run
 from lib.fragility import FRAGILE_SHARE, Judged, Searcher, fragility_rows, judged
-from lib.sources import EMBEDDED
 from lib.spectra import RECONSTRUCTION_KS
 from lib.store import Store
 from lib.tables import (
@@ -212,20 +211,8 @@ def test_budget_share_outside_0_1_is_refused():
 
 
 @pytest.fixture(scope="module")
-def tiny(shared_text, tmp_path_factory) -> Run:
-    from lib.config import build_config
-
-    if not (EMBEDDED["tiny-wikitext"] / "config.json").exists():
-        pytest.skip("embedded model not trained yet (python models/train_tiny_wikitext.py)")
-    config = build_config(
-        model="tiny-wikitext",
-        dataset=str(shared_text),
-        n_tokens=1000,
-        device="cpu",
-        numerics="compat",
-        positions="all",
-        pca="centred",
-    )
+def tiny(embedded_config, tmp_path_factory) -> Run:
+    config = embedded_config()
     return Run(config, Store(tmp_path_factory.mktemp("cache")))
 
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from lib.experiment import Run
-from lib.sources import EMBEDDED
 from lib.spectra import RECONSTRUCTION_KS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,21 +163,10 @@ def test_cli_bad_input_exits_nonzero(args, message, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def embedded_tables(shared_text, tmp_path_factory):
-    from lib.config import build_config
+def embedded_tables(embedded_config, tmp_path_factory):
     from lib.store import Store
 
-    if not (EMBEDDED["tiny-wikitext"] / "config.json").exists():
-        pytest.skip("embedded model not trained yet (python models/train_tiny_wikitext.py)")
-    config = build_config(
-        model="tiny-wikitext",
-        dataset=str(shared_text),
-        n_tokens=1000,
-        device="cpu",
-        numerics="compat",
-        positions="all",
-        pca="centred",
-    )
+    config = embedded_config()
     return Run(config, Store(tmp_path_factory.mktemp("cache"))).tables
 
 
