@@ -106,8 +106,10 @@ def pytest_configure(config: pytest.Config) -> None:
     values.pop("cache_dir")
     try:
         check_batch_size(values.pop("batch_size"))
-        runs = build_runs(values, values.pop("windows"))
+        windows = values.pop("windows")
+        runs = build_runs(values, windows)
         check_cache_dir(cache_dir(config.getoption("dphi_cache_dir")))
+        check_sizes(runs, windows, cache_dir(config.getoption("dphi_cache_dir")), config.getoption("dphi_follow_ups"))
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[RUNS] = dict(zip(labels(runs), runs))
@@ -120,6 +122,23 @@ def pytest_configure(config: pytest.Config) -> None:
             config.stash[BASELINE] = load(config.getoption("dphi_claims_baseline"))
         except ConfigError as e:
             raise pytest.UsageError(f"--claims-baseline: {e}") from None
+
+
+def check_sizes(runs: list[RunConfig], windows: int, directory: str, follow_ups: bool) -> None:
+    """Sizes that cannot fit the text or the memory guard stop the session before any model work
+    (as `python -m lib tables` does), not one error per test; a run whose tables are cached, or
+    whose model or text cannot be had, is left to its tests."""
+    from lib.experiment import Run
+    from lib.store import Store
+
+    store = Store(directory)
+    for c in runs:
+        if c.unavailable or c.window != windows - 1:
+            continue
+        run = Run(c, store)
+        with contextlib.suppress(ResourceUnavailable):
+            if not run.cached(follow_ups):
+                run.check_sizes(windows)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -85,6 +85,23 @@ def test_absurd_n_tokens_ends_at_once_saying_what_the_text_holds(tmp_path: Path)
     assert elapsed < 30, elapsed
 
 
+def test_absurd_n_tokens_stops_a_pytest_session_before_any_test(tmp_path: Path):
+    """Under pytest too: one usage error (exit 4) naming the size and what the text holds, not an error
+    per test, and no model loaded."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "claims/test_7a_norms.py", "-p", "no:cacheprovider", "--model"]
+        + ["tiny-wikitext", "--device", "cpu", "--n-tokens", "1000000000000", "--cache-dir", str(tmp_path / "c")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DPHI_CACHE_DIR": str(tmp_path / "fingerprints")},
+    )
+    assert done.returncode == 4, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "--n-tokens 1000000000000 is larger than the text provides" in done.stderr
+    assert "passed" not in done.stdout and "failed" not in done.stdout and "attention kernel" not in done.stderr
+
+
 def test_sizes_are_checked_before_tokenising_or_loading(make_model, make_config, shared_text, store, monkeypatch):
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("tokenised or loaded a model before checking the sizes")
