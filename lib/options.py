@@ -108,8 +108,10 @@ OPTIONS: tuple[Option, ...] = (
         "dtype",
         "float32",
         "dtype of the weights and forward passes: float32 (the write-up), bfloat16 or float16 (half the memory; "
-        "statistics stay float64; what it costs: docs/dtype.md)",
+        "statistics stay float64; what it costs: docs/dtype.md); a comma-separated list runs each "
+        "(the report's claim x run matrix shows a verdict that changes with it)",
         choices=DTYPES,
+        listed=True,
     ),
     Option(
         "ks",

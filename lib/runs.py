@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lib.config import RunConfig, build_config
 from lib.corpus import KNOWN_TEXTS, load_text, tokenize
+from lib.device import check_dtype
 from lib.errors import ConfigError
 from lib.options import DEFAULT_DATASET, OPTIONS
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 
-LISTS = ("model", "dataset", "numerics", "positions")
+LISTS = ("model", "dataset", "numerics", "positions", "dtype")
 """Options that take a comma-separated list; the session runs their product."""
 
 
@@ -53,16 +54,20 @@ def build_runs(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
     `values` are build_config's keyword arguments, list options as comma-separated text.
     Each model and text is resolved (fingerprinted) once.
     """
-    lists = {name: split(name, values[name]) for name in LISTS}
+    defaults = {o.name: o.default for o in OPTIONS}
+    lists = {name: split(name, values.get(name, defaults[name])) for name in LISTS}
     rest = {k: v for k, v in values.items() if k not in LISTS}
     resolved: dict[tuple[str, str], RunConfig] = {}
     runs = []
-    for model, dataset, numerics, positions in itertools.product(*(lists[n] for n in LISTS)):
+    for model, dataset, numerics, positions, dtype in itertools.product(*(lists[n] for n in LISTS)):
         if (model, dataset) not in resolved:
             resolved[model, dataset] = build_config(
-                model=model, dataset=dataset, numerics=numerics, positions=positions, **rest
+                model=model, dataset=dataset, numerics=numerics, positions=positions, dtype=dtype, **rest
             )
-        base = dataclasses.replace(resolved[model, dataset], numerics=numerics, positions=positions)
+        first = resolved[model, dataset]
+        base = dataclasses.replace(
+            first, numerics=numerics, positions=positions, dtype=check_dtype(first.device, dtype)
+        )
         runs += [dataclasses.replace(base, window=w) for w in range(check_windows(windows))]
     return runs
 

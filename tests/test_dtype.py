@@ -137,3 +137,26 @@ def test_bfloat16_loads_directly_without_a_float32_copy(large_bf16_model, text_f
     assert out["dtype"] == "torch.bfloat16"
     # 0.75: bfloat16 weights are 0.5 of it, and measured loads grew by 0.49 (bfloat16) and 1.37 (float32)
     assert out["grew"] < 0.75 * out["float32_bytes"], out
+
+
+def test_a_dtype_list_runs_each_and_the_report_compares_their_verdicts(make_model, text_file, tmp_path):
+    """--dtype float32,bfloat16: two runs in one session (one label each), and the report's claim x run
+    matrix puts their verdicts side by side, so a verdict that changes with the dtype shows."""
+    from test_claims_suite import run_claims
+
+    report = tmp_path / "report.md"
+    args = ["--model", str(make_model(n_layer=3, d_model=32)), "--dataset", str(text_file), "--n-tokens", "60"]
+    done = run_claims(
+        tmp_path, "claims/test_7b_layer_pca.py", *args, "--device", "cpu", "--dtype", "float32,bfloat16",
+        "--claims-xfail", "--claims-report", str(report),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    labels = [line.split("|")[1].strip() for line in report.read_text().splitlines() if line.startswith("| ")]
+    assert any(label.endswith("-w0") and "bfloat16" not in label for label in labels), labels
+    assert any(label.endswith("-bfloat16-w0") for label in labels), labels
+    text = report.read_text()
+    assert "## Claims across runs" in text and "of 2 runs |" in text
+    with pytest.raises(ConfigError, match=r"--dtype 'float8' is not allowed"):
+        from lib.runs import split
+
+        split("dtype", "float32,float8")
