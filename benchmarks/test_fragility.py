@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_pipeline import DEVICE, gpt2_shaped, run  # noqa: F401 (fixtures)
+from test_pipeline import DEVICE, FULL, gpt2_shaped, run  # noqa: F401 (fixtures)
 
 from lib.experiment import Run
 from lib.store import Store
 
 
+@pytest.mark.skipif(not FULL, reason="--fragility's cost: part of the full sweep (make bench BENCH_FULL=1)")
 @pytest.mark.benchmark(group="fragility")
 def test_fragility_against_cold_tables(benchmark, run, tmp_path):  # noqa: F811
     """--fragility's search and verification, every claim, vs the cold tables of the same run."""
