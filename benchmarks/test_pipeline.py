@@ -235,31 +235,43 @@ def test_shared_pca(benchmark, run):
 
 @pytest.mark.benchmark(group="lowrank")
 def test_lowrank_sweep(benchmark, run, captured, hf_forward):
-    """7D: 16 projections (8 K x individual/shared), batched 8 per pass, vs the bare passes of the same shape."""
+    """7D: 16 projections (8 K x individual/shared), BATCH per pass (the suite's --batch-size auto), vs the
+    bare passes of the same shape, the fastest plain alternative on the device (on the CPU one sequence
+    per pass: 8 copies per pass are slower there)."""
     bases = layer_bases(captured, "delta_phi", True)
     ks = lowrank_ks(captured.total.shape[-1], run.config.ks)
     variants = projections(bases, shared_basis(captured, True), ks)
     plain = interleaved(
         benchmark,
-        lambda: [hf_forward(8) for _ in range(len(variants) // 8)],
-        lambda: lowrank_nll(run.bridge, run.selection, variants, 8),
+        lambda: bare_projected_passes(hf_forward, len(variants)),
+        lambda: lowrank_nll(run.bridge, run.selection, variants, BATCH),
         rounds=1,
         warmup=0,
     )
-    record(benchmark, plain, "bare HF forwards, 2 passes of 8 sequences")
+    record(benchmark, plain, f"bare HF forwards, {len(variants)} sequences {BATCH} per pass")
+
+
+def bare_projected_passes(hf_forward: Callable[[int], None], n_variants: int) -> None:
+    """The bare forwards 7D's passes need at BATCH: each chunk once per variant, BATCH copies per pass."""
+    for _ in range(-(-n_variants // BATCH)):
+        hf_forward(BATCH)
 
 
 @pytest.mark.benchmark(group="tables")
 def test_tables_cold(benchmark, run, hf_forward, tmp_path):
-    """All of 7A-7E from nothing (model loaded) vs the forward passes it needs: 1 clean + 2 x 8 projected."""
+    """All of 7A-7E from nothing (model loaded, --batch-size auto) vs the forward passes it needs: 1 clean
+    + 16 projected, at the same batch size (the fastest plain alternative on the device)."""
 
     def cold() -> dict:
-        fresh = Run(run.config, Store(tmp_path / str(time.perf_counter_ns())))
+        fresh = Run(run.config, Store(tmp_path / str(time.perf_counter_ns())), batch_size=BATCH)
         fresh.bridge, fresh.selection = run.bridge, run.selection
         return fresh.tables
 
-    plain = interleaved(benchmark, lambda: (hf_forward(1), hf_forward(8), hf_forward(8)), cold, rounds=1, warmup=0)
-    record(benchmark, plain, "bare HF forwards: 1 x 1 + 2 x 8 sequences")
+    n_variants = 2 * len(lowrank_ks(run.bridge.cfg.d_model, run.config.ks))
+    plain = interleaved(
+        benchmark, lambda: (hf_forward(1), bare_projected_passes(hf_forward, n_variants)), cold, rounds=1, warmup=0
+    )
+    record(benchmark, plain, f"bare HF forwards: 1 clean + {n_variants} projected, {BATCH} per pass")
 
 
 @pytest.mark.benchmark(group="tables")
@@ -350,8 +362,8 @@ def test_lowrank_sweep_bfloat16(benchmark, run, run_bfloat16, captured):
     variants = projections(bases, shared_basis(captured, True), lowrank_ks(captured.total.shape[-1], run.config.ks))
     plain = interleaved(
         benchmark,
-        lambda: lowrank_nll(run.bridge, run.selection, variants, 8),
-        lambda: lowrank_nll(run_bfloat16.bridge, run_bfloat16.selection, variants, 8),
+        lambda: lowrank_nll(run.bridge, run.selection, variants, BATCH),
+        lambda: lowrank_nll(run_bfloat16.bridge, run_bfloat16.selection, variants, BATCH),
         rounds=1,
         warmup=0,
     )
