@@ -13,7 +13,11 @@ the approximation that never missed a flip. Here, per claim (lib/document.py CLA
    norms), means and sums downdated after each removal; the verdict is recomputed without the
    first position, then without the budget, and bisected between them where the budget flips it;
 3. hypothesis (sentences): drop sets drawn from the ranked candidates, the property "the verdict
-   does not flip"; a flip it finds is shrunk, and kept in its example database under the claim's id.
+   does not flip" (after the witnesses an earlier search kept for the claim, tried first); a flip it
+   finds is shrunk;
+4. the witness found (greedy's prefix or hypothesis's set) made 1-minimal: each position left out
+   where the flip holds without it (not for 7D's claims: each try runs the projected passes), and
+   kept under the claim's id, as ranks in the greedy order, for a later search.
 
 Every verdict is computed on lib/dropped.py's tables, which recompute through the tables' own
 functions (moments downdated, new bases, new projected passes for 7D): a reported flip is exact.
@@ -22,6 +26,7 @@ functions (moments downdated, new bases, new projected passes for 7D): a reporte
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import statistics
 from collections import OrderedDict
@@ -37,7 +42,7 @@ from lib.document import CELLS, CLAIMS, Cell, Claim, NotApplicable
 from lib.dropped import Base, Dropped
 from lib.recording import Reads, Recorder
 
-FRAGILITY_VERSION = 1
+FRAGILITY_VERSION = 2
 """Bump when the search or the verification changes, so cached fragility rows are recomputed."""
 BUDGET_SHARE = 0.05
 """The search's budget: at most 5% of the positions dropped (the issue's default)."""
@@ -183,7 +188,9 @@ class Searcher:
     budget: int
     examples: int = EXAMPLES
     database: Any = None
-    """hypothesis ExampleDatabase (None: none kept)."""
+    """A hypothesis ExampleDatabase holding each claim's verified witnesses (None: none kept). hypothesis
+    itself ignores its database when given a seeded `random` (which keeps every run's draws the same),
+    so the witnesses are kept here: as ranks in the greedy order, tried first by a later search."""
     keep: int = 2
     cache: OrderedDict[tuple[int, ...], Dropped] = field(default_factory=OrderedDict)
     orders: dict[frozenset[Source], list[int]] = field(default_factory=dict)
@@ -231,6 +238,9 @@ class Searcher:
 
         if most < 1 or not candidates or self.examples < 1:
             return None
+        for kept in self.kept_witnesses(claim, candidates):  # a witness of an earlier run, by rank
+            if len(kept) <= most and self.flips(claim, holds, kept):
+                return kept
         drops = st.lists(st.sampled_from(candidates), min_size=1, max_size=min(most, len(candidates)), unique=True)
         seen: dict[frozenset[int], bool] = {}
 
@@ -250,18 +260,41 @@ class Searcher:
                 flips,
                 settings=settings(
                     max_examples=self.examples,
-                    database=self.database,
+                    database=None,
                     deadline=None,
                     suppress_health_check=list(HealthCheck),
-                    phases=[Phase.reuse, Phase.generate, Phase.shrink],
+                    phases=[Phase.generate, Phase.shrink],
                 ),
-                database_key=claim.id.encode(),
                 # one seed for every claim: claims that read the same statistics draw the same drop sets
                 # first, whose tables Base.memo then computes once
                 random=Random(0),
             )
         except NoSuchExample:
             return None
+
+    def kept_witnesses(self, claim: Judged, candidates: list[int]) -> list[list[int]]:
+        """The claim's witnesses kept by earlier searches, as positions of this run's candidates (a
+        witness is kept as ranks: "the 2nd and 21st most influential positions"), smallest first."""
+        if self.database is None:
+            return []
+        ranked = sorted((json.loads(v) for v in self.database.fetch(claim.id.encode())), key=lambda r: (len(r), r))
+        return [[candidates[r] for r in ranks] for ranks in ranked if ranks and max(ranks) < len(candidates)]
+
+    def keep_witness(self, claim: Judged, candidates: list[int], witness: list[int]) -> None:
+        if self.database is not None and set(witness) <= set(candidates):
+            ranks = sorted(candidates.index(i) for i in witness)
+            self.database.save(claim.id.encode(), json.dumps(ranks).encode())
+
+    def minimal(self, claim: Judged, holds: bool, witness: list[int]) -> list[int]:
+        """The witness with every position the flip does not need left out, one at a time (no single
+        position can then be removed: a greedy prefix or a shrunk hypothesis example may hold positions
+        that only came along); one recomputation per position."""
+        kept = list(witness)
+        for i in witness:
+            rest = [j for j in kept if j != i]
+            if rest and self.flips(claim, holds, rest):
+                kept = rest
+        return kept
 
     def search(self, claim: Judged) -> dict[str, Any]:
         recorder = Recorder(self.base.tables)
@@ -285,6 +318,10 @@ class Searcher:
             smaller = self.hypothesis(claim, holds, order, most)
             if smaller is not None:
                 witness, found_by = sorted(smaller), "hypothesis"
+        if witness is not None and not passes:
+            witness = self.minimal(claim, holds, witness)
+        if witness is not None:
+            self.keep_witness(claim, order, witness)
         if witness is None:
             return {
                 **row,

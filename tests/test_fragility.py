@@ -171,6 +171,52 @@ def test_gaussian_writes_do_not_flip_within_the_budget():
         assert row["holds"] is not None and row["k"] is None, row
 
 
+class PairClaim:
+    """A sentence that flips only when two given positions are both dropped: positions the greedy order
+    ranks far apart, so that its smallest flipping prefix is long and hypothesis's drop sets do better."""
+
+    kind = "sentence"
+
+    def __init__(self, pair: tuple[int, int]) -> None:
+        self.id, self.pair = f"pair-{pair[0]}-{pair[1]}", pair
+
+    def verdict(self, tables: Mapping[str, Any]) -> tuple[bool | None, str]:
+        tables["layer_pca"][0]["k90"]  # reads Δφ: the greedy order ranks the positions by its layers
+        dropped = set(getattr(tables, "drop", ()))
+        return not set(self.pair) <= dropped, f"dropped {sorted(dropped)}"
+
+
+def test_a_witness_keeps_only_the_positions_its_flip_needs():
+    """Greedy's smallest flipping prefix holds both positions and the seven ranked between them; the
+    witness reported is the pair."""
+    base = base_of(planted(seed=2, plants=((7, 0, 30.0), (11, 0, 25.0), (13, 0, 20.0))))
+    order = Searcher(base, budget=15).order({("delta_phi", layer) for layer in range(LAYERS)})
+    claim = PairClaim((order[1], order[8]))
+    row = Searcher(base, budget=15, examples=0).search(claim)
+    assert row["k"] == 2 and row["found_by"] == "greedy", row
+    assert row["positions"] == [[0, p] for p in sorted(claim.pair)], row
+
+
+def test_hypothesis_finds_what_greedy_misses_and_keeps_it():
+    """One position of the pair ranks past the budget: greedy's prefixes never flip the claim; hypothesis
+    draws drop sets from the ranked candidates (twice the budget), finds the pair, and its example
+    database keeps it: a later search (another run, same claim id) tries it first."""
+    from hypothesis.database import InMemoryExampleDatabase
+
+    base = base_of(planted(seed=2, plants=((7, 0, 30.0), (11, 0, 25.0), (13, 0, 20.0))))
+    order = Searcher(base, budget=15).order({("delta_phi", layer) for layer in range(LAYERS)})
+    claim = PairClaim((order[1], order[20]))
+    assert Searcher(base, budget=15, examples=0).search(claim)["k"] is None
+    database = InMemoryExampleDatabase()
+    row = Searcher(base, budget=15, examples=200, database=database).search(claim)
+    assert row["found_by"] == "hypothesis" and row["k"] == 2, row
+    assert row["positions"] == [[0, p] for p in sorted(claim.pair)], row
+    assert list(database.fetch(claim.id.encode())), "the witness was not kept"
+    assert Searcher(base, budget=15, examples=1).search(claim)["k"] is None  # one draw alone misses it
+    again = Searcher(base, budget=15, examples=1, database=database).search(claim)  # the kept witness first
+    assert again["k"] == 2 and again["found_by"] == "hypothesis", again
+
+
 def verdict_on_recomputed(claim: Judged, capture: Capture, drop: list[int]) -> bool | None:
     return claim.verdict(recomputed(capture, drop))[0]
 
