@@ -22,6 +22,7 @@ from lib.options import FRAGILITY_HELP, OPTIONS, REFRESH_HELP, cache_dir
 if TYPE_CHECKING:
     from lib.config import RunConfig
     from lib.experiment import Run
+    from lib.store import Store
 
 RUNS = pytest.StashKey["dict[str, RunConfig]"]()
 """The session's runs by label (lib.runs.label): the product of the option lists, times the windows."""
@@ -109,7 +110,7 @@ def pytest_configure(config: pytest.Config) -> None:
         windows = values.pop("windows")
         runs = build_runs(values, windows)
         check_cache_dir(cache_dir(config.getoption("dphi_cache_dir")))
-        check_sizes(runs, windows, cache_dir(config.getoption("dphi_cache_dir")), config.getoption("dphi_follow_ups"))
+        check_sizes(config, runs, windows)
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[RUNS] = dict(zip(labels(runs), runs))
@@ -124,21 +125,28 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--claims-baseline: {e}") from None
 
 
-def check_sizes(runs: list[RunConfig], windows: int, directory: str, follow_ups: bool) -> None:
+def check_sizes(config: pytest.Config, runs: list[RunConfig], windows: int) -> None:
     """Sizes that cannot fit the text or the memory guard stop the session before any model work
-    (as `python -m lib tables` does), not one error per test; a run whose tables are cached, or
-    whose model or text cannot be had, is left to its tests."""
+    (as `python -m lib tables` does), not one error per test; a run whose tables are cached (and
+    not --refresh'ed), or whose model or text cannot be had, is left to its tests."""
+    from lib.config import check_batch_size
     from lib.experiment import Run
-    from lib.store import Store
 
-    store = Store(directory)
+    store = run_store(config)
     for c in runs:
         if c.unavailable or c.window != windows - 1:
             continue
-        run = Run(c, store)
+        run = Run(c, store, check_batch_size(config.getoption("dphi_batch_size"), c.device))
         with contextlib.suppress(ResourceUnavailable):
-            if not run.cached(follow_ups):
+            if not run.cached(config.getoption("dphi_follow_ups")):
                 run.check_sizes(windows)
+
+
+def run_store(config: pytest.Config) -> Store:
+    """The session's cache: --cache-dir (or $DPHI_CACHE_DIR, or the user cache), --refresh."""
+    from lib.store import Store
+
+    return Store(cache_dir(config.getoption("dphi_cache_dir")), refresh=config.getoption("dphi_refresh"))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -180,7 +188,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr[2].removeprefix("Skipped: ") if report.skipped and isinstance(report.longrepr, tuple) else None
     )
     row.verdict = verdict(report.outcome, row.kind, xfail, skip, row.note)
-    if row.kind in ("cell", "measured"):  # the document's own tables have no positions to drop
+    if row.kind in ("cell", "measured") and not row.verdict.startswith("skipped"):  # a decided verdict on a run
         row.fragility = FRAGILITY_BY_RUN.get(row.run, {}).get(row.id)
     baseline = item.config.stash[BASELINE]
     if baseline is not None:
@@ -276,11 +284,10 @@ def dphi_run(pytestconfig: pytest.Config, run_config: RunConfig) -> Run:
     """Model, tokens, captured Δφ and tables of the session's config, filled from the cache."""
     from lib.config import check_batch_size
     from lib.experiment import Run
-    from lib.store import Store
 
     if run_config.unavailable:
         pytest.skip(run_config.unavailable)
-    store = Store(cache_dir(pytestconfig.getoption("dphi_cache_dir")), refresh=pytestconfig.getoption("dphi_refresh"))
+    store = run_store(pytestconfig)
     batch_size = check_batch_size(pytestconfig.getoption("dphi_batch_size"), run_config.device)
     last = pytestconfig.getoption("dphi_windows") - 1
     if run_config.window < last:  # a window that does not fit stops the session before any capture
@@ -320,6 +327,8 @@ def tables(dphi_run: Run, pytestconfig: pytest.Config, run: str) -> dict[str, An
         try:
             with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
                 FRAGILITY_BY_RUN[run] = {r["claim"]: r for r in dphi_run.fragility}
-        except ConfigError as e:  # a streamed run: its claims are judged, without a fragility column
-            warnings.warn(f"{run}: {e}", stacklevel=1)
+        except Exception as e:  # a streamed run, or the search failed: the claims are judged all the same
+            warnings.warn(
+                f"{run}: --fragility: {type(e).__name__}: {e}; the claims are judged without it", stacklevel=1
+            )
     return tables

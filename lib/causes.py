@@ -212,17 +212,23 @@ def norm_concentration(stats: Stats, selection: Selection) -> list[dict[str, Any
     return rows
 
 
-def pc1_origin(stats: Stats, bases: Sequence[Pca], b_out: torch.Tensor, selection: Selection) -> list[dict[str, Any]]:
+def sample_where(stats: Stats, selection: Selection) -> list[tuple[int, int]]:
+    """(chunk, position) of each row of Stats.sample: every counted position up to SAMPLE_SIZE,
+    evenly spaced ones beyond."""
+    return locate(selection, sample_positions(stats.norms.shape[1], stats.sample.shape[1]))
+
+
+def pc1_origin(
+    stats: Stats, bases: Sequence[Pca], b_out: torch.Tensor, where: Sequence[tuple[int, int]]
+) -> list[dict[str, Any]]:
     """Per layer: |cos| of Δφ's first principal direction with the FFN's output bias, the share of
     the variance along it carried by the top 1% of positions and by the top one alone, which
     positions, and whether the top one is a chunk's BOS (「何らかの固定的バイアス項の可能性」: a
     fixed bias adds no variance under centred PCA; an input-independent write at one position,
     the BOS that starts every chunk, can).
 
-    b_out: (n_layers, d_model). Positions are those of Stats.sample: all of them up to
-    SAMPLE_SIZE positions, evenly spaced ones beyond.
+    b_out: (n_layers, d_model). where: (chunk, position) of each row of stats.sample (sample_where).
     """
-    flat = sample_positions(stats.norms.shape[1], stats.sample.shape[1])
     rows = []
     for layer, (basis, bias) in enumerate(zip(bases, b_out.double())):
         u = basis.directions[:, 0]
@@ -239,9 +245,9 @@ def pc1_origin(stats: Stats, bases: Sequence[Pca], b_out: torch.Tensor, selectio
                 "bias_norm": bias_norm,
                 "top_share": float(along[top].sum() / along.sum()) if along.sum() > 0 else math.nan,
                 "top1_share": float(along[order[0]] / along.sum()) if along.sum() > 0 else math.nan,
-                "top_positions": [list(cp) for cp in locate(selection, flat[order[:3]])],
+                "top_positions": [list(where[i]) for i in order[:3].tolist()],
                 # chunks start with BOS (Selection), so position 0 of a chunk, where counted, is BOS
-                "top_at_bos": locate(selection, flat[order[:1]])[0][1] == 0,
+                "top_at_bos": where[int(order[0])][1] == 0,
             }
         )
     return rows
@@ -277,5 +283,5 @@ def cause_tables(
         "write_sources": write_sources(stats, bases, ffn, centred),
         "unembedding_overlap": unembedding_overlap(unembedding_directions(bridge), bases, attn, layer_k90, attn_k90),
         "norm_concentration": norm_concentration(stats, selection),
-        "pc1_origin": pc1_origin(stats, bases, b_out, selection),
+        "pc1_origin": pc1_origin(stats, bases, b_out, sample_where(stats, selection)),
     }

@@ -194,7 +194,7 @@ class Dropped(Mapping[str, Any]):
             ),
             "unembedding_overlap": self._unembedding,
             "norm_concentration": lambda: norm_concentration(self.light, self._kept_where),  # type: ignore[arg-type]
-            "pc1_origin": lambda: pc1_origin(self.light, self.bases("delta_phi"), base.b_out, self._sample_where),  # type: ignore[arg-type]
+            "pc1_origin": lambda: pc1_origin(self.light, self.bases("delta_phi"), base.b_out, self._sample_where),
         }
 
     # the mapping
@@ -307,12 +307,11 @@ class Dropped(Mapping[str, Any]):
         return Where([where[i] for i in self._kept])
 
     @property
-    def _sample_where(self) -> Where:
-        """pc1_origin locates sample rows through sample_positions(n, n_sample) (every kept position up to
-        SAMPLE_SIZE; beyond it, where it names a position only)."""
+    def _sample_where(self) -> list[tuple[int, int]]:
+        """(chunk, position) of each row of light.sample: the run's sample rows of the kept positions."""
         where = self.base.selection.where
         sampled = set(sample_positions(len(where), self.base.stats.sample.shape[1]).tolist())
-        return Where([where[i] for i in self._kept if i in sampled])
+        return [where[i] for i in self._kept if i in sampled]
 
     def _unembedding(self) -> dict[str, Any]:
         """lib/causes.py unembedding_overlap with the readout's directions computed once per run (an

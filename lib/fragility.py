@@ -64,6 +64,9 @@ PER_LAYER: dict[str, tuple[str, ...]] = {
 }
 """Tables whose row i is layer i, and the writes (or "norm": 7A's per-position norms) row i reads.
 Every other table that depends on the positions reads Δφ at every layer (shared basis, 7C, 7D)."""
+WHOLE: dict[str, tuple[str, ...]] = {"unembedding_overlap": ("delta_phi", "attn")}
+"""Tables that are not per layer but read other writes than Δφ (at every layer): the unembedding
+overlap compares Δφ's and the attention writes' directions."""
 FIXED = ("config", "model_shape", "reconstruction_sample")
 """Tables no drop set changes (the run's identity; 7C's sample size only counts)."""
 PASSES = "7D's projected passes"
@@ -90,7 +93,7 @@ def sources(reads: Reads, n_layers: int, per_layer: bool = False) -> set[Source]
             read = range(n_layers) if None in rows or not per_layer else sorted(r for r in rows if r is not None)
             out |= {(key, layer) for key in PER_LAYER[table] for layer in read}
         else:
-            out |= {("delta_phi", layer) for layer in range(n_layers)}
+            out |= {(key, layer) for key in WHOLE.get(table, ("delta_phi",)) for layer in range(n_layers)}
     return out
 
 
@@ -238,9 +241,6 @@ class Searcher:
 
         if most < 1 or not candidates or self.examples < 1:
             return None
-        for kept in self.kept_witnesses(claim, candidates):  # a witness of an earlier run, by rank
-            if len(kept) <= most and self.flips(claim, holds, kept):
-                return kept
         drops = st.lists(st.sampled_from(candidates), min_size=1, max_size=min(most, len(candidates)), unique=True)
         seen: dict[frozenset[int], bool] = {}
 
@@ -286,14 +286,16 @@ class Searcher:
             self.database.save(claim.id.encode(), json.dumps(ranks).encode())
 
     def minimal(self, claim: Judged, holds: bool, witness: list[int]) -> list[int]:
-        """The witness with every position the flip does not need left out, one at a time (no single
-        position can then be removed: a greedy prefix or a shrunk hypothesis example may hold positions
-        that only came along); one recomputation per position."""
-        kept = list(witness)
-        for i in witness:
-            rest = [j for j in kept if j != i]
-            if rest and self.flips(claim, holds, rest):
-                kept = rest
+        """The witness with every position the flip does not need left out, one at a time, in passes
+        until none can be (1-minimal: a greedy prefix or a shrunk hypothesis example may hold positions
+        that only came along; flips are not monotone in the drop set, hence the passes)."""
+        kept, changed = list(witness), True
+        while changed and len(kept) > 1:
+            changed = False
+            for i in list(kept):
+                rest = [j for j in kept if j != i]
+                if rest and self.flips(claim, holds, rest):
+                    kept, changed = rest, True
         return kept
 
     def search(self, claim: Judged) -> dict[str, Any]:
@@ -315,9 +317,12 @@ class Searcher:
         witness, found_by = (order[:k], "greedy") if k is not None else (None, None)
         if k != 1 and not passes and claim.kind == "sentence":  # 7D: each example would run the passes again
             most = (k - 1) if k is not None else self.budget
-            smaller = self.hypothesis(claim, holds, order, most)
+            kept = next(
+                (w for w in self.kept_witnesses(claim, order) if len(w) <= most and self.flips(claim, holds, w)), None
+            )  # a witness an earlier search kept (another run), by rank in this run's order
+            smaller = kept if kept is not None else self.hypothesis(claim, holds, order, most)
             if smaller is not None:
-                witness, found_by = sorted(smaller), "hypothesis"
+                witness, found_by = sorted(smaller), "kept witness" if kept is not None else "hypothesis"
         if witness is not None and not passes:
             witness = self.minimal(claim, holds, witness)
         if witness is not None:

@@ -119,7 +119,7 @@ def _entry(r: Row) -> list[str]:
 
 def fragile(r: Row) -> bool:
     """A claim that holds but flips when at most FRAGILE_SHARE of the positions are dropped (--fragility)."""
-    return bool(r.fragility and r.fragility.get("fragile"))
+    return bool(r.fragility and r.fragility.get("fragile")) and r.verdict.startswith(("holds", "overstated"))
 
 
 def look_at(r: Row) -> bool:

@@ -11,6 +11,7 @@ from lib.causes import (
     norm_concentration,
     overlap,
     pc1_origin,
+    sample_where,
     shared_overlap,
     shared_pca_normalised,
     write_sources,
@@ -123,11 +124,11 @@ def test_pc1_origin_tells_a_bias_from_a_few_positions():
     x = bias + 0.1 * torch.randn(1, 200, 16, generator=g)
     x[0, 42] += 50 * spike
     st = _stats(x)
-    row = pc1_origin(st, layer_bases(st, "delta_phi", True), bias[None], _selection(200, 64))[0]
+    row = pc1_origin(st, layer_bases(st, "delta_phi", True), bias[None], sample_where(st, _selection(200, 64)))[0]
     assert row["bias_cos"] < 0.05 and row["top_share"] > 0.9 and row["top_positions"][0] == [0, 42]
     varying = (1 + torch.randn(1, 200, 1, generator=g)) * bias + 0.1 * torch.randn(1, 200, 16, generator=g)
     st = _stats(varying)
-    row = pc1_origin(st, layer_bases(st, "delta_phi", True), bias[None], _selection(200, 64))[0]
+    row = pc1_origin(st, layer_bases(st, "delta_phi", True), bias[None], sample_where(st, _selection(200, 64)))[0]
     assert row["bias_cos"] > 0.99 and row["top_share"] < 0.2
 
 
@@ -272,10 +273,10 @@ def test_pc1_origin_names_the_bos_position():
     x = bias + 0.1 * torch.randn(1, 200, 16, generator=g)
     x[0, 64] += 50 * eye[1]  # chunk 1 (64 positions a chunk) starts at flat index 64
     st = _stats(x)
-    row = pc1_origin(st, layer_bases(st, "delta_phi", True), bias[None], _selection(200, 64))[0]
+    row = pc1_origin(st, layer_bases(st, "delta_phi", True), bias[None], sample_where(st, _selection(200, 64)))[0]
     assert row["top1_share"] > 0.95 and row["top_at_bos"] and row["bias_cos"] < 0.05
     x[0, 64] -= 50 * eye[1]
     x[0, 65] += 50 * eye[1]  # the same write one position later: not a BOS
     st = _stats(x)
-    row = pc1_origin(st, layer_bases(st, "delta_phi", True), bias[None], _selection(200, 64))[0]
+    row = pc1_origin(st, layer_bases(st, "delta_phi", True), bias[None], sample_where(st, _selection(200, 64)))[0]
     assert row["top1_share"] > 0.95 and not row["top_at_bos"]

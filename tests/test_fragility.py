@@ -214,7 +214,7 @@ def test_hypothesis_finds_what_greedy_misses_and_keeps_it():
     assert list(database.fetch(claim.id.encode())), "the witness was not kept"
     assert Searcher(base, budget=15, examples=1).search(claim)["k"] is None  # one draw alone misses it
     again = Searcher(base, budget=15, examples=1, database=database).search(claim)  # the kept witness first
-    assert again["k"] == 2 and again["found_by"] == "hypothesis", again
+    assert again["k"] == 2 and again["found_by"] == "kept witness", again
 
 
 def verdict_on_recomputed(claim: Judged, capture: Capture, drop: list[int]) -> bool | None:
@@ -319,3 +319,26 @@ def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
     assert "| FRAGILE: flips at k=1" in markdown(rows, {"r": {}})
     assert json_rows(rows)[0]["fragility"] == flips
     assert "fragility" not in "\n".join(terminal_summary([Row("a", "7B", "measured", verdict="holds")], verbose=True))
+    skipped = Row("c", "7B", "cell", run="r", verdict="skipped: not judged on this model", fragility=flips)
+    assert "1 FRAGILE" in terminal_summary([*rows, skipped])[-2]  # a claim that was not judged is not fragile
+
+
+def test_pc1_origin_without_positions_past_the_sample_size():
+    """Past SAMPLE_SIZE positions the 7C sample is evenly spaced: the dropped tables locate its rows
+    as the run does (no drop: the run's rows; dropping the top position moves the top elsewhere)."""
+    from lib.capture import SAMPLE_SIZE
+    from lib.causes import pc1_origin, sample_where
+
+    n = SAMPLE_SIZE + 904
+    g = torch.Generator().manual_seed(3)
+    attn, ffn = torch.randn(2, n, 8, generator=g), torch.randn(2, n, 8, generator=g)
+    ffn[1, 4] += 300.0  # layer 1's variance along PC1 carried by position 4, a sampled one
+    capture = Capture(attn + ffn, attn, ffn, torch.rand(n - 1, generator=g, dtype=torch.float64))
+    stats = Stats.of_capture(capture)
+    selection = Selection((torch.arange(n),), (torch.ones(n, dtype=torch.bool),))
+    bases = layer_bases(stats, "delta_phi", True)
+    run_rows = pc1_origin(stats, bases, torch.zeros(2, 8), sample_where(stats, selection))
+    base = Base(capture, stats, selection, {"pc1_origin": run_rows}, centred=True)
+    assert stats.sample.shape[1] == SAMPLE_SIZE < n and run_rows[1]["top_positions"][0] == [0, 4]
+    assert Dropped(base, [])["pc1_origin"] == run_rows
+    assert Dropped(base, [4])["pc1_origin"][1]["top_positions"][0] != [0, 4]
