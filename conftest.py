@@ -326,7 +326,8 @@ def tables(dphi_run: Run, pytestconfig: pytest.Config, run: str) -> dict[str, An
         FRAGILITY_BY_RUN[run] = {}
         try:
             with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-                FRAGILITY_BY_RUN[run] = {r["claim"]: r for r in dphi_run.fragility}
+                rows = dphi_run.fragility_of(pytestconfig.getoption("dphi_follow_ups"))
+                FRAGILITY_BY_RUN[run] = {r["claim"]: r for r in rows}
         except Exception as e:  # a streamed run, or the search failed: the claims are judged all the same
             warnings.warn(
                 f"{run}: --fragility: {type(e).__name__}: {e}; the claims are judged without it", stacklevel=1

@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, run in selected.items():
                 results[name] = {**run.tables, **(run.followups if args.follow_ups else {})}
                 if args.fragility:
-                    results[name]["fragility"] = run.fragility
+                    results[name]["fragility"] = run.fragility_of(args.follow_ups)
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -35,7 +35,14 @@ from lib.causes import (
     unembedding_overlap,
     write_sources,
 )
-from lib.followups import without
+from lib.followups import (
+    layer_pca_without_outliers,
+    shared_ablation_projections,
+    shared_ablation_table,
+    site_only_projections,
+    subspace_overlap,
+    without,
+)
 from lib.lowrank import Projection, _group_tensors, _hooks
 from lib.models import attention_kernel
 from lib.spectra import Moments, Pca, pca
@@ -43,6 +50,7 @@ from lib.tables import (
     attn_ffn_table,
     lowrank_table,
     norms_table,
+    ppl_rows,
     projections,
     reconstruction_tables,
     shared_basis,
@@ -195,6 +203,14 @@ class Dropped(Mapping[str, Any]):
             "unembedding_overlap": self._unembedding,
             "norm_concentration": lambda: norm_concentration(self.light, self._kept_where),  # type: ignore[arg-type]
             "pc1_origin": lambda: pc1_origin(self.light, self.bases("delta_phi"), base.b_out, self._sample_where),
+            # the follow-ups 7F-7H (lib/followups.py), where the run has them
+            "attn_only_ppl": lambda: self._followup_passes["attn_only_ppl"],
+            "ffn_only_ppl": lambda: self._followup_passes["ffn_only_ppl"],
+            "shared_ablation": lambda: self._followup_passes["shared_ablation"],
+            "subspace_overlap": lambda: subspace_overlap(self.bases("attn"), self.bases("ffn")),
+            "layer_pca_without_outliers": lambda: layer_pca_without_outliers(
+                self.stats, self._kept_where, base.centred, self._kept_vectors
+            ),
         }
 
     # the mapping
@@ -334,18 +350,47 @@ class Dropped(Mapping[str, Any]):
             self.base.memo[key] = self._lowrank_passes()
         return self.base.memo[key]
 
-    def _lowrank_passes(self) -> list[dict[str, Any]]:
-        if self.base.bridge is None:
-            raise KeyError("lowrank_ppl needs the model")
-        ks = [row["k"] for row in self.base.tables["lowrank_ppl"]]
-        variants = projections(self.bases("delta_phi"), self.shared, ks)
+    def _kept_vectors(self, wanted: dict[int, list[int]]) -> dict[tuple[int, int], torch.Tensor]:
+        """lib/followups.py held_vectors, by index among the kept positions."""
+        kept, delta_phi = self._kept, self.base.vectors["delta_phi"]
+        return {(layer, p): delta_phi[layer, kept[p]] for layer, ps in wanted.items() for p in ps}
+
+    @property
+    def _followup_passes(self) -> dict[str, list[dict[str, Any]]]:
+        """7F and 7H: lib/followups.py's projected passes with this drop set's bases, NLL means over the
+        kept predictions; once per drop set (Base.memo)."""
+        key = ("followup_passes", self.drop)
+        if key not in self.base.memo:
+            if self.base.bridge is None:
+                raise KeyError("the follow-up passes need the model")
+            ks = [row["k"] for row in self.base.tables["lowrank_ppl"]]
+            variants = site_only_projections(self.bases("attn"), self.bases("ffn"), ks)
+            variants += shared_ablation_projections(self.shared, self.n_layers, ks)
+            nll = self._kept_nll(variants)
+            baseline, n = float(self.light.nll.mean()), len(ks)
+            self.base.memo[key] = {
+                "attn_only_ppl": ppl_rows(baseline, nll[:n], ks),
+                "ffn_only_ppl": ppl_rows(baseline, nll[n : 2 * n], ks),
+                "shared_ablation": shared_ablation_table(baseline, nll[2 * n :], ks),
+            }
+        return self.base.memo[key]
+
+    def _kept_nll(self, variants: Sequence[Projection]) -> list[float]:
+        """Each variant's mean next-token NLL over the predictions made at kept positions."""
         nll = variant_token_nll(
             self.base.bridge, self.base.selection, variants, self.base.batch_size, self.base.attention
         )
         keep = torch.ones(nll.shape[1], dtype=torch.bool)
         predicted = self.base.predicted[list(self.drop)]
         keep[predicted[predicted >= 0]] = False
-        return lowrank_table(float(self.light.nll.mean()), nll[:, keep].mean(1).tolist(), ks)
+        return nll[:, keep].mean(1).tolist()
+
+    def _lowrank_passes(self) -> list[dict[str, Any]]:
+        if self.base.bridge is None:
+            raise KeyError("lowrank_ppl needs the model")
+        ks = [row["k"] for row in self.base.tables["lowrank_ppl"]]
+        variants = projections(self.bases("delta_phi"), self.shared, ks)
+        return lowrank_table(float(self.light.nll.mean()), self._kept_nll(variants), ks)
 
 
 def variant_token_nll(

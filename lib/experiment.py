@@ -76,6 +76,7 @@ class Run:
         self.config, self.store, self.batch_size = config, store, batch_size
         self.stream_above, self.hold_bytes = stream_above, hold_bytes
         self.shared = shared or Shared()
+        self._fragility: dict[bool, list[dict[str, Any]]] = {}
         """Models and tokenized texts shared with the session's other runs."""
 
     def _meta(self, stage: str, version: int, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -236,13 +237,25 @@ class Run:
 
         return self.store.get_or_compute_json("followups", self.config.key(), meta, compute)
 
-    @cached_property
+    @property
     def fragility(self) -> list[dict[str, Any]]:
-        """Drop-k fragility of every claim (lib/fragility.py), cached beside the tables; needs the held capture."""
+        """Drop-k fragility of every claim but the follow-ups' (fragility_of)."""
+        return self.fragility_of(follow_ups=False)
+
+    def fragility_of(self, follow_ups: bool) -> list[dict[str, Any]]:
+        """Drop-k fragility of every claim (lib/fragility.py), the follow-up sentences too with follow_ups
+        (their tables computed first); cached beside the tables; needs the held capture."""
+        if follow_ups not in self._fragility:
+            self._fragility[follow_ups] = self._compute_fragility(follow_ups)
+        return self._fragility[follow_ups]
+
+    def _compute_fragility(self, follow_ups: bool) -> list[dict[str, Any]]:
         from lib.fragility import BUDGET_SHARE, EXAMPLES, FRAGILITY_VERSION, claims_digest, fragility_rows
 
         meta = {"stage": "fragility", "version": FRAGILITY_VERSION, "tables_version": TABLES_VERSION}
         meta.update(budget_share=BUDGET_SHARE, examples=EXAMPLES, claims=claims_digest(), **self.config.identity())
+        if follow_ups:
+            meta.update(follow_ups=True, followups_version=FOLLOWUPS_VERSION)
 
         def compute() -> dict[str, Any]:
             from hypothesis.database import DirectoryBasedExampleDatabase
@@ -262,13 +275,14 @@ class Run:
                 self.capture,
                 self.stats,
                 self.selection,
-                self.tables,
+                {**self.tables, **(self.followups if follow_ups else {})},
                 self.config.pca == "centred",
                 self.bridge,
                 self.batch_size,
                 self.config.attention,
             )
             database = DirectoryBasedExampleDatabase(self.store.root / "fragility-examples")
-            return {"rows": fragility_rows(base, database=database)}
+            return {"rows": fragility_rows(base, database=database, follow_ups=follow_ups)}
 
-        return self.store.get_or_compute_json("fragility", self.config.key(), meta, compute)["rows"]
+        stage = "fragility-followups" if follow_ups else "fragility"  # two entries: neither overwrites the other
+        return self.store.get_or_compute_json(stage, self.config.key(), meta, compute)["rows"]

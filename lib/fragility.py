@@ -40,7 +40,7 @@ import torch
 from lib.capture import KEYS
 from lib.document import CELLS, CLAIMS, Cell, Claim, NotApplicable
 from lib.dropped import Base, Dropped
-from lib.recording import Reads, Recorder
+from lib.recording import PASS_TABLES, Reads, Recorder
 
 FRAGILITY_VERSION = 2
 """Bump when the search or the verification changes, so cached fragility rows are recomputed."""
@@ -61,12 +61,18 @@ PER_LAYER: dict[str, tuple[str, ...]] = {
     "write_sources": KEYS,
     "norm_concentration": ("norm",),
     "pc1_origin": ("delta_phi",),
+    "layer_pca_without_outliers": ("delta_phi", "norm"),
 }
 """Tables whose row i is layer i, and the writes (or "norm": 7A's per-position norms) row i reads.
 Every other table that depends on the positions reads Δφ at every layer (shared basis, 7C, 7D)."""
-WHOLE: dict[str, tuple[str, ...]] = {"unembedding_overlap": ("delta_phi", "attn")}
+WHOLE: dict[str, tuple[str, ...]] = {
+    "unembedding_overlap": ("delta_phi", "attn"),
+    "subspace_overlap": ("attn", "ffn"),
+    "attn_only_ppl": ("attn",),
+    "ffn_only_ppl": ("ffn",),
+}
 """Tables that are not per layer but read other writes than Δφ (at every layer): the unembedding
-overlap compares Δφ's and the attention writes' directions."""
+overlap compares Δφ's and the attention writes' directions; 7F projects one write at a time."""
 FIXED = ("config", "model_shape", "reconstruction_sample")
 """Tables no drop set changes (the run's identity; 7C's sample size only counts)."""
 PASSES = "7D's projected passes"
@@ -87,7 +93,7 @@ def sources(reads: Reads, n_layers: int, per_layer: bool = False) -> set[Source]
     """
     out: set[Source] = set()
     for table, rows in reads.rows.items():
-        if table in FIXED or (table == "lowrank_ppl" and not reads.passes):  # 7D's K column: fixed
+        if table in FIXED or (table in PASS_TABLES and not reads.passes):  # a K column: fixed
             continue
         if table in PER_LAYER:
             read = range(n_layers) if None in rows or not per_layer else sorted(r for r in rows if r is not None)
@@ -134,7 +140,7 @@ def claims_digest() -> str:
     """What the cached rows depend on beside the run: every claim's id and predicate (its bytecode and
     constants) and every cell's value and tolerance, so that a changed predicate recomputes them."""
     h = hashlib.sha256()
-    for j in judged():
+    for j in judged(follow_ups=True):
         h.update(j.id.encode())
         if isinstance(j.claim, Cell):
             h.update(repr((j.claim.value, j.claim.rtol, j.claim.atol)).encode())
@@ -147,9 +153,10 @@ def claims_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def judged() -> list[Judged]:
-    """Every sentence with a predicate that reads 7A-7E and the causes (not the follow-ups), then every cell."""
-    out = [Judged(c.id, "sentence", c) for c in CLAIMS if c.predicate is not None and not c.followup]
+def judged(follow_ups: bool = False) -> list[Judged]:
+    """Every sentence with a predicate that reads 7A-7E and the causes (and, with follow_ups, the
+    follow-up tables 7F-7H), then every cell."""
+    out = [Judged(c.id, "sentence", c) for c in CLAIMS if c.predicate is not None and (follow_ups or not c.followup)]
     return out + [Judged(c.id, "cell", c) for c in CELLS]
 
 
@@ -364,12 +371,17 @@ class Searcher:
 
 
 def fragility_rows(
-    base: Base, budget_share: float = BUDGET_SHARE, examples: int = EXAMPLES, database: Any = None
+    base: Base,
+    budget_share: float = BUDGET_SHARE,
+    examples: int = EXAMPLES,
+    database: Any = None,
+    follow_ups: bool = False,
 ) -> list[dict[str, Any]]:
-    """One row per claim (sentences, then cells) of one run: JSON-shaped, as `--json`'s `fragility`."""
+    """One row per claim (sentences, then cells) of one run: JSON-shaped, as `--json`'s `fragility`.
+    follow_ups: the follow-up sentences too (base.tables then holds the follow-up tables)."""
     n = base.stats.norms.shape[1]
     if not 0 < budget_share < 1:
         raise ValueError(f"fragility budget share must be in (0, 1), got {budget_share}")
     budget = max(1, math.floor(budget_share * n))
     searcher = Searcher(base, budget, examples, database)
-    return [searcher.search(c) for c in judged()]
+    return [searcher.search(c) for c in judged(follow_ups)]

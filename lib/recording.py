@@ -19,8 +19,12 @@ class Reads:
 
     @property
     def passes(self) -> bool:
-        """Whether it reads a perplexity (7D): each recomputation then runs the projected passes."""
-        return "baseline_ppl" in self.rows or bool(self.fields.get("lowrank_ppl", set()) - {"k"})
+        """Whether it reads a perplexity (7D, 7F, 7H): each recomputation then runs projected passes."""
+        return "baseline_ppl" in self.rows or any(self.fields.get(t, set()) - {"k"} for t in PASS_TABLES)
+
+
+PASS_TABLES = ("lowrank_ppl", "attn_only_ppl", "ffn_only_ppl", "shared_ablation")
+"""Tables of perplexities under projected passes (their K column alone needs none)."""
 
 
 class _Row(Mapping[str, Any]):

@@ -266,12 +266,14 @@ def test_no_drop_gives_the_run_tables_on_the_embedded_model(tiny, assert_same):
     """Every table of Dropped(base, []) equals the run's on the embedded model: 7D through lowrank's hooks
     with per-prediction NLL, the unembedding overlap with the readout computed once (within assert_same's
     1e-6: the same float32 passes, float64 sums in another order)."""
+    tables = {**tiny.tables, **tiny.followups}
     base = Base(
-        tiny.capture, tiny.stats, tiny.selection, tiny.tables, True, tiny.bridge, tiny.batch_size, tiny.config.attention
+        tiny.capture, tiny.stats, tiny.selection, tables, True, tiny.bridge, tiny.batch_size, tiny.config.attention
     )
     ours = Dropped(base, [])
-    for name in tiny.tables:
-        assert_same(plain(ours[name]), tiny.tables[name], where=name)
+    assert set(ours) == set(tables), set(tables) - set(ours)  # a builder for every table, the follow-ups' too
+    for name in tables:
+        assert_same(plain(ours[name]), tables[name], where=name)
 
 
 def test_every_claim_has_a_fragility_row_on_the_embedded_model(tiny):
@@ -281,6 +283,18 @@ def test_every_claim_has_a_fragility_row_on_the_embedded_model(tiny):
         assert r["budget"] == 50 and (r["k"] is None or 1 <= r["k"] <= r["budget"]), r
         assert (r["k"] is None) == (r["after"] is None) == (r["share"] is None), r
     assert Run(tiny.config, tiny.store).fragility == rows  # the cached entry answers a second run
+
+
+def test_the_follow_up_sentences_are_searched_with_follow_ups(tiny):
+    """With follow_ups the follow-up sentences (7F-7H, outliers) get rows too, searched on the follow-up
+    tables recomputed without the positions; the other rows are the same as without."""
+    rows = tiny.fragility_of(follow_ups=True)
+    followup_ids = [c.id for c in CLAIMS if c.predicate is not None and c.followup]
+    assert followup_ids and [r["claim"] for r in rows] == [j.id for j in judged(follow_ups=True)]
+    by_id = {r["claim"]: r for r in rows}
+    decided = [by_id[i] for i in followup_ids if by_id[i]["holds"] is not None]
+    assert decided, [by_id[i] for i in followup_ids]
+    assert [r for r in rows if r["claim"] not in followup_ids] == tiny.fragility
 
 
 def test_the_command_writes_a_fragility_key(tiny, shared_text, tmp_path, capsys):
