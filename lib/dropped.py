@@ -361,8 +361,6 @@ class Dropped(Mapping[str, Any]):
         kept predictions; once per drop set (Base.memo)."""
         key = ("followup_passes", self.drop)
         if key not in self.base.memo:
-            if self.base.bridge is None:
-                raise KeyError("the follow-up passes need the model")
             ks = [row["k"] for row in self.base.tables["lowrank_ppl"]]
             variants = site_only_projections(self.bases("attn"), self.bases("ffn"), ks)
             variants += shared_ablation_projections(self.shared, self.n_layers, ks)
@@ -377,6 +375,8 @@ class Dropped(Mapping[str, Any]):
 
     def _kept_nll(self, variants: Sequence[Projection]) -> list[float]:
         """Each variant's mean next-token NLL over the predictions made at kept positions."""
+        if self.base.bridge is None:
+            raise KeyError("the projected passes (7D, 7F, 7H) need the model")
         nll = variant_token_nll(
             self.base.bridge, self.base.selection, variants, self.base.batch_size, self.base.attention
         )
@@ -386,8 +386,6 @@ class Dropped(Mapping[str, Any]):
         return nll[:, keep].mean(1).tolist()
 
     def _lowrank_passes(self) -> list[dict[str, Any]]:
-        if self.base.bridge is None:
-            raise KeyError("lowrank_ppl needs the model")
         ks = [row["k"] for row in self.base.tables["lowrank_ppl"]]
         variants = projections(self.bases("delta_phi"), self.shared, ks)
         return lowrank_table(float(self.light.nll.mean()), self._kept_nll(variants), ks)

@@ -76,8 +76,9 @@ class Run:
         self.config, self.store, self.batch_size = config, store, batch_size
         self.stream_above, self.hold_bytes = stream_above, hold_bytes
         self.shared = shared or Shared()
-        self._fragility: dict[bool, list[dict[str, Any]]] = {}
         """Models and tokenized texts shared with the session's other runs."""
+        self._fragility: dict[bool, list[dict[str, Any]]] = {}
+        """fragility_of's rows, by follow_ups."""
 
     def _meta(self, stage: str, version: int, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
         return {"stage": stage, "version": version, **self.config.identity(exclude=exclude)}

@@ -75,7 +75,7 @@ WHOLE: dict[str, tuple[str, ...]] = {
 overlap compares Δφ's and the attention writes' directions; 7F projects one write at a time."""
 FIXED = ("config", "model_shape", "reconstruction_sample")
 """Tables no drop set changes (the run's identity; 7C's sample size only counts)."""
-PASSES = "7D's projected passes"
+PASSES = "projected passes (7D, 7F, 7H)"
 UNDECIDED = (NotApplicable, IndexError, KeyError, ValueError, ZeroDivisionError, statistics.StatisticsError)
 
 
