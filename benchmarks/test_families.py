@@ -25,13 +25,13 @@ import pytest
 import torch
 
 from benchmarks.test_pipeline import FULL, TEXT, interleaved, record
-from lib.capture import capture_tensors
-from lib.config import build_config, check_batch_size
-from lib.experiment import Run
-from lib.lowrank import Projection, lowrank_nll
-from lib.sources import EMBEDDED
-from lib.store import Store
-from lib.tables import lowrank_ks
+from lib.measure.capture import capture_tensors
+from lib.measure.lowrank import Projection, lowrank_nll
+from lib.measure.store import Store
+from lib.setup.config import build_config, check_batch_size
+from lib.setup.model_source import EMBEDDED
+from lib.tables.core import lowrank_ks
+from lib.tables.run import Run
 
 SMALL = os.environ.get("DPHI_BENCH_SMALL", "") not in ("", "0")
 N_LAYER, D_MODEL, N_HEAD, N_CTX = (2, 128, 4, 256) if SMALL else (12, 768, 12, 1024)
@@ -129,7 +129,7 @@ def test_family_capture(benchmark, family):
         rounds=3,
     )
     record(benchmark, plain, "bare HF forward, default attention")
-    from lib.kernels import decide
+    from lib.measure.kernels import decide
 
     benchmark.extra_info["kernel"] = decide(run.bridge, run.config.attention, announce=False).kernel
 

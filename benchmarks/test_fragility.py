@@ -16,8 +16,9 @@ import pytest
 import torch
 from test_pipeline import DEVICE, FULL, gpt2_shaped, run  # noqa: F401 (fixtures)
 
-from lib.experiment import Run
-from lib.store import Store
+from lib.fragility.search import fragility_of
+from lib.measure.store import Store
+from lib.tables.run import Run
 
 
 @pytest.mark.skipif(not FULL, reason="--fragility's cost: part of the full sweep (make bench BENCH_FULL=1)")
@@ -30,7 +31,7 @@ def test_fragility_against_cold_tables(benchmark, run, tmp_path):  # noqa: F811
     fresh.tables
     tables_s, tables_cpu = time.perf_counter() - start, time.process_time() - cpu
     cpu = time.process_time()
-    rows = benchmark.pedantic(lambda: fresh.fragility, rounds=1, warmup_rounds=0)
+    rows = benchmark.pedantic(lambda: fragility_of(fresh), rounds=1, warmup_rounds=0)
     fragility_s, fragility_cpu = benchmark.stats.stats.min, time.process_time() - cpu
     flipped = Counter(r["kind"] for r in rows if r["k"] is not None)
     benchmark.extra_info.update(

@@ -23,16 +23,16 @@ from typing import Any
 import pytest
 import torch
 
-from lib.capture import Stats, StatsSink, batches, capture, capture_stats, capture_tensors
-from lib.config import build_config, check_batch_size
-from lib.corpus import Selection
-from lib.device import resolve_device
-from lib.experiment import Run
-from lib.lowrank import lowrank_nll
-from lib.sources import EMBEDDED
-from lib.spectra import Moments, add_gram_, pca
-from lib.store import Store
-from lib.tables import layer_bases, lowrank_ks, projections, shared_basis
+from lib.measure.capture import Stats, StatsSink, batches, capture, capture_stats, capture_tensors
+from lib.measure.lowrank import lowrank_nll
+from lib.measure.spectra import Moments, add_gram_, pca
+from lib.measure.store import Store
+from lib.setup.config import build_config, check_batch_size
+from lib.setup.corpus import Selection
+from lib.setup.device import resolve_device
+from lib.setup.model_source import EMBEDDED
+from lib.tables.core import layer_bases, lowrank_ks, projections, shared_basis
+from lib.tables.run import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = Path(os.environ.get("DPHI_BENCH_TEXT", ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"))
@@ -289,9 +289,9 @@ def test_tables_warm(benchmark, run, tmp_path):
 
 MEMORY_SCRIPT = """
 import json, re, sys
-from lib.config import build_config, check_batch_size
-from lib.experiment import Run
-from lib.store import Store
+from lib.setup.config import build_config, check_batch_size
+from lib.tables.run import Run
+from lib.measure.store import Store
 config = build_config(model="tiny-wikitext", dataset=sys.argv[1], n_tokens=int(sys.argv[2]), device="cpu",
                       numerics="compat", positions="all", pca="centred")
 tables = Run(config, Store(sys.argv[3])).tables

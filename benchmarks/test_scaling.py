@@ -37,10 +37,10 @@ KS = "8"
 
 SCALING_SCRIPT = """
 import json, re, sys, time
-from lib.config import build_config
-from lib.corpus import load_text, tokenize
-from lib.experiment import Run
-from lib.store import Store
+from lib.setup.config import build_config
+from lib.setup.corpus import load_text, tokenize
+from lib.tables.run import Run
+from lib.measure.store import Store
 text, size, cache, ks = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 def config(n):
     return build_config(model="tiny-wikitext", dataset=text, n_tokens=n, device="cpu", numerics="compat",

@@ -1,7 +1,7 @@
 """Claims fixtures: parametrization from the document data, and the judge that decides.
 
 Each section module sets SECTIONS and defines test_cell / test_sentence / test_document;
-pytest_generate_tests fills them from lib/document.py with readable ids.
+pytest_generate_tests fills them from lib/writeup/claims.py with readable ids.
 """
 
 from __future__ import annotations
@@ -10,35 +10,20 @@ from typing import Any
 
 import pytest
 
-from lib.config import RunConfig
-from lib.document import CLAIMS, DOCUMENT_TABLES, Cell, Claim, NotApplicable, cells_in, claims_in
-from lib.options import DEFAULT_DATASET
-
-GPT2_HUB = "openai-community/gpt2"
-WIKITEXT2_TEST_SHA = "sha256:bbf94c53a05abe9e"  # ../shared/data/wikitext-2-raw/wiki.test.raw
+from lib.setup.config import RunConfig
+from lib.writeup.claims import CLAIMS, DOCUMENT_TABLES, SETUP, Cell, Claim, NotApplicable, cells_in, claims_in
 
 
 def is_gpt2_small(config: RunConfig) -> bool:
-    return config.model == GPT2_HUB
+    return SETUP.is_model(config.to_json())
 
 
 def cells_skip_reason(config: RunConfig) -> str | None:
     """Why the write-up's numbers do not apply to this run, or None when they do."""
-    setup = {
-        "model": is_gpt2_small(config),
-        "dataset": config.dataset == DEFAULT_DATASET or config.dataset_revision == WIKITEXT2_TEST_SHA,
-        "n_tokens": config.n_tokens == 1000,
-        "numerics": config.numerics == "compat",
-        "positions": config.positions == "all",
-        "pca": config.pca == "centred",
-    }
-    off = [k for k, ok in setup.items() if not ok]
+    off = SETUP.differs(config.to_json())
     if not off:
         return None
-    return (
-        "the write-up's numbers are for GPT-2 small on WikiText-2 test at 1000 positions with the default "
-        f"conventions; this run differs in {', '.join(off)}"
-    )
+    return f"the write-up's numbers are for {SETUP.describe()}; this run differs in {', '.join(off)}"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -172,6 +157,6 @@ def judge(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Judge:
 @pytest.fixture
 def table_snapshot(snapshot: Any, run_config: RunConfig) -> Any:
     """syrupy's snapshot, filed under snapshots/<run id>/ with float tolerance."""
-    from lib.snapshot import extension_for
+    from lib.report.snapshot import extension_for
 
     return snapshot.use_extension(extension_for(run_config.run_id))

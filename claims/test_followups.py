@@ -2,7 +2,7 @@
 
 The write-up states these without an experiment ("the attention path is the candidate",
 "similar write patterns in every layer", "harmful noise in the middle layers", "std_norm = 73
-is the cause"); each is a few hooks away (lib/followups.py). They cost about as much again as
+is the cause"); each is a few hooks away (lib/tables/followups.py). They cost about as much again as
 7D's passes, so they run only with --follow-ups (else they skip, saying so).
 """
 

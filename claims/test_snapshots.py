@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lib.snapshot import DEVICE_K_ATOL, DEVICE_RTOL, SNAPSHOTS, cpu_snapshot, device_difference, rounded
+from lib.report.snapshot import DEVICE_K_ATOL, DEVICE_RTOL, SNAPSHOTS, cpu_snapshot, device_difference, rounded
 
 TABLES = ("norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn")
 CAUSES = (
@@ -18,7 +18,7 @@ CAUSES = (
     "norm_concentration",
     "pc1_origin",
 )
-"""The suite's measurements behind the causal sentences (lib/causes.py)."""
+"""The suite's measurements behind the causal sentences (lib/tables/causes.py)."""
 POSITIONS = ("largest", "top_positions")
 """Which positions rank first: not locked, since equal vectors (the same tokens after BOS) tie."""
 
@@ -33,10 +33,10 @@ def _locked(table):
 
 @pytest.mark.parametrize("name", TABLES + CAUSES)
 def test_table_snapshot(name, run, tables, table_snapshot, run_config, pytestconfig, request):
-    """The measured table equals this run's snapshot, floats within lib.snapshot.FLOAT_RTOL.
+    """The measured table equals this run's snapshot, floats within lib.report.snapshot.FLOAT_RTOL.
 
     A run on mps or cuda without snapshots of its own is checked against the CPU snapshot of the
-    same run within the device tolerance (lib.snapshot.device_difference), and says so. A run
+    same run within the device tolerance (lib.report.snapshot.device_difference), and says so. A run
     without snapshots (the first run of a new model, text, token window or convention) skips,
     saying how to create them, unless --require-snapshots (`make test`: the embedded model's
     committed snapshots must exist and match).

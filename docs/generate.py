@@ -1,7 +1,7 @@
 """Regenerate the docs pages that are generated: `python docs/generate.py` (from the project root).
 
-docs/options.md comes from the options as the code defines them: the run options (lib/options.py
-OPTIONS, shared by pytest and `python -m lib tables`), the pytest plugin's own options (conftest.py),
+docs/options.md comes from the options as the code defines them: the run options (lib/setup/options.py
+OPTIONS, shared by pytest and `python -m lib tables`), the pytest plugin's own options (lib/plugin.py),
 the command line's own (lib/cli.py) and the environment variables (ENV_VARS below).
 tests/test_docs.py fails when a committed page differs from what this writes, and when a `DPHI_*`
 variable read anywhere in the project is missing from ENV_VARS.
@@ -51,7 +51,7 @@ def _cell(text: Any) -> str:
 
 
 def _run_options() -> list[str]:
-    from lib.options import OPTIONS
+    from lib.setup.options import OPTIONS
 
     rows = ["| option | default | allowed | what |", "|---|---|---|---|"]
     for o in OPTIONS:
@@ -61,15 +61,9 @@ def _run_options() -> list[str]:
 
 
 def _pytest_options() -> list[str]:
-    import importlib.util
+    from lib import plugin
+    from lib.setup.options import OPTIONS
 
-    from lib.options import OPTIONS
-
-    # by path: under pytest the name `conftest` may already be another directory's conftest.py
-    spec = importlib.util.spec_from_file_location("dphi_root_conftest", ROOT / "conftest.py")
-    assert spec and spec.loader
-    plugin = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plugin)
     recorder = _Recorder()
     plugin.pytest_addoption(recorder)  # type: ignore[arg-type]
     shared = {f"--{o.name}" for o in OPTIONS}
@@ -80,7 +74,7 @@ def _pytest_options() -> list[str]:
 
 def _cli_options() -> list[str]:
     from lib.cli import parser
-    from lib.options import OPTIONS
+    from lib.setup.options import OPTIONS
 
     shared = {f"--{o.name}" for o in OPTIONS} | {"--help"}
     rows = ["| command | option | what |", "|---|---|---|"]

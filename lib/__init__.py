@@ -1,21 +1,12 @@
 """dphi-claims: Experiment 7 (residual-stream Δφ PCA) as executable claims.
 
-Data flow, one module per stage (each imports mainly those above it in this list):
+One subpackage per stage of the data flow (docs/internals.md has the map and the import contract):
 
-    errors, options, config   run identity: the frozen RunConfig and the options that build it
-    device                    resolve --device
-    runs                      a session's runs: option lists x token windows; what they share
-    kernels, models, corpus   attention kernel and its probe; load the model (TransformerLens 4
-                              bridge); load text, select tokens and windows
-    store                     on-disk cache keyed by the run config
-    spectra                   PCA from float64 moments, K at thresholds, reconstruction
-    distributed               torchrun: split passes among ranks, combine float64 sums exactly
-    capture, lowrank          hooks: record Δφ (or its statistics); project a write onto K components
-    causes                    the measurements behind the write-up's causal sentences
-    experiment                tables 7A-7E (and the causes) for one run config (cached)
-    followups                 follow-up experiments 7F-7H, on request
-    document                  the write-up's tables and claims as data
-    provenance, compare       where a result came from; a claims result against a baseline
-    snapshot, sections, report, plots, cli   snapshots (per device); the report in the write-up's layout;
-                              claims summary and report; figures; `python -m lib tables` and `compare`
+    setup/      options -> RunConfig: what a run is
+    measure/    model -> statistics: the bridge, kernels, the Δφ capture, PCA, projected passes, the cache
+    tables/     statistics -> tables: 7A-7E, the causes, the follow-ups; Run (one config's tables, cached)
+    writeup/    what the write-up says (its tables, set-up and claims, as data) and how a sentence is decided
+    fragility/  tables re-evaluated with positions left out: how many positions a verdict rests on
+    report/     rows -> terminal, Markdown, JSON, baselines, snapshots, figure
+    plugin, cli the pytest plugin and `python -m lib`
 """

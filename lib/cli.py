@@ -1,8 +1,8 @@
 """`python -m lib tables`: print tables 7A-7E in the write-up's layout, or write them as JSON;
-`python -m lib compare A.json B.json`: a claims result against a baseline (lib/compare.py).
+`python -m lib compare A.json B.json`: a claims result against a baseline (lib/report/compare.py).
 
 List options (--model, --dataset, --numerics, --positions) and --windows give several runs
-(lib/runs.py): one table set per run, printed under the run's label; --json then writes
+(lib/setup/runs.py): one table set per run, printed under the run's label; --json then writes
 {"runs": {label: tables}} (one run: its tables at the top level, as before).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.options import FRAGILITY_HELP, OPTIONS, REFRESH_HELP, cache_dir
+from lib.setup.options import FRAGILITY_HELP, OPTIONS, REFRESH_HELP, cache_dir
 
 WRITE_UP_TABLES = (
     "config",
@@ -116,8 +116,8 @@ def format_tables(t: dict[str, Any]) -> str:
 
 
 def format_fragility(rows: Sequence[dict[str, Any]]) -> str:
-    """Fragility (lib/fragility.py) of the decidable claims as Markdown: k, its share, the first witnesses."""
-    from lib.report import fragility_text
+    """Fragility (lib/fragility/search.py) of the decidable claims as Markdown: k, its share, the first witnesses."""
+    from lib.report.summary import fragility_text
 
     body = [(r["claim"], r["kind"], r["holds"], fragility_text(r)) for r in rows if r["holds"] is not None]
     return _table("Fragility: positions dropped to flip each verdict", ("claim", "kind", "holds", "fragility"), body)
@@ -135,19 +135,20 @@ def _one_line(message: Warning | str, category: type[Warning], *args: Any, **kwa
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "claims":
-        from lib import catalogue
+        from lib.writeup import catalogue
 
         print(catalogue.markdown() if args.markdown else catalogue.plain(), end="")
         return 0
     warnings.formatwarning = _one_line  # a cache warning is one line on the terminal, not a source excerpt
     if args.command == "compare":
-        from lib.compare import main as compare
+        from lib.report.compare import main as compare
 
         return compare(args.baseline, args.current)
-    from lib import distributed
-    from lib.config import check_batch_size
-    from lib.experiment import Run
-    from lib.runs import Shared, build_runs, labels
+    from lib.fragility.search import fragility_of
+    from lib.measure import distributed
+    from lib.setup.config import check_batch_size
+    from lib.setup.runs import build_runs, labels
+    from lib.tables.run import Run, Shared
 
     writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 alone prints and writes
     values = {o.name.replace("-", "_"): getattr(args, o.name.replace("-", "_")) for o in OPTIONS}
@@ -182,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, run in selected.items():
                 results[name] = {**run.tables, **(run.followups if args.follow_ups else {})}
                 if args.fragility:
-                    results[name]["fragility"] = run.fragility_of(args.follow_ups)
+                    results[name]["fragility"] = fragility_of(run, args.follow_ups)
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -198,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         args.json.write_text(json.dumps(data, indent=2) + "\n")
     if args.plot:
-        from lib.plots import plot_runs
+        from lib.report.plots import plot_runs
 
         print(f"plot written to {plot_runs(results, args.plot)}", file=sys.stderr)
     return 0

@@ -12,8 +12,8 @@ import pytest
 import torch
 from hypothesis import settings
 
-from lib.config import RunConfig, build_config
-from lib.store import Store
+from lib.measure.store import Store
+from lib.setup.config import RunConfig, build_config
 
 # Wall-clock deadlines flake on a loaded 2-core machine; example counts keep the run short.
 settings.register_profile("dphi", deadline=None, max_examples=40)
@@ -142,7 +142,7 @@ def shared_text() -> Path:
 def embedded_config(shared_text: Path) -> Callable[..., RunConfig]:
     """embedded_config(**overrides): the embedded model on the WikiText-2 test text, 1000 positions,
     the write-up's conventions (compat, all positions, centred) on the CPU."""
-    from lib.sources import EMBEDDED
+    from lib.setup.model_source import EMBEDDED
 
     if not (EMBEDDED["tiny-wikitext"] / "config.json").exists():
         pytest.skip("embedded model not trained yet (python models/train_tiny_wikitext.py)")

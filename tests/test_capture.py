@@ -7,10 +7,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import lib.capture
-from lib.capture import capture_tensors, token_nll
-from lib.experiment import Run
-from lib.store import Store
+import lib.measure.capture
+from lib.measure.capture import capture_tensors, token_nll
+from lib.measure.store import Store
+from lib.tables.run import Run
 
 # float32 forward passes through a few layers: the two computations differ only in
 # summation order, ~1e-6 relative; 1e-5 leaves room without hiding a real mismatch.
@@ -109,7 +109,7 @@ def test_sdpa_kernel_agrees_with_the_bridge_eager_attention(make_model, make_con
 
 
 def test_sdpa_kernel_is_installed_only_inside_and_not_over_pattern_hooks(make_model, make_config, text_file, store):
-    from lib.models import attention_kernel
+    from lib.measure.models import attention_kernel
 
     bridge = Run(make_config(make_model(), text_file), store).bridge
     attn = bridge.blocks[0].attn
@@ -131,7 +131,7 @@ def test_token_nll_in_blocks_equals_one_cross_entropy(batch, n_tokens, vocab, ch
     tokens = torch.randint(0, vocab, (batch, n_tokens), generator=g)
     want = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(lib.capture, "NLL_CHUNK", chunk)  # blocks of max(1, chunk // vocab) positions
+        mp.setattr(lib.measure.capture, "NLL_CHUNK", chunk)  # blocks of max(1, chunk // vocab) positions
         got = token_nll(logits, tokens)
     assert got.shape == (batch, n_tokens - 1) and got.dtype == torch.float64
     torch.testing.assert_close(got, want.double(), rtol=1e-6, atol=1e-6)
@@ -160,9 +160,9 @@ def test_streamed_float32_moments_match_exact_float64(shared_text, store, one_th
     streamed one: per layer and write (Δφ, attention, FFN) and for the shared basis, the eigenvalues
     agree within STREAM_EIG_TOL of the largest, the cumulative ratios too, K at every threshold is
     exactly the same, and the norms (7A) and the 7C sample are identical."""
-    from lib.capture import KEYS, StatsSink, capture
-    from lib.config import build_config
-    from lib.spectra import pca
+    from lib.measure.capture import KEYS, StatsSink, capture
+    from lib.measure.spectra import pca
+    from lib.setup.config import build_config
 
     n = 30_000
     config = build_config(
@@ -199,8 +199,8 @@ def test_streamed_moments_over_several_panels_and_split_in_two_equal_the_exact_s
     one panel). Against the exact float64 sums the moments agree within float32 rounding, with the
     strictly lower blocks zero in both; a sink fed the first batches plus one fed the rest, added
     after settling (what combine does across ranks), equal one sink fed everything (float64)."""
-    from lib.capture import KEYS, StatsSink
-    from lib.spectra import GRAM_BLOCK, Moments
+    from lib.measure.capture import KEYS, StatsSink
+    from lib.measure.spectra import GRAM_BLOCK, Moments
 
     n_layers, d = 2, 400
     assert d > 2 * GRAM_BLOCK
@@ -255,8 +255,8 @@ def test_memory_guard_stops_a_run_that_would_not_fit_before_capturing(
     config = make_config(make_model(), text_file, n_tokens=50)
     run = Run(config, Store(tmp_path / "cache"), stream_above=stream_above)
     # held: 3 x 2 layers x 50 x 32 float32 = 38 KiB of vectors, plus moments and logits
-    monkeypatch.setattr(lib.capture, "free_bytes", lambda device: 20_000)
-    monkeypatch.setattr(lib.capture, "capture", lambda *a, **k: pytest.fail("captured before the memory check"))
+    monkeypatch.setattr(lib.measure.capture, "free_bytes", lambda device: 20_000)
+    monkeypatch.setattr(lib.measure.capture, "capture", lambda *a, **k: pytest.fail("captured before the memory check"))
     with pytest.raises(ConfigError, match=r"GiB of memory, but .* available: lower --n-tokens"):
         run.stats
     assert [p for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []

@@ -1,4 +1,4 @@
-"""The causal measurements (lib/causes.py) against direct computations on planted data."""
+"""The causal measurements (lib/tables/causes.py) against direct computations on planted data."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from lib.capture import Capture, Stats
-from lib.causes import (
+from lib.measure.capture import Capture, Stats
+from lib.measure.spectra import THRESHOLDS
+from lib.setup.corpus import Selection
+from lib.tables.causes import (
     norm_concentration,
     overlap,
     pc1_origin,
@@ -16,9 +18,7 @@ from lib.causes import (
     shared_pca_normalised,
     write_sources,
 )
-from lib.corpus import Selection
-from lib.spectra import THRESHOLDS
-from lib.tables import layer_bases, shared_basis
+from lib.tables.core import layer_bases, shared_basis
 
 
 def _stats(delta_phi: torch.Tensor, attn: torch.Tensor | None = None, ffn: torch.Tensor | None = None) -> Stats:
@@ -137,7 +137,7 @@ def test_unembedding_directions_are_the_readouts_left_singular_vectors(normaliza
     """LN_final's scale, and for LayerNorm its centring, are part of the readout (raw numerics)."""
     from types import SimpleNamespace
 
-    from lib.causes import unembedding_directions
+    from lib.tables.causes import unembedding_directions
 
     g = torch.Generator().manual_seed(7)
     d, vocab = 16, 200
@@ -161,7 +161,7 @@ def test_unembedding_directions_are_the_readouts_left_singular_vectors(normaliza
 def test_misses_middle_layers_leaves_a_dead_layer_out():
     """7C-misses-middle-layers on tables where a middle layer's every write is zero (its 7C rows NaN):
     judged on the other middle layers; with every middle layer dead it does not apply."""
-    from lib.document import CLAIMS, NotApplicable, middle_wide
+    from lib.writeup.claims import CLAIMS, NotApplicable, middle_wide
 
     claim = next(c for c in CLAIMS if c.id == "7C-misses-middle-layers")
     n, d = 8, 512
@@ -186,7 +186,7 @@ def test_misses_middle_layers_leaves_a_dead_layer_out():
 def test_balanced_shared_pca_equals_pca_of_variance_scaled_vectors():
     """Layer l's vectors divided by the square root of their total variance, stacked, PCA'd: the same K
     as the moments' shortcut; its reconstruction rows use 7C's mean with the balanced directions."""
-    from lib.causes import balanced_reconstruction, shared_balanced
+    from lib.tables.causes import balanced_reconstruction, shared_balanced
 
     g = torch.Generator().manual_seed(8)
     x = torch.randn(3, 200, 16, generator=g, dtype=torch.float64)
@@ -222,9 +222,9 @@ def test_balanced_basis_sees_the_damage_unit_norm_scaling_misses():
     """Issue 20, defect 3: scaling each layer to unit mean norm lets the layer whose norm sits on one
     position (layer 2's BOS) dominate, so the old reading (normalised K90 >= 3x raw) fails although
     the imbalance does ruin the basis; the variance-balanced basis shows it (K90 and reconstruction)."""
-    from lib.causes import balanced_reconstruction, shared_balanced
-    from lib.document import CLAIMS
-    from lib.tables import reconstruction_tables
+    from lib.tables.causes import balanced_reconstruction, shared_balanced
+    from lib.tables.core import reconstruction_tables
+    from lib.writeup.claims import CLAIMS
 
     st = _stats(_bos_dominated().float())
     shared = shared_basis(st, centred=True)

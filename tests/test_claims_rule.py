@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.document import CELLS, CLAIMS, DOCUMENT_TABLES, THRESHOLDS, Cell
+from lib.writeup.claims import CELLS, CLAIMS, DOCUMENT_TABLES, THRESHOLDS, Cell
 
 # Cell.within is math.isclose; a drawn float this close to the band's edge could fall out of it by
 # rounding, so floats are drawn from the band shrunk by one part in 10^9 of the value.

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.document import CELLS, CLAIMS, DOCUMENT_TABLES, SECTIONS
-from lib.snapshot import close, rounded
+from lib.report.snapshot import close, rounded
+from lib.writeup.claims import CELLS, CLAIMS, DOCUMENT_TABLES, SECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,9 +174,9 @@ def test_snapshot_rounding_keeps_six_digits():
 def test_every_predicate_decides_or_says_it_does_not_apply(
     make_model, make_config, text_file, tmp_path, n_layer, d_model
 ):
-    from lib.document import NotApplicable
-    from lib.experiment import Run
-    from lib.store import Store
+    from lib.measure.store import Store
+    from lib.tables.run import Run
+    from lib.writeup.claims import NotApplicable
 
     tables = Run(
         make_config(make_model(n_layer=n_layer, d_model=d_model), text_file, n_tokens=40), Store(tmp_path)

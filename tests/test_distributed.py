@@ -1,4 +1,4 @@
-"""Runs split over torchrun processes (lib/distributed.py): two gloo processes on the embedded model
+"""Runs split over torchrun processes (lib/measure/distributed.py): two gloo processes on the embedded model
 give the tables of one process, write the entries a single process reads, and fail cleanly."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from lib import distributed
-from lib.config import build_config
-from lib.experiment import Run
-from lib.store import Store
+from lib.measure import distributed
+from lib.measure.store import Store
+from lib.setup.config import build_config
+from lib.tables.run import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 N_TOKENS, KS, BATCH = 300, "8,32", 2
@@ -94,7 +94,7 @@ def test_two_processes_give_the_single_process_tables_and_cache(shared_text, tmp
         raise AssertionError("recomputed instead of reading the 2-process entry")
 
     monkeypatch.setattr(Run, "compute_tables", recompute)
-    monkeypatch.setattr("lib.experiment.capture_tensors", recompute)
+    monkeypatch.setattr("lib.tables.run.capture_tensors", recompute)
     later = Run(config(), Store(tmp_path / "two"), BATCH)
     assert_same(json.loads(json.dumps(later.tables)), reference)
     assert later.capture.delta_phi.shape == (6, N_TOKENS, 128)
@@ -112,10 +112,10 @@ def test_a_failing_rank_ends_the_run_without_a_cache_entry(shared_text, tmp_path
     (hook / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('RANK') == '1':\n"
-        "    import lib.capture\n"
+        "    import lib.measure.capture\n"
         "    def token_nll(*args, **kwargs):\n"
         f"        raise RuntimeError({PLANTED!r})\n"
-        "    lib.capture.token_nll = token_nll\n"
+        "    lib.measure.capture.token_nll = token_nll\n"
     )
     env = {"PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
     run = torchrun(tmp_path, "--json", str(tmp_path / "out.json"), "--cache-dir", str(tmp_path / "cache"), env=env)
@@ -143,7 +143,7 @@ def _streamed_rank(rank: int, world: int, init: str, config: Any, out: str) -> N
     """One rank of test_streamed_statistics_split_over_ranks: capture_stats over gloo, rank 0 saves."""
     import torch.distributed as dist
 
-    from lib.capture import capture_stats
+    from lib.measure.capture import capture_stats
 
     torch.set_num_threads(1)  # as under torchrun
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
@@ -161,7 +161,7 @@ def test_streamed_statistics_split_over_ranks(make_model, make_config, text_file
     one process bit for bit; the moments (float64 sums added in another order) within 1e-12 relative."""
     import torch.multiprocessing as mp
 
-    from lib.capture import capture_stats
+    from lib.measure.capture import capture_stats
 
     config = make_config(make_model(n_ctx=32), text_file, n_tokens=200)  # 7 chunks, 4 batches of 2
     out = tmp_path / "stats.pt"

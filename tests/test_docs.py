@@ -33,13 +33,33 @@ def test_every_environment_variable_is_documented():
     assert set(generate.ENV_VARS) - read == set(), "documented in docs/generate.py ENV_VARS but read nowhere"
 
 
-def test_every_lib_module_has_a_floor_in_the_import_contract():
+def _layers() -> list[list[str]]:
     tomllib = pytest.importorskip("tomllib")
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
-    layered = {m.strip() for c in contracts for layer in c.get("layers", []) for m in layer.split("|")}
-    modules = {f"lib.{p.stem}" for p in (ROOT / "lib").glob("*.py") if p.stem != "__init__"}
-    assert modules - layered == set(), "add these modules to a floor of pyproject.toml's [tool.importlinter] layers"
-    assert layered - modules == set(), "the import contract names modules that do not exist"
+    (layered,) = [c for c in contracts if c["type"] == "layers"]
+    return [[m.strip() for m in layer.split("|")] for layer in layered["layers"]]
+
+
+def test_every_lib_module_and_package_has_a_layer_in_the_import_contract():
+    layered = {m for layer in _layers() for m in layer}
+    top = {f"lib.{p.stem}" for p in (ROOT / "lib").glob("*.py") if p.stem != "__init__"}
+    packages = {f"lib.{p.parent.name}" for p in (ROOT / "lib").glob("*/__init__.py")}
+    assert (top | packages) - layered == set(), "add these to a layer of pyproject.toml's [tool.importlinter] layers"
+    assert layered - (top | packages) == set(), "the import contract names modules that do not exist"
+
+
+def test_the_layout_map_is_the_import_contract():
+    """docs/internals.md's layer table lists the contract's layers, top first, each package's modules beside it."""
+    text = (ROOT / "docs" / "internals.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|", text, flags=re.M)
+    documented = [sorted(m.strip(" `") for m in names.split(",")) for _, names in rows]
+    assert documented == [sorted(layer) for layer in _layers()], "docs/internals.md's layer table is not the contract"
+    for package in (p.parent for p in (ROOT / "lib").glob("*/__init__.py")):
+        for module in sorted(package.rglob("*.py")):
+            if module.stem != "__init__":
+                assert f"`{module.stem}`" in text, (
+                    f"docs/internals.md does not name lib/{module.relative_to(ROOT / 'lib')}"
+                )
 
 
 def _markdown() -> list[Path]:

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from lib.document import CLAIMS, DOCUMENT_TABLES, NotApplicable, combined_band, middle, middle_wide
+from lib.writeup.claims import CLAIMS, DOCUMENT_TABLES, NotApplicable, combined_band, middle, middle_wide
 
 BY_ID = {c.id: c for c in CLAIMS}
 
@@ -173,7 +173,7 @@ def test_7h_rise_within_the_7d_band_is_no_rise():
 
 def test_claims_file_errors_name_the_bad_value(tmp_path):
     """A claims file with an unknown predicate, key or section stops with the value and what is allowed."""
-    from lib.document import load_claims
+    from lib.writeup.claims import load_claims
 
     base = 'id = "x"\nsection = "7A"\nja = "j"\nsentence = "s"\n'
     for extra, says in (
@@ -192,10 +192,10 @@ def test_claims_file_errors_name_the_bad_value(tmp_path):
 
 
 def test_docs_claims_page_is_the_catalogue():
-    """docs/claims.md is generated (lib.catalogue.COMMAND); a claim or verdict changed since fails here."""
+    """docs/claims.md is generated (lib.writeup.catalogue.COMMAND); a claim or verdict changed since fails here."""
     from pathlib import Path
 
-    from lib.catalogue import COMMAND, markdown
+    from lib.writeup.catalogue import COMMAND, markdown
 
     page = Path(__file__).resolve().parent.parent / "docs" / "claims.md"
     assert page.read_text(encoding="utf-8") == markdown(), f"docs/claims.md is stale: run `{COMMAND}`"

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import torch
 
-from lib.device import check_dtype
 from lib.errors import ConfigError
-from lib.experiment import Run
-from lib.store import Store
-from lib.write_up import K_ATOL, K_RTOL
+from lib.measure.store import Store
+from lib.setup.device import check_dtype
+from lib.tables.run import Run
+from lib.writeup.document import K_ATOL, K_RTOL
 
 ROOT = Path(__file__).resolve().parent.parent
 NORM_RTOL = 0.02
@@ -92,8 +92,8 @@ def test_bfloat16_holds_the_cells_tolerances_on_the_embedded_model(embedded_conf
 
 LOAD_SCRIPT = """
 import json, re, sys
-from lib.config import build_config
-from lib.models import load_model
+from lib.setup.config import build_config
+from lib.measure.models import load_model
 
 def status(key):
     return int(re.search(rf"{key}:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
@@ -157,6 +157,6 @@ def test_a_dtype_list_runs_each_and_the_report_compares_their_verdicts(make_mode
     text = report.read_text()
     assert "## Claims across runs" in text and "of 2 runs |" in text
     with pytest.raises(ConfigError, match=r"--dtype 'float8' is not allowed"):
-        from lib.runs import split
+        from lib.setup.runs import split
 
         split("dtype", "float32,float8")

@@ -28,8 +28,8 @@ import pytest
 import torch
 
 from lib.errors import ConfigError
-from lib.experiment import Run
-from lib.store import Store
+from lib.measure.store import Store
+from lib.tables.run import Run
 
 D_MODEL, N_HEAD, N_LAYER, N_CTX, VOCAB = 32, 4, 2, 32, 300
 N_TOKENS = 80
@@ -284,7 +284,7 @@ what depends on eigenvectors (PC1 cosines, subspace overlaps) moves by that over
 at most 2e-5 relative measured on these families (GPT-J's FFN PC1 cosine), values below 1e-6
 compared absolutely."""
 BALANCED_REL = 1e-3
-"""The variance-balanced shared basis (lib/causes.py) equalises the layers, so its spectrum is flatter
+"""The variance-balanced shared basis (lib/tables/causes.py) equalises the layers, so its spectrum is flatter
 and its eigengaps smaller than the raw shared basis's: its reconstruction at a K inside a near-tie
 moved by 2.1e-4 relative on the GPT-2 test model (80 positions, d_model 32); 1e-3 is 5x that."""
 
@@ -309,7 +309,7 @@ def _tables_rank(rank: int, world: int, init: str, config: Any, out: str) -> Non
     """One gloo rank of test_two_processes_give_a_family_one_process_tables; rank 0 writes the tables."""
     import torch.distributed as dist
 
-    from lib import distributed
+    from lib.measure import distributed
 
     torch.set_num_threads(1)  # as under torchrun
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
@@ -362,27 +362,27 @@ def test_kernel_each_family_gets(family, numerics, family_dir, make_config, text
 
 def _without_rotary(self: Any, *args: Any, **kwargs: Any) -> Any:
     """The fused kernel with the rotary embedding dropped (cos 1, sin 0): plain causal attention, the earlier bug."""
-    import lib.kernels
+    import lib.measure.kernels
 
     cos, sin = kwargs["position_embeddings"]
-    return lib.kernels.__dict__["_real_hf_attention"](
+    return lib.measure.kernels.__dict__["_real_hf_attention"](
         self, *args, **{**kwargs, "position_embeddings": (torch.ones_like(cos), torch.zeros_like(sin))}
     )
 
 
 def _off_by_1e4(self: Any, *args: Any, **kwargs: Any) -> Any:
     """The fused kernel with its output 1e-4 too large: a small error the probe must still see."""
-    import lib.kernels
+    import lib.measure.kernels
 
-    out = lib.kernels.__dict__["_real_hf_attention"](self, *args, **kwargs)
+    out = lib.measure.kernels.__dict__["_real_hf_attention"](self, *args, **kwargs)
     return (out[0] * (1 + 1e-4), *out[1:]) if isinstance(out, tuple) else out * (1 + 1e-4)
 
 
 def _joint_without_rotary() -> dict[Any, bool]:
     """GPT-NeoX's joint-QKV attention fused as plain causal attention: the earlier bug (norms 5% off)."""
-    import lib.kernels
+    import lib.measure.kernels
 
-    return dict.fromkeys(lib.kernels.__dict__["_real_joint_qkv_rotary"](), False)
+    return dict.fromkeys(lib.measure.kernels.__dict__["_real_joint_qkv_rotary"](), False)
 
 
 @pytest.mark.parametrize(
@@ -398,14 +398,14 @@ def test_probe_refuses_a_fused_kernel_that_differs(
 ):
     """A fused kernel that drops rotary (GPT-NeoX's joint-QKV path, Llama's Hugging Face path), or is off
     by 1e-4, is refused by the probe, and the run keeps the bridge's own attention."""
-    import lib.kernels
+    import lib.measure.kernels
 
-    monkeypatch.setitem(lib.kernels.__dict__, "_real_hf_attention", lib.kernels._hf_attention)
-    monkeypatch.setitem(lib.kernels.__dict__, "_real_joint_qkv_rotary", lib.kernels._joint_qkv_rotary)
-    monkeypatch.setattr(lib.kernels, name, wrong)
+    monkeypatch.setitem(lib.measure.kernels.__dict__, "_real_hf_attention", lib.measure.kernels._hf_attention)
+    monkeypatch.setitem(lib.measure.kernels.__dict__, "_real_joint_qkv_rotary", lib.measure.kernels._joint_qkv_rotary)
+    monkeypatch.setattr(lib.measure.kernels, name, wrong)
     model_dir = family_dir(family)
     sdpa = Run(make_config(model_dir, text_file, n_tokens=N_TOKENS), Store(tmp_path / "a"))
-    decision = lib.kernels.decide(sdpa.bridge, "sdpa")
+    decision = lib.measure.kernels.decide(sdpa.bridge, "sdpa")
     assert decision.kernel == "eager" and "differs from the bridge's attention" in decision.reason
     eager = Run(make_config(model_dir, text_file, n_tokens=N_TOKENS, attention="eager"), Store(tmp_path / "b"))
     assert torch.equal(sdpa.capture.delta_phi, eager.capture.delta_phi)  # the same kernel ran
@@ -414,7 +414,7 @@ def test_probe_refuses_a_fused_kernel_that_differs(
 def test_inner_attention_hooks_keep_the_bridge_attention(family_dir, make_config, text_file, store):
     """The fused kernel skips the attention's inner hook sites: one hooked before (here q) keeps the
     bridge's own attention; one added while the fused kernel runs is an error, not skipped silently."""
-    from lib.models import attention_kernel
+    from lib.measure.models import attention_kernel
 
     bridge = Run(make_config(family_dir("llama"), text_file, n_tokens=N_TOKENS), store).bridge
     seen: list[tuple[int, ...]] = []

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-import lib.corpus
-import lib.kernels
-import lib.runs
-from lib.corpus import check_text_size
+import lib.measure.kernels
+import lib.setup.corpus
+import lib.tables.run
 from lib.errors import ConfigError
-from lib.experiment import Run
-from lib.sources import resolve_model
+from lib.setup.corpus import check_text_size
+from lib.setup.model_source import resolve_model
+from lib.tables.run import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 FILE_LIMIT = 4096
@@ -106,9 +106,9 @@ def test_sizes_are_checked_before_tokenising_or_loading(make_model, make_config,
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("tokenised or loaded a model before checking the sizes")
 
-    monkeypatch.setattr(lib.corpus, "tokenize", forbidden)
-    monkeypatch.setattr(lib.runs, "tokenize", forbidden)
-    monkeypatch.setattr(lib.runs.Shared, "bridge", forbidden)
+    monkeypatch.setattr(lib.setup.corpus, "tokenize", forbidden)
+    monkeypatch.setattr(lib.tables.run, "tokenize", forbidden)
+    monkeypatch.setattr(lib.tables.run.Shared, "bridge", forbidden)
     run = Run(make_config(make_model(), shared_text, n_tokens=10**12), store)
     with pytest.raises(ConfigError, match=r"bytes hold at most [\d,]+ positions"):
         run.check_sizes()
@@ -124,9 +124,9 @@ def test_the_text_bound_never_refuses_what_fits(positions, n_ctx, tokenizer_dir)
     from transformers import AutoTokenizer
 
     text = "Residual streams carry what each layer writes. Ünïcode costs bytes: 東京. " * 3
-    ids = lib.corpus.tokenize(AutoTokenizer.from_pretrained(tokenizer_dir), text)
+    ids = lib.setup.corpus.tokenize(AutoTokenizer.from_pretrained(tokenizer_dir), text)
     fits = len(ids) + (-(-len(ids) // (n_ctx - 1)) if positions == "all" else 0)
-    lib.corpus.select_tokens(ids, 0, fits, n_ctx, positions)  # the most that fits, exactly
+    lib.setup.corpus.select_tokens(ids, 0, fits, n_ctx, positions)  # the most that fits, exactly
     check_text_size(text, fits, n_ctx, positions)
     with pytest.raises(ConfigError, match="larger than the text provides") as refused:
         check_text_size(text, 10**12, n_ctx, positions)
@@ -137,10 +137,10 @@ def test_the_text_bound_never_refuses_what_fits(positions, n_ctx, tokenizer_dir)
 
 
 def test_memory_guard_runs_before_the_model_and_names_the_dtype(make_model, make_config, text_file, store, monkeypatch):
-    import lib.capture
+    import lib.measure.capture
 
-    monkeypatch.setattr(lib.runs.Shared, "bridge", lambda *a: pytest.fail("the model was loaded"))
-    monkeypatch.setattr(lib.capture, "free_bytes", lambda device: 10_000)
+    monkeypatch.setattr(lib.tables.run.Shared, "bridge", lambda *a: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(lib.measure.capture, "free_bytes", lambda device: 10_000)
     run = Run(make_config(make_model(), text_file, n_tokens=50), store)
     with pytest.raises(ConfigError, match=r"the model's weights in float32 .* or --dtype bfloat16"):
         run.check_sizes()
@@ -164,8 +164,8 @@ def test_a_failing_probe_names_the_exception(make_model, make_config, text_file,
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no kernel for this shape\nsecond line")
 
-    monkeypatch.setattr(lib.kernels, "_fused", broken)
-    decision = lib.kernels.probe(Run(make_config(make_model(), text_file), store).bridge)
+    monkeypatch.setattr(lib.measure.kernels, "_fused", broken)
+    decision = lib.measure.kernels.probe(Run(make_config(make_model(), text_file), store).bridge)
     assert decision.kernel == "eager"
     assert "(RuntimeError: no kernel for this shape)" in decision.line() and "\n" not in decision.line()
 

@@ -12,17 +12,17 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.experiment import Run
-from lib.followups import (
+from lib.measure.spectra import Moments, pca
+from lib.measure.store import Store
+from lib.setup.model_source import EMBEDDED
+from lib.tables.followups import (
     OUTLIER_MADS,
     followup_tables,
     layer_pca_without_outliers,
     overlap_matrix,
     subspace_overlap,
 )
-from lib.sources import EMBEDDED
-from lib.spectra import Moments, pca
-from lib.store import Store
+from lib.tables.run import Run
 
 # The plain-HF reference and the bridge both run float32 forwards; they differ by summation
 # order (~1e-6 relative in the logits) and by the PCA route (SVD of the centred data vs eigh of
@@ -316,8 +316,8 @@ def test_full_k_is_the_baseline_for_every_ablation(small_followups):
 
 def test_shared_ablation_parts_are_the_layers_they_name(small_run, small_followups):
     """all-but-last and last-only against the same shared projection built by hand at those layers."""
-    from lib.lowrank import Projection, lowrank_nll
-    from lib.tables import shared_basis
+    from lib.measure.lowrank import Projection, lowrank_nll
+    from lib.tables.core import shared_basis
 
     run, st_ = small_run, small_run.stats
     shared = shared_basis(st_, True)
@@ -354,7 +354,7 @@ def test_batch_size_does_not_change_the_tables(small_run, small_followups, batch
 # ---------------------------------------------------------------- 7B without outliers
 def _planted(run: Run, layer: int, position: int, scale: float):
     """Stats and held Δφ with one huge vector planted at `position` of `layer` (moments rebuilt)."""
-    from lib.capture import Capture, Stats
+    from lib.measure.capture import Capture, Stats
 
     c = run.capture
     dphi = c.delta_phi.clone()
@@ -368,7 +368,7 @@ def _planted(run: Run, layer: int, position: int, scale: float):
 def test_planted_outlier_is_found_and_k_rises_without_it(small_run):
     """One vector 1000x the others in layer 1, at the 5th position of the 2nd chunk: K90 collapses
     to 1 with it (7B's layer 2) and comes back without it; it is reported with its chunk index."""
-    from lib.followups import held_vectors
+    from lib.tables.followups import held_vectors
 
     run = small_run
     n0 = int(run.selection.counted[0].sum())
@@ -387,9 +387,9 @@ def test_planted_outlier_is_found_and_k_rises_without_it(small_run):
 
 def test_no_outlier_leaves_nothing_out_and_k_unchanged():
     """Gaussian writes: norms concentrate (~sqrt(d) +- 1), nothing is beyond median + 10 MAD."""
-    from lib.capture import Capture, Stats
-    from lib.corpus import Selection
-    from lib.followups import held_vectors
+    from lib.measure.capture import Capture, Stats
+    from lib.setup.corpus import Selection
+    from lib.tables.followups import held_vectors
 
     g = torch.Generator().manual_seed(0)
     dphi = torch.randn(2, 60, 16, generator=g) * torch.linspace(0.2, 3, 16)  # (L, N, d)
@@ -405,7 +405,7 @@ def test_no_outlier_leaves_nothing_out_and_k_unchanged():
 def test_recapture_gives_the_held_vectors(small_run):
     """Δφ at a few positions, recomputed from their batches, equals the held capture bit for bit
     (the same chunks in the same batch: the same float operations)."""
-    from lib.followups import recapture
+    from lib.tables.followups import recapture
 
     run = small_run
     wanted = {0: [0, 40], 2: [89, 33]}
@@ -438,7 +438,7 @@ def test_streamed_path_gives_the_held_outlier_table(tiny_raw, tmp_path):
 
 
 def test_outlier_rule_is_the_stated_one():
-    from lib.followups import outlier_threshold, outliers
+    from lib.tables.followups import outlier_threshold, outliers
 
     norms = torch.tensor([[1.0, 2, 3, 4, 5, 100], [1.0, 1, 1, 1, 1, 1]])
     # layer 0: median 3 (lower middle), MAD 1 (lower middle of 2,1,0,1,2,97): threshold 3 + 10 = 13
@@ -469,7 +469,7 @@ def _hand_tables(n_layers: int = 4, d: int = 64) -> dict:
 
 
 def test_attention_candidate_predicate():
-    from lib.document import attention_candidate
+    from lib.writeup.claims import attention_candidate
 
     t = _hand_tables()
     for a, f, ratio in zip(t["attn_only_ppl"], t["ffn_only_ppl"], (3.0, 2.0, 1.5)):
@@ -481,7 +481,7 @@ def test_attention_candidate_predicate():
 
 
 def test_similar_patterns_predicate():
-    from lib.document import attention_similar_patterns
+    from lib.writeup.claims import attention_similar_patterns
 
     t = _hand_tables()
     o = t["subspace_overlap"]
@@ -496,7 +496,7 @@ def test_similar_patterns_predicate():
 
 
 def test_harmful_noise_predicate():
-    from lib.document import NotApplicable, harmful_noise
+    from lib.writeup.claims import NotApplicable, harmful_noise
 
     t = _hand_tables()
     for r, others, last in zip(t["shared_ablation"], (2.0, 3.0, 4.0, 1.0), (3.0, 2.0, 1.5, 1.0)):
@@ -510,7 +510,7 @@ def test_harmful_noise_predicate():
 
 
 def test_outlier_predicates():
-    from lib.document import largest_std_ratio_k90_rises_without_outliers, layer2_k90_rises_without_outliers
+    from lib.writeup.claims import largest_std_ratio_k90_rises_without_outliers, layer2_k90_rises_without_outliers
 
     t = _hand_tables()
     t["norms"][2]["std_norm"] = 40.0
@@ -525,7 +525,7 @@ def test_outlier_predicates():
 
 
 def test_inner_attention_lower_predicate():
-    from lib.document import inner_attention_lower
+    from lib.writeup.claims import inner_attention_lower
 
     t = _hand_tables(n_layers=8)
     t["attn_ffn"][0]["attn_k90"] = 99  # the first layer is not inner: ignored
@@ -549,8 +549,8 @@ PREDICATES = (
 def test_every_predicate_decides_or_says_it_does_not_apply(
     make_model, make_config, text_file, tmp_path, n_layer, d_model
 ):
-    import lib.document
-    from lib.document import NotApplicable
+    import lib.writeup.claims
+    from lib.writeup.claims import NotApplicable
 
     run = Run(make_config(make_model(n_layer=n_layer, d_model=d_model), text_file, n_tokens=40), Store(tmp_path))
     tables = {
@@ -559,7 +559,7 @@ def test_every_predicate_decides_or_says_it_does_not_apply(
     }
     for name in PREDICATES:
         try:
-            holds, measured = getattr(lib.document, name)(tables)
+            holds, measured = getattr(lib.writeup.claims, name)(tables)
         except NotApplicable:
             continue
         assert isinstance(holds, bool) and measured, name

@@ -1,4 +1,4 @@
-"""Drop-k fragility (lib/fragility.py, lib/dropped.py): planted data, Gaussian data, exact recomputation."""
+"""Drop-k fragility (lib/fragility/search.py, lib/fragility/weighted.py): planted data, Gaussian data, exact recomputation."""
 
 from __future__ import annotations
 
@@ -11,16 +11,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lib.capture import Capture, Stats
-from lib.causes import norm_concentration, write_sources
-from lib.corpus import Selection
-from lib.document import CELLS, CLAIMS
-from lib.dropped import Base, Dropped, Where, downdate
-from lib.experiment import Run
-from lib.fragility import FRAGILE_SHARE, Judged, Searcher, fragility_rows, judged
-from lib.spectra import RECONSTRUCTION_KS
-from lib.store import Store
-from lib.tables import (
+from lib.fragility.search import FRAGILE_SHARE, Judged, Searcher, fragility_of, fragility_rows, judged
+from lib.fragility.weighted import Base, Dropped, Where, downdate
+from lib.measure.capture import Capture, Stats
+from lib.measure.spectra import RECONSTRUCTION_KS
+from lib.measure.store import Store
+from lib.setup.corpus import Selection
+from lib.tables.causes import norm_concentration, write_sources
+from lib.tables.core import (
     attn_ffn_table,
     layer_bases,
     layer_pca_table,
@@ -28,6 +26,8 @@ from lib.tables import (
     reconstruction_tables,
     shared_basis,
 )
+from lib.tables.run import Run
+from lib.writeup.claims import CELLS, CLAIMS
 
 N, LAYERS, D = 300, 4, 16
 PLANT_NORM = 500.0
@@ -277,24 +277,24 @@ def test_no_drop_gives_the_run_tables_on_the_embedded_model(tiny, assert_same):
 
 
 def test_every_claim_has_a_fragility_row_on_the_embedded_model(tiny):
-    rows = tiny.fragility
+    rows = fragility_of(tiny)
     assert [r["claim"] for r in rows] == [j.id for j in judged()]
     for r in rows:
         assert r["budget"] == 50 and (r["k"] is None or 1 <= r["k"] <= r["budget"]), r
         assert (r["k"] is None) == (r["after"] is None) == (r["share"] is None), r
-    assert Run(tiny.config, tiny.store).fragility == rows  # the cached entry answers a second run
+    assert fragility_of(Run(tiny.config, tiny.store)) == rows  # the cached entry answers a second run
 
 
 def test_the_follow_up_sentences_are_searched_with_follow_ups(tiny):
     """With follow_ups the follow-up sentences (7F-7H, outliers) get rows too, searched on the follow-up
     tables recomputed without the positions; the other rows are the same as without."""
-    rows = tiny.fragility_of(follow_ups=True)
+    rows = fragility_of(tiny, follow_ups=True)
     followup_ids = [c.id for c in CLAIMS if c.predicate is not None and c.followup]
     assert followup_ids and [r["claim"] for r in rows] == [j.id for j in judged(follow_ups=True)]
     by_id = {r["claim"]: r for r in rows}
     decided = [by_id[i] for i in followup_ids if by_id[i]["holds"] is not None]
     assert decided, [by_id[i] for i in followup_ids]
-    assert [r for r in rows if r["claim"] not in followup_ids] == tiny.fragility
+    assert [r for r in rows if r["claim"] not in followup_ids] == fragility_of(tiny)
 
 
 def test_the_command_writes_a_fragility_key(tiny, shared_text, tmp_path, capsys):
@@ -302,7 +302,7 @@ def test_the_command_writes_a_fragility_key(tiny, shared_text, tmp_path, capsys)
     (the run's cache answers: the same config as `tiny`)."""
     from lib.cli import main
 
-    rows = tiny.fragility
+    rows = fragility_of(tiny)
     out = tmp_path / "out.json"
     args = ["tables", "--model", "tiny-wikitext", "--dataset", str(shared_text), "--device", "cpu"]
     assert main([*args, "--cache-dir", str(tiny.store.root), "--fragility", "--json", str(out)]) == 0
@@ -314,7 +314,7 @@ def test_the_command_writes_a_fragility_key(tiny, shared_text, tmp_path, capsys)
 
 
 def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
-    from lib.report import Row, fragility_text, json_rows, markdown, terminal_summary
+    from lib.report.summary import Row, fragility_text, json_rows, markdown, terminal_summary
 
     flips = {"holds": True, "k": 1, "share": 0.001, "positions": [[0, 0]], "budget": 50, "fragile": True}
     robust = {"holds": True, "k": None, "share": None, "positions": [], "budget": 50, "fragile": False}
@@ -340,8 +340,8 @@ def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
 def test_pc1_origin_without_positions_past_the_sample_size():
     """Past SAMPLE_SIZE positions the 7C sample is evenly spaced: the dropped tables locate its rows
     as the run does (no drop: the run's rows; dropping the top position moves the top elsewhere)."""
-    from lib.capture import SAMPLE_SIZE
-    from lib.causes import pc1_origin, sample_where
+    from lib.measure.capture import SAMPLE_SIZE
+    from lib.tables.causes import pc1_origin, sample_where
 
     n = SAMPLE_SIZE + 904
     g = torch.Generator().manual_seed(3)

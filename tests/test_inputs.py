@@ -13,10 +13,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.corpus import select_tokens
 from lib.errors import ConfigError
-from lib.experiment import Run
-from lib.store import Store
+from lib.measure.store import Store
+from lib.setup.corpus import select_tokens
+from lib.tables.run import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,7 +130,7 @@ def test_hub_model_from_the_hugging_face_cache_loads_offline(make_model, text_fi
 
     from huggingface_hub import constants
 
-    from lib.config import build_config
+    from lib.setup.config import build_config
 
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hub" / "models--openai-community--gpt2"
@@ -154,7 +154,7 @@ def test_hub_model_from_the_hugging_face_cache_loads_offline(make_model, text_fi
 
 
 def test_default_text_offline_without_a_copy_is_unavailable_with_the_reason(tmp_path, monkeypatch):
-    from lib.corpus import resolve_dataset
+    from lib.setup.corpus import resolve_dataset
 
     monkeypatch.setenv("DPHI_WIKITEXT2_TEST", "")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -238,7 +238,7 @@ def test_weights_file_the_loader_cannot_read(copied_model, make_config, text_fil
 @pytest.mark.parametrize("make_bad", ["under_a_file", "not_writable"])
 def test_cache_dir_that_cannot_be_created(tmp_path, make_bad, monkeypatch):
     """A cache directory that cannot be created (its parent is a file) or written names the path."""
-    from lib.store import Store
+    from lib.measure.store import Store
 
     (tmp_path / "file").write_text("x")
     path = tmp_path / "file" / "cache"
@@ -308,8 +308,8 @@ def test_bad_inputs_are_a_pytest_usage_error(kind, copied_model, text_file, tmp_
 @pytest.mark.parametrize("value", ["0", "-2", "many"])
 def test_bad_batch_size(value):
     """--batch-size takes a whole number of at least 1, or auto."""
-    from lib.config import check_batch_size
-    from lib.options import batch_size_value
+    from lib.setup.config import check_batch_size
+    from lib.setup.options import batch_size_value
 
     with pytest.raises(
         ConfigError, match=rf"--batch-size '?{value}'? is not allowed; expected a whole number of at least 1, or auto"
@@ -318,7 +318,7 @@ def test_bad_batch_size(value):
 
 
 def test_batch_size_auto_per_device_and_an_explicit_number_wins():
-    from lib.config import check_batch_size
+    from lib.setup.config import check_batch_size
 
     assert [check_batch_size("auto", d) for d in ("cpu", "cuda", "mps")] == [1, 8, 4]
     assert check_batch_size(3, "cpu") == 3 and check_batch_size(3, "cuda") == 3
@@ -381,9 +381,9 @@ def test_lib_installed_as_a_copy_finds_the_checkout_from_the_working_directory(t
     site = tmp_path / "site"
     shutil.copytree(root / "lib", site / "lib")
     probe = (
-        "import lib.options, lib.sources, lib.snapshot, lib.corpus; "
-        "print(lib.options.__file__); print(lib.sources.EMBEDDED['tiny-wikitext']); "
-        "print(lib.snapshot.SNAPSHOTS); print(lib.corpus.local_copies()[0])"
+        "import lib.setup.options, lib.setup.model_source, lib.report.snapshot, lib.setup.corpus; "
+        "print(lib.setup.options.__file__); print(lib.setup.model_source.EMBEDDED['tiny-wikitext']); "
+        "print(lib.report.snapshot.SNAPSHOTS); print(lib.setup.corpus.local_copies()[0])"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("DPHI_SNAPSHOT_DIR", "DPHI_WIKITEXT2_TEST")}
     env["PYTHONPATH"] = str(site)

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.lowrank import SITES, Projection, _group_tensors, _hooks
+from lib.measure.lowrank import SITES, Projection, _group_tensors, _hooks
 
 
 @st.composite

@@ -1,6 +1,6 @@
 """Results over time: baselines, `python -m lib compare`, provenance, the report's layout and
-width, snapshots on another device (lib/compare.py, lib/provenance.py, lib/report.py,
-lib/sections.py, lib/snapshot.py)."""
+width, snapshots on another device (lib/report/compare.py, lib/setup/provenance.py, lib/report/summary.py,
+lib/report/sections.py, lib/report/snapshot.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from test_claims_suite import ROOT, run_claims
 
-from lib import snapshot
-from lib.compare import load, main
-from lib.provenance import LIBRARIES, git_state, meta
-from lib.report import TERMINAL_WIDTH, Row, json_document, markdown, terminal_summary
-from lib.sections import OUTSIDE, section_of
+from lib.report import snapshot
+from lib.report.compare import load, main
+from lib.report.sections import OUTSIDE, section_of
+from lib.report.summary import TERMINAL_WIDTH, Row, json_document, markdown, terminal_summary
+from lib.setup.provenance import LIBRARIES, git_state, meta
 
 
 def _write(path: Path, rows: list[dict], runs: dict | None = None) -> Path:
@@ -116,7 +116,7 @@ def test_compare_matches_runs_by_label_or_the_only_run(tmp_path, capsys):
 
 
 def test_compare_reports_cells_beyond_their_own_tolerance(tmp_path, capsys):
-    # 7A-mean_norm-layer-0: rtol 0.05 (lib/document.py)
+    # 7A-mean_norm-layer-0: rtol 0.05 (lib/writeup/claims.py)
     base = _write(tmp_path / "a.json", [_row("7A-mean_norm-layer-0", "skipped: not judged", kind="cell", value=10.0)])
     inside = _write(tmp_path / "b.json", [_row("7A-mean_norm-layer-0", "skipped: x", kind="cell", value=10.4)])
     beyond = _write(tmp_path / "c.json", [_row("7A-mean_norm-layer-0", "skipped: x", kind="cell", value=10.6)])
@@ -165,7 +165,7 @@ def test_report_has_a_section_per_table_with_document_measured_and_difference():
         "7A: norms of Δφ(l)",
         "7D: low-rank inference",
         "Follow-ups (7F-7H: the suite's experiments for sentences the write-up did not test)",
-        "Causes (sentences that need the suite's own measurements, lib/causes.py)",
+        "Causes (sentences that need the suite's own measurements, lib/tables/causes.py)",
         "Every claim test",
     ]
     seven_a = text[text.index("## 7A") : text.index("## 7D")]
@@ -245,19 +245,19 @@ def test_a_run_on_another_device_finds_the_cpu_snapshot(monkeypatch, tmp_path, m
 PRETEND_OTHER_DEVICE = """
 import os
 from pathlib import Path
-import lib.snapshot
+import lib.report.snapshot
 
 def cpu_snapshot(config, test_name):  # this machine has no accelerator: the CPU snapshots stand in another dir
     path = Path(os.environ["CPU_SNAPSHOTS"]) / config.run_id / "test_snapshots" / f"{test_name}.json"
     return path if path.is_file() else None
 
-lib.snapshot.cpu_snapshot = cpu_snapshot
+lib.report.snapshot.cpu_snapshot = cpu_snapshot
 """
 
 
 def test_a_run_without_its_own_snapshots_is_checked_against_the_cpu_ones_and_says_so(tmp_path, small_args):
     """claims/test_snapshots.py's path for mps and cuda, on this CPU-only machine: the own snapshot directory
-    is empty and lib.snapshot.cpu_snapshot (patched before the test module imports it) points at CPU ones."""
+    is empty and lib.report.snapshot.cpu_snapshot (patched before the test module imports it) points at CPU ones."""
     (tmp_path / "pretend_device.py").write_text(PRETEND_OTHER_DEVICE)
     cpu = tmp_path / "cpu-snapshots"
     test = ["claims/test_snapshots.py", *small_args, "-p", "no:cacheprovider"]

@@ -1,4 +1,4 @@
-"""Run sets (lib/runs.py): option lists, token windows, what runs share, and the cross-run report."""
+"""Run sets (lib/setup/runs.py): option lists, token windows, what runs share, and the cross-run report."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_claims_suite import run_claims
 
-from lib.corpus import hf_spec, resolve_dataset, select_tokens, window_text_tokens
 from lib.errors import ConfigError
-from lib.report import Row, json_rows, markdown, matrix, window_spread
-from lib.runs import Shared, build_runs, labels, split
+from lib.report.summary import Row, json_rows, markdown, matrix, window_spread
+from lib.setup.corpus import hf_spec, resolve_dataset, select_tokens, window_text_tokens
+from lib.setup.runs import build_runs, labels, split
+from lib.tables.run import Shared
 
 
 def _values(model: str, text: str, **overrides: object) -> dict:
@@ -93,11 +94,11 @@ def test_hf_dataset_spec_and_offline_skip(monkeypatch):
 
 
 def test_a_model_is_loaded_once_per_model_and_numerics(make_model, text_file, monkeypatch):
-    import lib.models
+    import lib.measure.models
 
     loads = []
-    real = lib.models.load_model
-    monkeypatch.setattr(lib.models, "load_model", lambda config: loads.append(config) or real(config))
+    real = lib.measure.models.load_model
+    monkeypatch.setattr(lib.measure.models, "load_model", lambda config: loads.append(config) or real(config))
     shared = Shared()
     runs = build_runs(_values(str(make_model(n_layer=1)), str(text_file), numerics="raw,compat"), windows=2)
     bridges = [shared.bridge(r) for r in runs]

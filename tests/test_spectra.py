@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.capture import Capture, Stats
-from lib.spectra import THRESHOLDS, Moments, add_gram_, pca, reconstruction
-from lib.tables import reconstruction_tables, shared_basis
+from lib.measure.capture import Capture, Stats
+from lib.measure.spectra import THRESHOLDS, Moments, add_gram_, pca, reconstruction
+from lib.tables.core import reconstruction_tables, shared_basis
 
 # float64 eigendecompositions of well-conditioned data: errors ~1e-12; 1e-8 is safe and tight.
 ATOL = 1e-8

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib import store as store_module
-from lib.config import CAPTURE_INDEPENDENT
-from lib.experiment import CAPTURE_VERSION, Run
-from lib.store import CacheWarning, Store, library_versions
+from lib.measure import store as store_module
+from lib.measure.store import CacheWarning, Store, library_versions
+from lib.setup.config import CAPTURE_INDEPENDENT
+from lib.tables.run import CAPTURE_VERSION, Run
 
 META = {"stage": "test", "n": 1}
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib.experiment import Run
-from lib.spectra import RECONSTRUCTION_KS
+from lib.measure.spectra import RECONSTRUCTION_KS
+from lib.tables.run import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 R_FFN, R_ATTN = 1, 2  # planted ranks of layer 0's FFN write and the last layer's attention write
@@ -30,7 +30,7 @@ def _plant_ranks(model) -> None:
 
 @pytest.fixture(scope="module")
 def planted_run(make_model, make_config, text_file, tmp_path_factory):
-    from lib.store import Store
+    from lib.measure.store import Store
 
     model = make_model(n_layer=3, d_model=32, n_ctx=64, edit=_plant_ranks)
     config = make_config(model, text_file, n_tokens=120, numerics="compat")
@@ -164,7 +164,7 @@ def test_cli_bad_input_exits_nonzero(args, message, tmp_path):
 
 @pytest.fixture(scope="module")
 def embedded_tables(embedded_config, tmp_path_factory):
-    from lib.store import Store
+    from lib.measure.store import Store
 
     config = embedded_config()
     return Run(config, Store(tmp_path_factory.mktemp("cache"))).tables
@@ -179,8 +179,8 @@ def test_lowrank_ratio_falls_to_one_on_a_trained_model(embedded_tables):
 
 def test_streamed_statistics_give_the_in_memory_tables(make_model, make_config, text_file, tmp_path):
     """Past STREAM_ABOVE positions the tables come from statistics accumulated while capturing."""
-    from lib.snapshot import close
-    from lib.store import Store
+    from lib.measure.store import Store
+    from lib.report.snapshot import close
 
     config = make_config(make_model(n_layer=3, n_ctx=32), text_file, n_tokens=150, numerics="compat")
     held = Run(config, Store(tmp_path / "a")).tables
@@ -198,7 +198,7 @@ def test_streamed_statistics_give_the_in_memory_tables(make_model, make_config, 
 
 
 def test_reconstruction_sample_is_evenly_spaced_past_its_size(make_model, make_config, text_file, store):
-    from lib.capture import Stats, sample_positions
+    from lib.measure.capture import Stats, sample_positions
 
     run = Run(make_config(make_model(), text_file, n_tokens=90), store)
     stats = Stats.of_capture(run.capture, size=10)

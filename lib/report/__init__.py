@@ -1,0 +1,1 @@
+"""Rows -> the terminal summary, Markdown, JSON, baselines (compare), snapshots and the figure."""

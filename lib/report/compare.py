@@ -1,0 +1,213 @@
+"""A claims JSON against a baseline: changed verdicts first, then table cells that moved.
+
+Used by `--claims-baseline PATH` (each claim test whose verdict differs from the
+baseline's fails) and by `python -m lib compare A.json B.json` (exit 1 when a verdict
+changed). Rows match on (claim, kind, run label); when each side has a single run, its
+runs match whatever their labels (another model or text gives another label, and that
+comparison is what a baseline is for). Claims on the document's own tables have no run.
+
+A verdict is compared by its class (holds, fails, does not hold, skipped, ...), not by a
+skip's reason, whose wording names the run. A cell "moved" when the two measured values
+differ by more than the cell's own tolerance (lib/writeup/claims.py: the tolerance stated for
+comparing the cell with the write-up, with its reason), so a move is reported at the scale
+the suite already judges the cell on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lib.errors import ConfigError
+
+Key = tuple[str, str, str]
+"""(claim id, kind, run label)."""
+
+
+@dataclass
+class Result:
+    """One claims JSON: its provenance, its runs and its rows (lib.report.summary.json_rows)."""
+
+    path: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def run_labels(self) -> list[str]:
+        """The run labels of the rows (claims on the document's own tables have none)."""
+        return list(dict.fromkeys(r["run"] for r in self.rows if r.get("run")))
+
+
+def load(path: str | Path) -> Result:
+    """Read a --claims-json file: {"meta", "runs", "rows"}, or the bare list of rows written before provenance."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(
+            f"claims JSON {str(path)!r} cannot be read ({e.strerror or e}); expected a --claims-json file"
+        ) from None
+    except ValueError as e:
+        raise ConfigError(f"claims JSON {str(path)!r} is not JSON ({e}); expected a --claims-json file") from None
+    if isinstance(data, list):
+        rows, meta, runs = data, {}, {}
+    elif isinstance(data, dict) and isinstance(data.get("rows"), list):
+        rows, meta, runs = data["rows"], data.get("meta") or {}, data.get("runs") or {}
+    else:
+        raise ConfigError(
+            f"claims JSON {str(path)!r} has neither a 'rows' list nor is a list of rows; expected a --claims-json file"
+        )
+    bad = next((r for r in rows if not isinstance(r, dict) or not {"claim", "kind", "verdict"} <= r.keys()), None)
+    if bad is not None:
+        raise ConfigError(f"claims JSON {str(path)!r}: row {bad!r} lacks claim, kind or verdict")
+    return Result(str(path), meta, runs, [{"run": "", "value": None, "measured": "", **r} for r in rows])
+
+
+def verdict_class(verdict: str) -> str:
+    """'skipped: not judged: ...' -> 'skipped': the verdict without its reason."""
+    return verdict.split(":")[0].strip()
+
+
+def run_map(baseline_runs: list[str], current_runs: list[str]) -> dict[str, str]:
+    """current run label -> the baseline's: by label, or the only run to the only run."""
+    if len(baseline_runs) == 1 and len(current_runs) == 1:
+        return {current_runs[0]: baseline_runs[0]}
+    return {r: r for r in current_runs if r in baseline_runs}
+
+
+def index(rows: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
+    return {(r["claim"], r["kind"], r.get("run") or ""): r for r in rows}
+
+
+@dataclass
+class Change:
+    """One difference between a baseline row and the current one."""
+
+    claim: str
+    kind: str
+    run: str
+    """The current run's label ('' for a claim on the document's tables)."""
+    before: dict[str, Any]
+    after: dict[str, Any]
+    tolerance: str = ""
+    """For a moved cell: the tolerance it moved beyond."""
+
+    def where(self) -> str:
+        base_run = self.before.get("run") or ""
+        run = self.run if base_run == self.run else f"{base_run} -> {self.run}"
+        return f"{self.claim} [{self.kind}{', ' + run if run else ''}]"
+
+    def verdict_line(self) -> str:
+        return (
+            f"{self.where()}: verdict {verdict_class(self.before['verdict'])!r} in the baseline, "
+            f"{verdict_class(self.after['verdict'])!r} now; measured: baseline {self.before.get('measured') or '-'}, "
+            f"now {self.after.get('measured') or '-'}"
+        )
+
+    def movement(self) -> str:
+        """A moved cell's 'before -> after (relative change), beyond its tolerance'."""
+        a, b = self.before["value"], self.after["value"]
+        rel = f" ({(b - a) / abs(a):+.2%})" if a else ""
+        return f"{a:.6g} -> {b:.6g}{rel}, beyond {self.tolerance}"
+
+    def cell_line(self) -> str:
+        return f"{self.where()}: {self.movement()}"
+
+
+def cell_tolerances() -> dict[str, tuple[float, float]]:
+    """cell id -> (rtol, atol), the cells' own tolerances."""
+    from lib.writeup.claims import CELLS
+
+    return {c.id: (c.rtol, c.atol) for c in CELLS}
+
+
+def moved(before: float, after: float, rtol: float, atol: float) -> bool:
+    """The two measured values differ by more than the cell's tolerance (NaN on one side only: moved)."""
+    if math.isnan(before) or math.isnan(after):
+        return math.isnan(before) != math.isnan(after)
+    return not math.isclose(after, before, rel_tol=rtol, abs_tol=atol)
+
+
+@dataclass
+class Comparison:
+    """Changed verdicts and moved cells of `current` against `baseline`."""
+
+    verdicts: list[Change]
+    cells: list[Change]
+    only_baseline: int
+    """Baseline rows with no current row (a run subset, -k, another session's runs)."""
+    only_current: int
+
+
+def change_for(
+    row: dict[str, Any], baseline: dict[Key, dict[str, Any]], runs: dict[str, str]
+) -> tuple[Change | None, Change | None]:
+    """(changed verdict, moved cell) of one current row against the baseline's rows; None where unchanged."""
+    run = row.get("run") or ""
+    before = baseline.get((row["claim"], row["kind"], runs.get(run, run) if run else ""))
+    if before is None:
+        return None, None
+    verdict = None
+    if verdict_class(before["verdict"]) != verdict_class(row["verdict"]):
+        verdict = Change(row["claim"], row["kind"], run, before, row)
+    cell = None
+    tol = cell_tolerances().get(row["claim"]) if row["kind"] == "cell" else None
+    a, b = before.get("value"), row.get("value")
+    if tol and a is not None and b is not None and moved(a, b, *tol):
+        cell = Change(row["claim"], row["kind"], run, before, row, f"rtol={tol[0]:g} atol={tol[1]:g}")
+    return verdict, cell
+
+
+def compare(baseline: Result, current: Result) -> Comparison:
+    runs = run_map(baseline.run_labels, current.run_labels)
+    base = index(baseline.rows)
+    verdicts, cells, matched = [], [], set()
+    for row in current.rows:
+        run = row.get("run") or ""
+        key = (row["claim"], row["kind"], runs.get(run, run) if run else "")
+        if key in base:
+            matched.add(key)
+        verdict, cell = change_for(row, base, runs)
+        verdicts += [verdict] if verdict else []
+        cells += [cell] if cell else []
+    return Comparison(verdicts, cells, len(base) - len(matched), len(current.rows) - len(matched))
+
+
+def report(baseline: Result, current: Result, comparison: Comparison) -> list[str]:
+    """`python -m lib compare`'s lines: both provenances, changed verdicts, moved cells, what did not match."""
+    from lib.setup.provenance import describe
+
+    lines = []
+    for name, result in (("baseline", baseline), ("current", current)):
+        lines += [f"{name}: {result.path}", *(f"  {line}" for line in describe(result.meta))]
+    runs = run_map(baseline.run_labels, current.run_labels)
+    paired = ", ".join(f"{b} -> {c}" if b != c else c for c, b in runs.items())
+    lines += [f"runs compared: {paired or 'none in common'}", ""]
+    lines.append(f"changed verdicts: {len(comparison.verdicts)}")
+    lines += [f"  {c.verdict_line()}" for c in comparison.verdicts]
+    lines.append(f"cells that moved beyond their tolerance: {len(comparison.cells)}")
+    lines += [f"  {c.cell_line()}" for c in comparison.cells]
+    if comparison.only_baseline or comparison.only_current:
+        lines.append(
+            f"not compared: {comparison.only_baseline} row(s) only in the baseline, "
+            f"{comparison.only_current} only in the current result"
+        )
+    return lines
+
+
+def main(baseline_path: str, current_path: str) -> int:
+    """`python -m lib compare A.json B.json`: 1 when a verdict changed, 0 when none did, 2 on a bad file."""
+    import sys
+
+    try:
+        baseline, current = load(baseline_path), load(current_path)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    comparison = compare(baseline, current)
+    print("\n".join(report(baseline, current, comparison)))
+    return 1 if comparison.verdicts else 0

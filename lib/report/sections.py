@@ -1,0 +1,110 @@
+"""The report in the write-up's layout: one section per table, the document's numbers beside the measured.
+
+A section (7A-7E; background and set-up before them; conclusions, follow-ups and causes
+after) shows, for each run, the write-up's tables with three columns per document column:
+the document's value, the measured value and their difference, marked ✗ where the cell is
+outside its tolerance (lib/writeup/claims.py states each with its reason). Then the section's
+sentences with their verdicts and the Japanese phrase they test, then its totals.
+
+Sentences go to the section of the write-up they come from, except two groups the write-up
+does not measure: the follow-ups (7F-7H, computed on request) and the causes (sentences
+that need the suite's own measurements of lib/tables/causes.py: directions, per-position norms,
+norm-scaled PCA).
+"""
+
+from __future__ import annotations
+
+from lib.writeup.claims import CELLS, CLAIMS, DOCUMENT_TABLES, Cell
+
+TITLES = {
+    "background": "Background",
+    "setup": "Set-up",
+    "7A": "7A: norms of Δφ(l)",
+    "7B": "7B: per-layer PCA, K for the cumulative explained variance",
+    "7C": "7C: shared basis and reconstruction",
+    "7D": "7D: low-rank inference",
+    "7E": "7E: attention vs FFN",
+    "conclusions": "Conclusions",
+    "follow-ups": "Follow-ups (7F-7H: the suite's experiments for sentences the write-up did not test)",
+    "causes": "Causes (sentences that need the suite's own measurements, lib/tables/causes.py)",
+}
+"""Report sections in the report's order."""
+OUTSIDE = "✗"
+
+_CLAIMS = {c.id: c for c in CLAIMS}
+
+
+def section_of(claim_id: str, section: str) -> str:
+    """The report section of a claim or cell: its write-up section, or follow-ups, or causes."""
+    claim = _CLAIMS.get(claim_id)
+    if claim is not None and claim.followup:
+        return "follow-ups"
+    if claim is not None and claim.document_untestable:
+        return "causes"
+    return section if section in TITLES else "conclusions"
+
+
+def num(value: float) -> str:
+    """A measured number as the report prints it: 4 significant digits, whole numbers as such."""
+    return f"{value:g}" if float(value).is_integer() else f"{value:.4g}"
+
+
+SCALAR_COLUMNS = {"shared_pca": "Shared K", "baseline_ppl": "perplexity"}
+"""The column of a table without rows (7C's shared K per threshold, 7D's baseline), as the write-up heads it."""
+
+
+def difference(value: float) -> str:
+    """measured − document, signed: whole numbers past 100, else 3 significant digits."""
+    return f"{value:+,.0f}" if abs(value) >= 100 else f"{value:+.3g}"
+
+
+def _row_label(cell: Cell) -> tuple[str, str]:
+    """(first column's header, this cell's row label) in the write-up's table."""
+    if cell.row is None:
+        return ("Threshold", cell.column.removeprefix("k") + "%") if cell.column else ("", "baseline")
+    doc_row = DOCUMENT_TABLES[cell.table][cell.row]
+    return ("K", str(doc_row["k"])) if "k" in doc_row else ("Layer", str(doc_row["layer"]))
+
+
+def grid(table: str, values: dict[str, float]) -> list[str]:
+    """One write-up table as Markdown: per document column, document | measured | Δ (✗ outside the tolerance).
+
+    values: cell id -> measured value of one run (absent: not measured, shown as —).
+    """
+    cells = [c for c in CELLS if c.table == table]
+    first, _ = _row_label(cells[0])
+    column = lambda c: SCALAR_COLUMNS[c.table] if c.row is None else c.column  # noqa: E731
+    columns = list(dict.fromkeys(column(c) for c in cells))
+    rows: dict[str, dict[str, Cell]] = {}
+    for c in cells:
+        rows.setdefault(_row_label(c)[1], {})[column(c)] = c
+    header = [first or "quantity"]
+    for col in columns:
+        header += [f"{col}: document", "measured", "Δ"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, by_column in rows.items():
+        out = [label]
+        for col in columns:
+            cell = by_column.get(col)
+            if cell is None:
+                out += ["", "", ""]
+                continue
+            value = values.get(cell.id)
+            if value is None:
+                out += [num(cell.value), "—", ""]
+                continue
+            mark = "" if cell.within(value) else f" {OUTSIDE}"
+            out += [num(cell.value), num(value), difference(value - cell.value) + mark]
+        lines.append("| " + " | ".join(out) + " |")
+    return lines
+
+
+def tables_of(section: str) -> list[str]:
+    """The write-up's tables shown in a section, in their order."""
+    return list(dict.fromkeys(c.table for c in CELLS if c.section == section))
+
+
+LEGEND = (
+    f"{OUTSIDE}: outside the cell's tolerance (lib/writeup/claims.py gives each with its reason); "
+    "Δ = measured − document. For another model, text or convention the cells are shown, not judged."
+)

@@ -1,0 +1,158 @@
+"""The run options, defined once for both the pytest group and `python -m lib`.
+
+Every option is a default and a named choice (DESIGN.md): where the write-up is
+ambiguous the default is its most plausible reading and the alternative is an option.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "gpt2"  # GPT-2 small (Hub: openai-community/gpt2), the write-up's model
+DEFAULT_DATASET = "wikitext-2-raw-v1"  # WikiText-2 raw, test split, through `datasets`
+CACHE_ENV = "DPHI_CACHE_DIR"
+DTYPES = ("float32", "bfloat16", "float16")
+"""--dtype: the forward passes' dtype (float32 as the write-up). Statistics are float64 on the CPU whatever it is."""
+REFRESH_HELP = "recompute every cache entry the run reads, whatever the cache holds (docs/cache.md)"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One run option: `--name` on the command line and in pytest."""
+
+    name: str
+    """Long flag without dashes, e.g. `n-tokens`."""
+    default: Any
+    """Value when the flag is absent."""
+    help: str
+    """One line for `--help`."""
+    type: Callable[[str], Any] = str
+    """Parser for the flag's text."""
+    choices: tuple[str, ...] | None = None
+    """Allowed values, when the set is closed."""
+    listed: bool = False
+    """Takes a comma-separated list: the session runs every value (lib/setup/runs.py); choices are checked per value."""
+
+    @property
+    def dest(self) -> str:
+        return "dphi_" + self.name.replace("-", "_")
+
+
+def batch_size_value(text: str) -> int | str:
+    """--batch-size's text: a whole number as int, anything else as given (`check_batch_size` names it)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("device", "auto", "device for the forward passes", choices=("auto", "cpu", "cuda", "mps")),
+    Option(
+        "model",
+        DEFAULT_MODEL,
+        "Hub name (default GPT-2 small), a local directory in Hugging Face format, "
+        "or an embedded model's name (tiny-wikitext); a comma-separated list runs each",
+        listed=True,
+    ),
+    Option(
+        "dataset",
+        DEFAULT_DATASET,
+        "WikiText-2 raw test split (default: a local copy, else `datasets` Salesforce/wikitext), "
+        "hf:NAME[:CONFIG[:SPLIT[:COLUMN]]] (any `datasets` dataset), or a path to a UTF-8 text file; "
+        "a comma-separated list runs each",
+        listed=True,
+    ),
+    Option("n-tokens", 1000, "number of token positions collected (the write-up: 1000)", type=int),
+    Option(
+        "windows",
+        1,
+        "token windows: N disjoint windows of --n-tokens positions each, every one starting with BOS; "
+        "window 0 is the text's start (the write-up's), window w follows the text tokens of windows 0..w-1",
+        type=int,
+    ),
+    Option(
+        "numerics",
+        "compat",
+        "compat: HookedTransformer-equivalent (fold LayerNorm, centre writing weights), "
+        "as the write-up's legacy loader; raw: Hugging Face numerics; compat,raw runs both",
+        choices=("compat", "raw"),
+        listed=True,
+    ),
+    Option(
+        "positions",
+        "all",
+        "which positions count: all (BOS included, as to_tokens(text)[:, :n]) or text (BOS positions left out); "
+        "all,text runs both",
+        choices=("all", "text"),
+        listed=True,
+    ),
+    Option(
+        "pca",
+        "centred",
+        "centred PCA (mean removed, as scikit-learn) or uncentred (second moment)",
+        choices=("centred", "uncentred"),
+    ),
+    Option(
+        "attention",
+        "sdpa",
+        "attention kernel during capture and 7D: sdpa (fused where a load-time probe shows it equals the bridge's "
+        "own attention on this model, to 1e-5; the bridge's own elsewhere) or eager (the bridge's own everywhere)",
+        choices=("sdpa", "eager"),
+    ),
+    Option(
+        "dtype",
+        "float32",
+        "dtype of the weights and forward passes: float32 (the write-up), bfloat16 or float16 (half the memory; "
+        "statistics stay float64; what it costs: docs/dtype.md); a comma-separated list runs each "
+        "(the report's claim x run matrix shows a verdict that changes with it)",
+        choices=DTYPES,
+        listed=True,
+    ),
+    Option(
+        "ks",
+        "8,16,32,64,128,256,512",
+        "7D's K list, comma-separated; d_model is always added and values above it dropped",
+    ),
+    Option(
+        "batch-size",
+        "auto",
+        "sequences (chunks x projections) per forward pass: a whole number, or auto (1 on cpu, "
+        "8 on cuda, 4 on mps); never changes a number",
+        type=batch_size_value,
+    ),
+    Option("cache-dir", None, f"on-disk cache (default: ${CACHE_ENV} or the user cache dir)"),
+)
+
+
+FRAGILITY_HELP = (
+    "also search, for every claim and table cell, the fewest positions whose removal flips its verdict, "
+    "verified by recomputing the tables without them (docs/fragility.md); needs the held capture"
+)
+"""--fragility's help, for `python -m lib tables` and pytest alike (a flag, not part of a run's identity)."""
+
+
+def cache_dir(value: str | None) -> str:
+    """The cache directory: the option, else $DPHI_CACHE_DIR, else the user cache dir."""
+    if value:
+        return value
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    from platformdirs import user_cache_dir
+
+    return user_cache_dir("dphi-claims")
+
+
+def checkout_root() -> Path:
+    """The project's checkout (models/, snapshots/, the git commit; ../shared beside it): lib's
+    parent where lib is used in place (the checkout on sys.path, or `pip install -e .`), else the
+    working directory (lib installed as a copy, pytest run from a checkout)."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "pyproject.toml").is_file() else Path.cwd()
+
+
+ROOT = checkout_root()

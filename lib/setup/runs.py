@@ -1,0 +1,96 @@
+"""A session's runs: the product of the option lists, times the token windows (DESIGN.md,
+"Many runs in one session").
+
+Window w is the selection that window 0 makes (BOS, then text tokens; past n_ctx, chunks
+each starting with BOS), taken from the token stream after the text tokens windows
+0 .. w-1 used: no two windows share a text token, and window 0 is the write-up's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+from typing import Any
+
+from lib.errors import ConfigError
+from lib.setup.config import RunConfig, build_config
+from lib.setup.corpus import KNOWN_TEXTS
+from lib.setup.device import check_dtype
+from lib.setup.options import DEFAULT_DATASET, OPTIONS
+
+LISTS = ("model", "dataset", "numerics", "positions", "dtype")
+"""Options that take a comma-separated list; the session runs their product."""
+
+
+def split(name: str, value: str) -> list[str]:
+    """'a, b,a' -> ['a', 'b']: the values of a list option, in order, each once, each allowed."""
+    values = list(dict.fromkeys(v.strip() for v in str(value).split(",") if v.strip()))
+    if not values:
+        raise ConfigError(f"--{name} {value!r}: expected one value or a comma-separated list")
+    allowed = next((o.choices for o in OPTIONS if o.name == name), None)
+    bad = [v for v in values if allowed and v not in allowed]
+    if bad:
+        raise ConfigError(
+            f"--{name} {bad[0]!r} is not allowed; allowed: {', '.join(allowed or ())} (or a comma-separated list of them)"
+        )
+    return values
+
+
+def check_windows(windows: int) -> int:
+    if not isinstance(windows, int) or windows < 1:
+        raise ConfigError(f"--windows {windows!r} is not allowed; expected a whole number of at least 1")
+    return windows
+
+
+def build_runs(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
+    """Every combination of the list options' values, times windows 0 .. windows-1.
+
+    `values` are build_config's keyword arguments, list options as comma-separated text.
+    Each model and text is resolved (fingerprinted) once.
+    """
+    defaults = {o.name: o.default for o in OPTIONS}
+    lists = {name: split(name, values.get(name, defaults[name])) for name in LISTS}
+    rest = {k: v for k, v in values.items() if k not in LISTS}
+    resolved: dict[tuple[str, str], RunConfig] = {}
+    runs = []
+    for model, dataset, numerics, positions, dtype in itertools.product(*(lists[n] for n in LISTS)):
+        if (model, dataset) not in resolved:
+            resolved[model, dataset] = build_config(
+                model=model, dataset=dataset, numerics=numerics, positions=positions, dtype=dtype, **rest
+            )
+        first = resolved[model, dataset]
+        base = dataclasses.replace(
+            first, numerics=numerics, positions=positions, dtype=check_dtype(first.device, dtype)
+        )
+        runs += [dataclasses.replace(base, window=w) for w in range(check_windows(windows))]
+    return runs
+
+
+def label(config: RunConfig) -> str:
+    """A short readable name of the run, a function of the run alone: model, then what differs
+    from the write-up's set-up (text, positions count, conventions), then the window."""
+    local = config.model_revision.startswith("sha256:")
+    parts = [Path(config.model).name if local else config.model.split("/")[-1]]
+    if config.dataset != DEFAULT_DATASET and KNOWN_TEXTS.get(config.dataset_revision) != "wikitext-2-raw-test":
+        parts.append(KNOWN_TEXTS.get(config.dataset_revision) or Path(config.dataset).stem.replace(":", "-"))
+    if config.n_tokens != 1000:
+        parts.append(f"n{config.n_tokens}")
+    parts += [
+        v
+        for v, default in (
+            (config.numerics, "compat"),
+            (config.positions, "all"),
+            (config.pca, "centred"),
+            (config.dtype, "float32"),
+        )
+        if v != default
+    ]
+    parts.append(f"w{config.window}")
+    return "-".join(parts)
+
+
+def labels(runs: list[RunConfig]) -> list[str]:
+    """label() of each run; runs whose labels collide (two directories of one name) get their key."""
+    names = [label(r) for r in runs]
+    return [f"{n}-{r.key()[:6]}" if names.count(n) > 1 else n for n, r in zip(names, runs)]

@@ -1,0 +1,96 @@
+"""The claims catalogue: every claim with its kind and its verdict on the write-up's own tables.
+
+`python -m lib claims` prints it as a plain table; `--markdown` writes docs/claims.md, which a
+test keeps equal to this output (tests/test_document.py).
+"""
+
+from __future__ import annotations
+
+from lib.writeup.claims import CLAIMS, DOCUMENT_TABLES, SECTIONS, Claim
+from lib.writeup.predicates import causal as causal_predicates
+
+UNDECIDED = "within tolerance: not decided"
+COMMAND = "python -m lib claims --markdown > docs/claims.md"
+
+
+def kind(claim: Claim) -> str:
+    """untested; follow-up (tables 7F-7H); causal (the causes' tables, lib/tables/causes.py); or table
+    (a sentence that restates tables 7A-7E and runs on the write-up's own)."""
+    if claim.predicate is None:
+        return "untested"
+    if claim.followup:
+        return "follow-up"
+    if getattr(causal_predicates, claim.predicate_name, None) is not None:
+        return "causal"
+    return "table"
+
+
+def verdict(claim: Claim) -> tuple[str, str]:
+    """(verdict on the write-up's own tables, its reason or what the predicate measured there)."""
+    if claim.predicate is None:
+        return "not tested", claim.untested or ""
+    if claim.document_untestable:
+        if claim.document_untestable.startswith(UNDECIDED):
+            return UNDECIDED, claim.document_untestable.removeprefix(UNDECIDED).lstrip(": ")
+        return "not decidable", claim.document_untestable
+    if claim.contradicted:
+        return "contradicted", claim.contradicted
+    if claim.overstated:
+        return "overstated", claim.overstated
+    holds, measured = claim.predicate(DOCUMENT_TABLES)
+    return ("holds" if holds else "does not hold"), measured
+
+
+def predicate_call(claim: Claim) -> str:
+    if not claim.predicate_name:
+        return ""
+    args = ", ".join(f"{k}={v!r}" for k, v in claim.params)
+    return f"{claim.predicate_name}({args})" if args else claim.predicate_name
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown() -> str:
+    """The catalogue as Markdown, one table per section of the write-up."""
+    counts: dict[str, int] = {}
+    for c in CLAIMS:
+        v = verdict(c)[0]
+        counts[v] = counts.get(v, 0) + 1
+    lines = [
+        "# The claims catalogue",
+        "",
+        f"Generated from `lib/writeup/exp7/claims.toml` by `{COMMAND}`; a test fails when this page is stale.",
+        "Each claim: its id, kind, the Japanese phrase it tests (the original stands where the",
+        "English rendering differs), the sentence with the reading tested, the predicate that decides",
+        "it (`lib/writeup/predicates/restated.py`, `lib/writeup/predicates/lowrank.py`, `lib/writeup/predicates/causal.py`), and its verdict on the write-up's own",
+        "tables with the reason. Kinds: `table` restates tables 7A-7E and runs on the write-up's own;",
+        "`causal` needs the suite's measurements behind a causal sentence (`lib/tables/causes.py`); `follow-up`",
+        "needs tables 7F-7H (`--follow-ups`); `untested` says why. Readings and verdicts are discussed in",
+        "`docs/readings.md`.",
+        "",
+        f"{len(CLAIMS)} claims: "
+        + ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        + ".",
+    ]
+    for section in SECTIONS:
+        lines += [
+            "",
+            f"## {section}",
+            "",
+            "| id | kind | ja | sentence | predicate | verdict on the document | reason / measured on the document |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in (c for c in CLAIMS if c.section == section):
+            v, why = verdict(c)
+            row = (c.id, kind(c), c.ja, c.sentence, predicate_call(c), v, why)
+            lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plain() -> str:
+    """One line a claim: id, section, kind, verdict on the document, sentence."""
+    rows = [(c.id, c.section, kind(c), verdict(c)[0], c.sentence) for c in CLAIMS]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join([*(x.ljust(w) for x, w in zip(r[:4], widths)), r[4]]) for r in rows) + "\n"

@@ -1,0 +1,123 @@
+"""Layer roles and the helpers every predicate uses.
+
+Layer roles make sentences portable across models (GPT-2 small: 12 layers):
+first = 0, last = L-1, middle = L//4 .. 2L//3 (3-8, the write-up's "middle layers" of
+7B), middle_wide = L//4 .. 3L//4 (3-9: 7C's 「中間層17~52」, 52.4 being layer 9), inner =
+L//4 .. L-2 (3-10, the layers 7E's "middle layers" ratio range covers).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lib.writeup.document import Tables
+
+
+class NotApplicable(Exception):
+    """A predicate cannot be evaluated on this model's tables (e.g. d_model too small for the K it names)."""
+
+
+Outcome = tuple[bool, str]
+"""(holds, what was measured, in words and numbers)."""
+
+
+# ---------------------------------------------------------------- helpers for predicates
+def n_layers(t: Tables) -> int:
+    return len(t["norms"])
+
+
+def d_model(t: Tables) -> int:
+    return int(t["lowrank_ppl"][-1]["k"])
+
+
+def check_roles(t: Tables) -> None:
+    if n_layers(t) < 4:
+        raise NotApplicable(f"first, middle and last layers need at least 4 layers; this model has {n_layers(t)}")
+
+
+def middle(t: Tables) -> range:
+    check_roles(t)
+    return range(n_layers(t) // 4, 2 * n_layers(t) // 3 + 1)
+
+
+def middle_wide(t: Tables) -> range:
+    check_roles(t)
+    return range(n_layers(t) // 4, 3 * n_layers(t) // 4 + 1)
+
+
+def inner(t: Tables) -> range:
+    check_roles(t)
+    return range(n_layers(t) // 4, n_layers(t) - 1)
+
+
+def col(t: Tables, table: str, column: str) -> list[float]:
+    return [r[column] for r in t[table]]
+
+
+def row_at(t: Tables, table: str, k: int) -> dict[str, Any]:
+    """The row of a K-indexed table with the largest K <= k."""
+    if not any(r["k"] <= k for r in t[table]):
+        raise NotApplicable(f"no K <= {k} in table {table}")
+    return max((r for r in t[table] if r["k"] <= k), key=lambda r: r["k"])
+
+
+def below_d(t: Tables) -> list[dict[str, Any]]:
+    """7D rows with K < d_model."""
+    rows = t["lowrank_ppl"][:-1]
+    if not rows:
+        raise NotApplicable(f"the K sweep has no K below d_model = {d_model(t)}")
+    return rows
+
+
+def fmt(values: Any) -> str:
+    if isinstance(values, float):
+        return f"{values:.3g}"
+    if isinstance(values, (list, tuple)):
+        return "[" + ", ".join(fmt(v) for v in values) + "]"
+    return str(values)
+
+
+def measured_only(t: Tables, *tables: str) -> None:
+    """The causal measurements exist on measured tables only (the write-up does not give them)."""
+    missing = [name for name in tables if name not in t]
+    if missing:
+        raise NotApplicable(f"needs {', '.join(missing)}, which the write-up does not give")
+
+
+def rank_correlation(values: list[float]) -> float:
+    """Spearman's rank correlation of values with their index (ties get their mean rank)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for m in range(i, j + 1):
+            ranks[order[m]] = (i + j) / 2
+        i = j + 1
+    n = len(values)
+    mean = (n - 1) / 2
+    cov = sum((r - mean) * (i - mean) for i, r in enumerate(ranks))
+    var_i = sum((i - mean) ** 2 for i in range(n))
+    var_r = sum((r - mean) ** 2 for r in ranks)
+    return cov / math.sqrt(var_i * var_r) if var_r > 0 else 0.0
+
+
+def combined_band(rtol: float) -> float:
+    """How far the ratio of two cells can move when each moves within its tolerance rtol.
+
+    math.isclose accepts measured values in [v (1 - rtol), v / (1 - rtol)], so a / b can move by
+    up to 1 / (1 - rtol)^2 either way: two ratios closer than that are a tie.
+    """
+    return 1 / (1 - rtol) ** 2
+
+
+def tied(a: float, b: float, rtol: float) -> bool:
+    """a and b within the combined band of two cells of tolerance rtol (positive values)."""
+    return max(a, b) <= min(a, b) * combined_band(rtol)
+
+
+def std_over_mean(t: Tables) -> list[float]:
+    return [r["std_norm"] / r["mean_norm"] for r in t["norms"]]
