@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.setup.options import FRAGILITY_HELP, OPTIONS, REFRESH_HELP, cache_dir
+from lib.setup.options import OPTIONS
 
 WRITE_UP_TABLES = (
     "config",
@@ -37,9 +36,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     tables = sub.add_parser("tables", help="compute (or read from the cache) and print tables 7A-7E")
     for o in OPTIONS:
-        tables.add_argument(
-            f"--{o.name}", default=o.default, type=o.type, choices=None if o.listed else o.choices, help=o.help
-        )
+        if o.flag:
+            tables.add_argument(f"--{o.name}", action="store_true", help=o.help)
+        else:
+            tables.add_argument(
+                f"--{o.name}", default=o.default, type=o.type, choices=None if o.listed else o.choices, help=o.help
+            )
     tables.add_argument("--json", type=Path, default=None, help="also write the tables as JSON to this path")
     tables.add_argument(
         "--plot",
@@ -47,13 +49,6 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="also draw document vs measured (7A norms, 7B K90, 7D ratios, 7E K90) for the runs as PNG",
     )
-    tables.add_argument("--refresh", action="store_true", help=REFRESH_HELP)
-    tables.add_argument(
-        "--follow-ups",
-        action="store_true",
-        help="also run the follow-up experiments 7F-7H (about as many passes again as 7D)",
-    )
-    tables.add_argument("--fragility", action="store_true", help=FRAGILITY_HELP)
     claims = sub.add_parser("claims", help="list the claims: id, section, kind, verdict on the document, sentence")
     claims.add_argument("--markdown", action="store_true", help="the catalogue as Markdown (docs/claims.md)")
     compare = sub.add_parser(
@@ -144,50 +139,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lib.report.compare import main as compare
 
         return compare(args.baseline, args.current)
-    from lib.fragility.search import fragility_of
-    from lib.measure import distributed
-    from lib.setup.config import check_batch_size
-    from lib.setup.runs import build_runs, labels
-    from lib.tables.run import Run, Shared
+    from lib.session import Session
 
-    writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 alone prints and writes
     values = {o.name.replace("-", "_"): getattr(args, o.name.replace("-", "_")) for o in OPTIONS}
-    for name in ("cache_dir", "batch_size", "windows"):
-        values.pop(name)
     results: dict[str, dict[str, Any]] = {}
     try:
-        check_batch_size(args.batch_size)
-        configs = build_runs(values, args.windows)
-        runs = dict(zip(labels(configs), configs))
-        shared, store = Shared(), distributed.SharedStore(cache_dir(args.cache_dir), refresh=args.refresh)
-        with distributed.process_group(
-            next(iter(runs.values())).device
-        ):  # torchrun: every rank computes, rank 0 writes
-            for name, config in runs.items():
-                if writer:
+        session = Session.from_options(values, shared_store=True)
+        with session.processes():  # torchrun: every rank computes, rank 0 writes
+            for name, config in session.runs.items():
+                if session.writer:
                     print(f"dphi: {name}: {config.describe()}", file=sys.stderr)
                 if config.unavailable:
                     raise ResourceUnavailable(config.unavailable)
-            selected = {
-                n: Run(c, store, check_batch_size(args.batch_size, c.device), shared=shared) for n, c in runs.items()
-            }
-            # A run whose tables are cached loads no model (it fit when they were made). The others:
-            # sizes that cannot fit stop the command before any model work, then the exact check of
-            # the last window's tokens before any capture.
-            to_compute = [run for run in selected.values() if not run.cached(args.follow_ups)]
-            for run in to_compute:
-                run.check_sizes(args.windows)
-            for run in to_compute:
-                if run.config.window == args.windows - 1:
-                    run.selection
-            for name, run in selected.items():
-                results[name] = {**run.tables, **(run.followups if args.follow_ups else {})}
-                if args.fragility:
-                    results[name]["fragility"] = fragility_of(run, args.follow_ups)
+            for name in session.runs:  # the exact check of the last window's tokens, before any capture
+                session.check_window_fits(name)
+            for name in session.runs:
+                results[name] = {
+                    **session.tables_of(name),
+                    **(session.followups_of(name) if session.follow_ups else {}),
+                }
+                if session.fragility:
+                    results[name]["fragility"] = session.fragility_of(name)
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not writer:
+    if not session.writer:
         return 0
     for name, tables in results.items():
         print(f"# {name}\n\n{format_tables(tables)}" if len(results) > 1 else format_tables(tables))

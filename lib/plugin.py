@@ -1,8 +1,10 @@
-"""The suite's pytest plugin: one option group, one config fixture, the cached run data.
+"""The suite's pytest plugin (registered by the root conftest.py): one option group, one Session.
 
-Options -> RunConfig (resolved once, in pytest_configure, so bad values stop the run
-before any heavy work) -> `dphi_run` (model, tokens, Δφ and tables, lazily, cached on
-disk per config and device). Tests never read `request.config` directly.
+Options -> `Session` (lib/session.py: built once, in pytest_configure, so bad values and sizes stop
+the run before any model work) -> fixtures, each a line onto the session: `run` (a run's label),
+`run_config`, `dphi_run` (model, tokens, Δφ and tables, lazily, cached on disk per config and
+device), `tables`, `followup_tables`. The session holds the plugin's state (claim rows, tables for
+the figure, fragility rows). Tests never read `request.config` directly.
 """
 
 from __future__ import annotations
@@ -10,38 +12,33 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import warnings
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.setup.options import FRAGILITY_HELP, OPTIONS, REFRESH_HELP, ROOT, cache_dir
+from lib.setup.options import OPTIONS, ROOT, cache_dir
 
 if TYPE_CHECKING:
-    from lib.measure.store import Store
+    from lib.session import Session
     from lib.setup.config import RunConfig
     from lib.tables.run import Run
 
-RUNS = pytest.StashKey["dict[str, RunConfig]"]()
-"""The session's runs by label (lib.setup.runs.label): the product of the option lists, times the windows."""
-SHARED = pytest.StashKey["Shared"]()
-BASELINE = pytest.StashKey[Any]()
-"""The --claims-baseline result (lib.report.compare.Result), or None."""
-TABLES_BY_RUN: dict[str, dict[str, Any]] = {}
-"""label -> tables of every run whose tables were computed, for the session's figure."""
-FRAGILITY_BY_RUN: dict[str, dict[str, dict[str, Any]]] = {}
-"""label -> claim or cell id -> its fragility row (lib/fragility/search.py), with --fragility."""
-CLAIM_ROWS: dict[str, Any] = {}
-"""nodeid -> lib.report.summary.Row of every claim test that ran, for the summary."""
-SNAPSHOT_REFERENCES: set[str] = set()
-"""Which snapshot a run on another device was compared with (claims/test_snapshots.py), for the summary."""
+SESSION = pytest.StashKey["Session"]()
+
+
+def session(config: pytest.Config) -> Session:
+    return config.stash[SESSION]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dphi", "Experiment 7 (residual-stream Δφ PCA) run options")
     for option in OPTIONS:
+        if option.flag:
+            group.addoption(f"--{option.name}", dest=option.dest, action="store_true", help=option.help)
+            continue
         group.addoption(
             f"--{option.name}",
             dest=option.dest,
@@ -50,7 +47,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             choices=None if option.listed else option.choices,
             help=f"{option.help} (default: {option.default})",
         )
-    group.addoption("--refresh", dest="dphi_refresh", action="store_true", help=REFRESH_HELP)
     group.addoption(
         "--claims-xfail",
         dest="dphi_claims_xfail",
@@ -85,13 +81,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="a run without committed snapshots fails its snapshot tests (default: they skip, saying how to create them)",
     )
-    group.addoption(
-        "--follow-ups",
-        dest="dphi_follow_ups",
-        action="store_true",
-        help="also run the follow-up experiments 7F-7H (claims/test_followups.py); about as many passes again as 7D",
-    )
-    group.addoption("--fragility", dest="dphi_fragility", action="store_true", help=FRAGILITY_HELP)
 
 
 def option_values(config: pytest.Config) -> dict[str, Any]:
@@ -99,59 +88,18 @@ def option_values(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from lib.measure.store import check_cache_dir
-    from lib.setup.config import check_batch_size
-    from lib.setup.runs import build_runs, labels
-    from lib.tables.run import Shared
+    from lib.session import Session
 
-    values = option_values(config)
-    values.pop("cache_dir")
     try:
-        check_batch_size(values.pop("batch_size"))
-        windows = values.pop("windows")
-        runs = build_runs(values, windows)
-        check_cache_dir(cache_dir(config.getoption("dphi_cache_dir")))
-        check_sizes(config, runs, windows)
+        state = Session.from_options(option_values(config), baseline=config.getoption("dphi_claims_baseline"))
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
-    config.stash[RUNS] = dict(zip(labels(runs), runs))
-    config.stash[SHARED] = Shared()
-    config.stash[BASELINE] = None
-    if config.getoption("dphi_claims_baseline"):
-        from lib.report.compare import load
-
-        try:
-            config.stash[BASELINE] = load(config.getoption("dphi_claims_baseline"))
-        except ConfigError as e:
-            raise pytest.UsageError(f"--claims-baseline: {e}") from None
-
-
-def check_sizes(config: pytest.Config, runs: list[RunConfig], windows: int) -> None:
-    """Sizes that cannot fit the text or the memory guard stop the session before any model work
-    (as `python -m lib tables` does), not one error per test; a run whose tables are cached (and
-    not --refresh'ed), or whose model or text cannot be had, is left to its tests."""
-    from lib.setup.config import check_batch_size
-    from lib.tables.run import Run
-
-    store = run_store(config)
-    for c in runs:
-        if c.unavailable or c.window != windows - 1:
-            continue
-        run = Run(c, store, check_batch_size(config.getoption("dphi_batch_size"), c.device))
-        with contextlib.suppress(ResourceUnavailable):
-            if not run.cached(config.getoption("dphi_follow_ups")):
-                run.check_sizes(windows)
-
-
-def run_store(config: pytest.Config) -> Store:
-    """The session's cache: --cache-dir (or $DPHI_CACHE_DIR, or the user cache), --refresh."""
-    from lib.measure.store import Store
-
-    return Store(cache_dir(config.getoption("dphi_cache_dir")), refresh=config.getoption("dphi_refresh"))
+    config.stash[SESSION] = state
+    config.pluginmanager.register(_Rows(state), "dphi-rows")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    runs = config.stash[RUNS]
+    runs = session(config).runs
     lines = [f"dphi: {len(runs)} run(s)"] if len(runs) > 1 else []
     for name, run in runs.items():
         lines.append(f"dphi: {name}: {run.describe()}" if len(runs) > 1 else f"dphi: {run.describe()}")
@@ -164,9 +112,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Claim tests that take `run` run once per run of the session; their ids name it. (Only under
     claims/: the benchmarks have a `run` fixture of their own.)"""
-    claims = ROOT / "claims"
-    if "run" in metafunc.fixturenames and claims in Path(metafunc.definition.path).resolve().parents:
-        names = list(metafunc.config.stash[RUNS])
+    if "run" in metafunc.fixturenames and ROOT / "claims" in metafunc.definition.path.resolve().parents:
+        names = list(session(metafunc.config).runs)
         metafunc.parametrize("run", names, ids=names, scope="session")
 
 
@@ -190,11 +137,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     )
     row.verdict = verdict(report.outcome, row.kind, xfail, skip, row.note)
     if row.kind in ("cell", "measured") and not row.verdict.startswith("skipped"):  # a decided verdict on a run
-        row.fragility = FRAGILITY_BY_RUN.get(row.run, {}).get(row.id)
-    baseline = item.config.stash[BASELINE]
+        row.fragility = session(item.config).fragility_rows.get(row.run, {}).get(row.id)
+    baseline = session(item.config).baseline
     if baseline is not None:
         current = {"claim": row.id, "kind": row.kind, "run": row.run, "verdict": row.verdict, "value": row.value}
-        runs = run_map(baseline.run_labels, list(item.config.stash[RUNS]))
+        runs = run_map(baseline.run_labels, list(session(item.config).runs))
         changed, moved = change_for(current, index(baseline.rows), runs)
         if moved is not None:
             row.moved = moved.movement()
@@ -213,17 +160,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Keep each claim test's row (decided in pytest_runtest_makereport), on the controller under xdist."""
-    from lib.report.summary import Row
-
-    for key, value in report.user_properties:
-        if key == "claim_outcome":
-            CLAIM_ROWS[report.nodeid] = Row(**value)
-        if key == "snapshot_reference" and report.when == "call":
-            SNAPSHOT_REFERENCES.add(value)
-
-
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     import json
 
@@ -231,9 +167,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     from lib.setup.provenance import describe, meta
     from lib.setup.runs import label
 
-    for line in sorted(SNAPSHOT_REFERENCES):
+    state = session(config)
+    for line in sorted(state.snapshot_references):
         terminalreporter.write_line(f"snapshots: {line}")
-    rows = list(CLAIM_ROWS.values())
+    rows = list(state.rows.values())
     if not rows:
         return
     terminalreporter.section("Experiment 7 claims")
@@ -244,18 +181,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     options = {
         **option_values(config),
-        **{k: config.getoption(f"dphi_{k}") for k in ("claims_xfail", "follow_ups", "claims_baseline")},
+        **{k: config.getoption(f"dphi_{k}") for k in ("claims_xfail", "claims_baseline")},
     }
     provenance = meta(options)
-    runs = {name: {**r.to_json(), "group": label(r).rsplit("-w", 1)[0]} for name, r in config.stash[RUNS].items()}
+    runs = {name: {**r.to_json(), "group": label(r).rsplit("-w", 1)[0]} for name, r in state.runs.items()}
     if report_path:
         out = Path(report_path)
         out.parent.mkdir(parents=True, exist_ok=True)
         figure = None
-        if TABLES_BY_RUN:
+        if state.tables:
             from lib.report.plots import plot_runs
 
-            figure = plot_runs({n: TABLES_BY_RUN[n] for n in runs if n in TABLES_BY_RUN}, out.with_suffix(".png")).name
+            figure = plot_runs({n: state.tables[n] for n in runs if n in state.tables}, out.with_suffix(".png")).name
         out.write_text(markdown(rows, runs, figure, describe(provenance)), encoding="utf-8")
         terminalreporter.write_line(
             f"claims report written to {report_path}" + (f" (figure: {figure})" if figure else "")
@@ -267,71 +204,81 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"claims JSON written to {json_path}")
 
 
+class _Rows:
+    """Keeps each claim test's row (decided in pytest_runtest_makereport) on the session, on the
+    controller under xdist (a hook of its own object: pytest_runtest_logreport is given no config)."""
+
+    def __init__(self, state: Session) -> None:
+        self.session = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from lib.report.summary import Row
+
+        for key, value in report.user_properties:
+            if key == "claim_outcome":
+                self.session.rows[report.nodeid] = Row(**value)
+            if key == "snapshot_reference" and report.when == "call":
+                self.session.snapshot_references.add(value)
+
+
+@contextlib.contextmanager
+def _terminal(config: pytest.Config) -> Iterator[None]:
+    """Output capture suspended, so the progress bars of the capture and the projected passes show."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        yield
+
+
 @pytest.fixture(scope="session")
 def run(pytestconfig: pytest.Config) -> str:
     """The session's first run, for tests outside claims/ (claims/ tests run once per run: their
     `run` is parametrized by pytest_generate_tests)."""
-    return next(iter(pytestconfig.stash[RUNS]))
+    return next(iter(session(pytestconfig).runs))
 
 
 @pytest.fixture(scope="session")
 def run_config(pytestconfig: pytest.Config, run: str) -> RunConfig:
     """The resolved config of the test's run (`run`: its label, one per run of the session)."""
-    return pytestconfig.stash[RUNS][run]
+    return session(pytestconfig).runs[run]
 
 
 @pytest.fixture(scope="session")
-def dphi_run(pytestconfig: pytest.Config, run_config: RunConfig) -> Run:
+def dphi_run(pytestconfig: pytest.Config, run: str, run_config: RunConfig) -> Run:
     """Model, tokens, captured Δφ and tables of the session's config, filled from the cache."""
-    from lib.setup.config import check_batch_size
-    from lib.tables.run import Run
-
     if run_config.unavailable:
         pytest.skip(run_config.unavailable)
-    store = run_store(pytestconfig)
-    batch_size = check_batch_size(pytestconfig.getoption("dphi_batch_size"), run_config.device)
-    last = pytestconfig.getoption("dphi_windows") - 1
-    if run_config.window < last:  # a window that does not fit stops the session before any capture
-        try:
-            Run(dataclasses.replace(run_config, window=last), store, shared=pytestconfig.stash[SHARED]).selection
-        except ConfigError as e:
-            pytest.exit(f"error: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
-    return Run(run_config, store, batch_size=batch_size, shared=pytestconfig.stash[SHARED])
+    try:  # a window that does not fit stops the session before any capture
+        session(pytestconfig).check_window_fits(run)
+    except ConfigError as e:
+        pytest.exit(f"error: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
+    return session(pytestconfig).run(run)
 
 
 @pytest.fixture(scope="session")
-def followup_tables(dphi_run: Run, pytestconfig: pytest.Config) -> dict[str, Any]:
+def followup_tables(dphi_run: Run, pytestconfig: pytest.Config, run: str) -> dict[str, Any]:
     """The follow-up experiments 7F-7H of the session's run (lib/tables/followups.py), only with --follow-ups."""
-    if not pytestconfig.getoption("dphi_follow_ups"):
+    if not session(pytestconfig).follow_ups:
         pytest.skip("a follow-up experiment (7F-7H), computed on request only: rerun with --follow-ups")
-    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        return dphi_run.followups
+    with _terminal(pytestconfig):
+        return session(pytestconfig).followups_of(run)
 
 
 @pytest.fixture(scope="session")
 def tables(dphi_run: Run, pytestconfig: pytest.Config, run: str) -> dict[str, Any]:
-    """Tables 7A-7E of the session's run (JSON-shaped, see lib/tables/run.py).
-
-    Output capture is suspended while they are computed, so the progress bars of the
-    capture and the 7D passes reach the terminal.
-    """
-    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    """Tables 7A-7E of the session's run (JSON-shaped, see lib/tables/run.py); with --fragility, the
+    run's fragility rows are searched once here (a failed search warns: the claims are judged all the same)."""
+    state = session(pytestconfig)
     try:
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            tables = dphi_run.tables
+        with _terminal(pytestconfig):
+            tables = state.tables_of(run)
     except ResourceUnavailable as e:
         pytest.skip(str(e))
-    TABLES_BY_RUN[run] = tables
-    from lib.fragility.search import fragility_of
-
-    if pytestconfig.getoption("dphi_fragility") and run not in FRAGILITY_BY_RUN:
-        FRAGILITY_BY_RUN[run] = {}
+    if state.fragility and run not in state.fragility_rows:
         try:
-            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-                rows = fragility_of(dphi_run, pytestconfig.getoption("dphi_follow_ups"))
-                FRAGILITY_BY_RUN[run] = {r["claim"]: r for r in rows}
+            with _terminal(pytestconfig):
+                state.fragility_of(run)
         except Exception as e:  # a streamed run, or the search failed: the claims are judged all the same
+            state.fragility_rows[run] = {}
             warnings.warn(
                 f"{run}: --fragility: {type(e).__name__}: {e}; the claims are judged without it", stacklevel=1
             )

@@ -52,11 +52,11 @@ def k_row(draw: st.DrawFn, table: str, row: int | None) -> dict[str, int]:
     """K at 50/80/90/95% within their cells, non-decreasing over the thresholds."""
     ks: dict[str, int] = {}
     least = 1
-    for t in THRESHOLDS:
-        choices = ints_in(CELL[(table, row, f"k{t}")], least)
+    for t in (f"k{round(t * 100)}" for t in THRESHOLDS):
+        choices = ints_in(CELL[(table, row, t)], least)
         if not choices:  # no K at this threshold both within its cell and >= the previous one's
-            raise AssertionError(f"{table} row {row}: no K{t} within its cell at or above {least}")
-        ks[f"k{t}"] = least = draw(st.sampled_from(choices))
+            raise AssertionError(f"{table} row {row}: no {t} within its cell at or above {least}")
+        ks[t] = least = draw(st.sampled_from(choices))
     return ks
 
 

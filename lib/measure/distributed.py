@@ -62,7 +62,10 @@ def active() -> bool:
 
 
 def is_writer() -> bool:
-    """Rank 0 prints, writes the cache and the output files; the others only compute."""
+    """Rank 0 prints, writes the cache and the output files; the others only compute. Known before the
+    process group exists too (torchrun's RANK), so a front end decides it once, at start-up."""
+    if not dist.is_initialized() and launched():
+        return os.environ["RANK"] == "0"
     return rank() == 0
 
 

@@ -12,8 +12,10 @@ from lib.errors import ConfigError
 from lib.setup.corpus import KNOWN_TEXTS, resolve_dataset
 from lib.setup.device import check_dtype, resolve_device
 from lib.setup.model_source import resolve_model
-from lib.setup.options import DTYPES
+from lib.setup.options import option
 
+DEFAULT_KS = tuple(int(k) for k in option("ks").default.split(","))
+"""7D's K list as the option table gives it (d_model is added to it)."""
 CAPTURE_INDEPENDENT = ("pca", "ks")
 """Fields that change the tables but not the captured Δφ."""
 
@@ -49,7 +51,7 @@ class RunConfig:
     model to float rounding (1e-5), the bridge's own elsewhere. Which one ran is decided by
     the model's weights and the device, both in this config, so an entry keyed by it always
     holds the same numbers; either way they are the eager numbers to 1e-5."""
-    ks: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
+    ks: tuple[int, ...] = DEFAULT_KS
     """7D's K list (d_model is added to it)."""
     window: int = 0
     """Token window (lib/setup/runs.py): 0 is the text's start, as the write-up; w > 0 follows windows 0 .. w-1."""
@@ -118,7 +120,7 @@ def build_config(
     positions: str,
     pca: str,
     attention: str = "sdpa",
-    ks: str | tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512),
+    ks: str | tuple[int, ...] = DEFAULT_KS,
     dtype: str = "float32",
 ) -> RunConfig:
     """Validate the user's values (cheap checks first) and resolve them into a RunConfig.
@@ -128,13 +130,14 @@ def build_config(
     """
     if n_tokens < 2:
         raise ConfigError(f"--n-tokens {n_tokens} is too small; it must be at least 2 (PCA needs two positions)")
-    for name, value, allowed in (
-        ("numerics", numerics, ("compat", "raw")),
-        ("positions", positions, ("all", "text")),
-        ("pca", pca, ("centred", "uncentred")),
-        ("attention", attention, ("sdpa", "eager")),
-        ("dtype", dtype, DTYPES),
+    for name, value in (
+        ("numerics", numerics),
+        ("positions", positions),
+        ("pca", pca),
+        ("attention", attention),
+        ("dtype", dtype),
     ):
+        allowed = option(name).choices or ()
         if value not in allowed:
             raise ConfigError(f"--{name} {value!r} is not allowed; allowed: {', '.join(allowed)}")
     k_list = parse_ks(ks)

@@ -17,7 +17,6 @@ DEFAULT_DATASET = "wikitext-2-raw-v1"  # WikiText-2 raw, test split, through `da
 CACHE_ENV = "DPHI_CACHE_DIR"
 DTYPES = ("float32", "bfloat16", "float16")
 """--dtype: the forward passes' dtype (float32 as the write-up). Statistics are float64 on the CPU whatever it is."""
-REFRESH_HELP = "recompute every cache entry the run reads, whatever the cache holds (docs/cache.md)"
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,10 @@ class Option:
     """Allowed values, when the set is closed."""
     listed: bool = False
     """Takes a comma-separated list: the session runs every value (lib/setup/runs.py); choices are checked per value."""
+    run: bool = True
+    """Part of a run's identity (a RunConfig field); False: a setting of the session (lib/session.py)."""
+    flag: bool = False
+    """A switch without a value (`--refresh`): False unless given."""
 
     @property
     def dest(self) -> str:
@@ -74,6 +77,7 @@ OPTIONS: tuple[Option, ...] = (
         "token windows: N disjoint windows of --n-tokens positions each, every one starting with BOS; "
         "window 0 is the text's start (the write-up's), window w follows the text tokens of windows 0..w-1",
         type=int,
+        run=False,
     ),
     Option(
         "numerics",
@@ -124,16 +128,48 @@ OPTIONS: tuple[Option, ...] = (
         "sequences (chunks x projections) per forward pass: a whole number, or auto (1 on cpu, "
         "8 on cuda, 4 on mps); never changes a number",
         type=batch_size_value,
+        run=False,
     ),
-    Option("cache-dir", None, f"on-disk cache (default: ${CACHE_ENV} or the user cache dir)"),
+    Option("cache-dir", None, f"on-disk cache (default: ${CACHE_ENV} or the user cache dir)", run=False),
+    Option(
+        "write-up",
+        None,
+        "the write-up whose claims are judged: a directory with write-up.toml and claims.toml "
+        "(default: Experiment 7, lib/writeup/exp7; docs/adding-a-claim.md)",
+        run=False,
+    ),
+    Option(
+        "refresh",
+        False,
+        "recompute every cache entry the run reads, whatever the cache holds (docs/cache.md)",
+        run=False,
+        flag=True,
+    ),
+    Option(
+        "follow-ups",
+        False,
+        "also run the follow-up experiments 7F-7H (docs/followups.md); about as many passes again as 7D",
+        run=False,
+        flag=True,
+    ),
+    Option(
+        "fragility",
+        False,
+        "also search, for every claim and table cell, the fewest positions whose removal flips its verdict, "
+        "verified by recomputing the tables without them (docs/fragility.md); needs the held capture",
+        run=False,
+        flag=True,
+    ),
 )
+"""Every option of a session, for the pytest group and `python -m lib tables` alike (lib/session.py)."""
 
 
-FRAGILITY_HELP = (
-    "also search, for every claim and table cell, the fewest positions whose removal flips its verdict, "
-    "verified by recomputing the tables without them (docs/fragility.md); needs the held capture"
-)
-"""--fragility's help, for `python -m lib tables` and pytest alike (a flag, not part of a run's identity)."""
+def option(name: str) -> Option:
+    """The option named `name` (without dashes): its default, choices and list-ness, for every check."""
+    for o in OPTIONS:
+        if o.name == name:
+            return o
+    raise KeyError(name)
 
 
 def cache_dir(value: str | None) -> str:

@@ -17,9 +17,9 @@ from lib.errors import ConfigError
 from lib.setup.config import RunConfig, build_config
 from lib.setup.corpus import KNOWN_TEXTS
 from lib.setup.device import check_dtype
-from lib.setup.options import DEFAULT_DATASET, OPTIONS
+from lib.setup.options import DEFAULT_DATASET, OPTIONS, option
 
-LISTS = ("model", "dataset", "numerics", "positions", "dtype")
+LISTS = tuple(o.name for o in OPTIONS if o.listed)
 """Options that take a comma-separated list; the session runs their product."""
 
 
@@ -28,7 +28,7 @@ def split(name: str, value: str) -> list[str]:
     values = list(dict.fromkeys(v.strip() for v in str(value).split(",") if v.strip()))
     if not values:
         raise ConfigError(f"--{name} {value!r}: expected one value or a comma-separated list")
-    allowed = next((o.choices for o in OPTIONS if o.name == name), None)
+    allowed = option(name).choices
     bad = [v for v in values if allowed and v not in allowed]
     if bad:
         raise ConfigError(
@@ -54,14 +54,13 @@ def build_runs(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
     rest = {k: v for k, v in values.items() if k not in LISTS}
     resolved: dict[tuple[str, str], RunConfig] = {}
     runs = []
-    for model, dataset, numerics, positions, dtype in itertools.product(*(lists[n] for n in LISTS)):
-        if (model, dataset) not in resolved:
-            resolved[model, dataset] = build_config(
-                model=model, dataset=dataset, numerics=numerics, positions=positions, dtype=dtype, **rest
-            )
-        first = resolved[model, dataset]
+    for combination in itertools.product(*(lists[n] for n in LISTS)):
+        v = dict(zip(LISTS, combination))
+        if (v["model"], v["dataset"]) not in resolved:
+            resolved[v["model"], v["dataset"]] = build_config(**v, **rest)
+        first = resolved[v["model"], v["dataset"]]
         base = dataclasses.replace(
-            first, numerics=numerics, positions=positions, dtype=check_dtype(first.device, dtype)
+            first, numerics=v["numerics"], positions=v["positions"], dtype=check_dtype(first.device, v["dtype"])
         )
         runs += [dataclasses.replace(base, window=w) for w in range(check_windows(windows))]
     return runs

@@ -1,84 +1,28 @@
-"""The write-up's tables and their cells (`../shared/seed/exp7.ja.md`, English: exp7.en.md).
+"""A write-up's numbers as data: its set-up, its tables and their cells (`exp7/write-up.toml`).
 
-DOCUMENT_TABLES holds every number of tables 7A-7E in the shape of the measured tables
-(lib/tables/run.py), so a sentence's predicate runs on either. CELLS are the table cells,
-each with its tolerance and the reason for its size. What changes here: the write-up's
-numbers and how closely a reproduction must match them.
+The default write-up is exp7 (`../shared/seed/exp7.ja.md`, English: exp7.en.md): its
+DOCUMENT_TABLES hold every number of tables 7A-7E in the shape of the measured tables
+(lib/tables/), so a sentence's predicate runs on either; its CELLS are the table cells, each
+with its tolerance and the reason for its size; its SETUP is what its numbers were measured on.
+Another write-up is a directory with a `write-up.toml` and a `claims.toml` of the same shape
+(`--write-up DIR`; docs/adding-a-claim.md).
 """
 
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 Tables = dict[str, Any]
-"""A tables dict: the measured tables (lib/tables/run.py, lib/tables/followups.py) or DOCUMENT_TABLES."""
-
-# ---------------------------------------------------------------- the document's tables
-_NORMS = [
-    (50.4, 4.8),
-    (16.3, 15.6),
-    (18.0, 73.1),
-    (17.6, 6.2),
-    (18.3, 5.1),
-    (23.6, 5.8),
-    (26.0, 5.1),
-    (36.9, 8.4),
-    (36.5, 5.3),
-    (52.4, 9.1),
-    (97.9, 12.9),
-    (354.1, 118.0),
-]
-_LAYER_K = [
-    (4, 41, 85, 132),
-    (1, 29, 88, 155),
-    (1, 1, 1, 1),
-    (26, 116, 198, 281),
-    (32, 132, 220, 306),
-    (31, 133, 226, 317),
-    (34, 141, 235, 326),
-    (33, 130, 221, 312),
-    (32, 132, 222, 312),
-    (23, 110, 198, 286),
-    (12, 85, 169, 258),
-    (1, 3, 3, 11),
-]
-_SHARED_K = (1, 3, 6, 75)
-_RECON = [
-    (8, 0.503, 0.782),
-    (16, 0.548, 0.749),
-    (32, 0.604, 0.710),
-    (64, 0.669, 0.660),
-    (128, 0.750, 0.585),
-    (256, 0.845, 0.470),
-]
-_LOWRANK = [
-    (8, 4315, 144.9, 4052, 136.0),
-    (16, 3627, 121.8, 11420, 383.4),
-    (32, 2143, 71.9, 13796, 463.2),
-    (64, 1612, 54.1, 12860, 431.7),
-    (128, 873, 29.3, 9511, 319.3),
-    (256, 248, 8.3, 5322, 178.7),
-    (512, 44.5, 1.49, 208, 7.0),
-    (768, 29.8, 1.00, 29.8, 1.00),
-]
-_ATTN_FFN = [
-    (29, 127, 0.23),
-    (63, 92, 0.68),
-    (97, 1, 97.0),
-    (123, 194, 0.63),
-    (118, 217, 0.54),
-    (108, 245, 0.44),
-    (108, 242, 0.45),
-    (108, 240, 0.45),
-    (102, 227, 0.45),
-    (85, 202, 0.42),
-    (70, 151, 0.46),
-    (3, 36, 0.08),
-]
-THRESHOLDS = (50, 80, 90, 95)
+"""A tables dict: the measured tables (lib/tables/) or a write-up's own (Document.tables)."""
+EXP7 = Path(__file__).parent / "exp7"
+"""The default write-up's directory: Experiment 7 (write-up.toml, claims.toml)."""
+THRESHOLDS = (0.50, 0.80, 0.90, 0.95)
+"""The variance thresholds of the K columns (k50 ... k95), as fractions."""
 
 
 @dataclass(frozen=True)
@@ -89,21 +33,21 @@ class Setup:
     needs nothing of the run's code.
     """
 
-    model: str = "openai-community/gpt2"
-    """The Hub name (the option `gpt2` resolves to it)."""
-    model_name: str = "GPT-2 small"
-    dataset: str = "wikitext-2-raw-v1"
+    model: str
+    """The Hub name (the option `gpt2` resolves to it), or a local model's content hash (`sha256:...`)."""
+    model_name: str
+    dataset: str
     """The option's name of the text; a local copy is recognised by `dataset_revision`."""
-    dataset_revision: str = "sha256:bbf94c53a05abe9e"
-    """The content hash of WikiText-2 raw test (../shared/data/wikitext-2-raw/wiki.test.raw)."""
-    text_name: str = "WikiText-2 test"
-    n_tokens: int = 1000
-    numerics: str = "compat"
-    positions: str = "all"
-    pca: str = "centred"
+    dataset_revision: str
+    """The text's content hash (exp7: WikiText-2 raw test, ../shared/data/wikitext-2-raw/wiki.test.raw)."""
+    text_name: str
+    n_tokens: int
+    numerics: str
+    positions: str
+    pca: str
 
     def is_model(self, config: Mapping[str, Any]) -> bool:
-        return config.get("model") == self.model
+        return self.model in (config.get("model"), config.get("model_revision"))
 
     def is_text(self, config: Mapping[str, Any]) -> bool:
         return config.get("dataset") == self.dataset or config.get("dataset_revision") == self.dataset_revision
@@ -121,47 +65,6 @@ class Setup:
         return f"{self.model_name} on {self.text_name} at {self.n_tokens} positions with the default conventions"
 
 
-SETUP = Setup()
-
-DOCUMENT_TABLES: Tables = {
-    "config": {"model": SETUP.model, "dataset": SETUP.dataset, "n_tokens": SETUP.n_tokens, "d_model": 768},
-    "model_shape": {"n_layers": 12, "n_heads": 12, "d_model": 768},
-    "norms": [{"layer": i, "mean_norm": m, "std_norm": s} for i, (m, s) in enumerate(_NORMS)],
-    "layer_pca": [{"layer": i, **{f"k{t}": k for t, k in zip(THRESHOLDS, ks)}} for i, ks in enumerate(_LAYER_K)],
-    "shared_pca": {f"k{t}": k for t, k in zip(THRESHOLDS, _SHARED_K)},
-    "reconstruction": [{"k": k, "cos_sim": c, "relative_l2": r} for k, c, r in _RECON],
-    "baseline_ppl": 29.79,
-    "lowrank_ppl": [
-        {"k": k, "individual_ppl": ip, "individual_ratio": ir, "shared_ppl": sp, "shared_ratio": sr}
-        for k, ip, ir, sp, sr in _LOWRANK
-    ],
-    "attn_ffn": [{"layer": i, "attn_k90": a, "ffn_k90": f, "ratio": r} for i, (a, f, r) in enumerate(_ATTN_FFN)],
-}
-
-# ---------------------------------------------------------------- table cells
-K_TOL = (
-    "K at a threshold moves where the cumulative variance curve is flat: +-10% (at least 2) covers device "
-    "and library differences in a faithful reproduction; another model or a bug moves it further"
-)
-NORM_TOL = (
-    "the same 1000 positions and weights give the same norms up to float rounding; 5% covers the "
-    "document's rounding and device/library differences, a changed convention (BOS, centring) exceeds it"
-)
-STD_TOL = "std is carried by a few outlier positions (BOS), so it is more sensitive than the mean: 10%"
-RECON_TOL = (
-    "mean cosine / relative L2 over 12000 vectors; 0.02 absolute is ~7x the document's rounding (0.0005) "
-    "plus device differences, far below the gaps between rows"
-)
-PPL_TOL = "a deterministic forward pass on the same tokens: 2% covers float differences between devices"
-LOWRANK_TOL = (
-    "perplexity under a destructive projection amplifies small differences exponentially; 15% keeps "
-    "the catastrophe scale (x10 between rows) distinguishable"
-)
-RATIO_TOL = "ratio of two K values, each within +-10%: 20%"
-K_RTOL, K_ATOL, LOWRANK_RTOL, RATIO_RTOL = 0.10, 2, 0.15, 0.20
-"""The cells' tolerances; a sentence that restates cells accepts at least what they accept."""
-
-
 @dataclass(frozen=True)
 class Cell:
     """One number of the write-up's tables."""
@@ -176,14 +79,16 @@ class Cell:
     rtol: float
     atol: float
     reason: str
+    match: tuple[str, Any] | None = None
+    """The document's row as (key, value), key `layer` or `k`: the measured row with the same value is
+    this cell's (None for a scalar or the shared_pca dict)."""
 
     def measured(self, tables: Tables) -> float | None:
         """The same cell of a measured table; None when that table has no such row (smaller model)."""
         table = tables[self.table]
-        if self.row is None:
+        if self.match is None:
             return float(table if self.column == "" else table[self.column])
-        key = "k" if "k" in table[0] else "layer"
-        want = DOCUMENT_TABLES[self.table][self.row][key]
+        key, want = self.match
         rows = [r for r in table if r[key] == want]
         return float(rows[0][self.column]) if rows else None
 
@@ -191,52 +96,88 @@ class Cell:
         return math.isclose(measured, self.value, rel_tol=self.rtol, abs_tol=self.atol)
 
 
-def _cells() -> list[Cell]:
+@dataclass(frozen=True)
+class Document:
+    """A write-up's set-up, tables and cells, loaded from its `write-up.toml`."""
+
+    setup: Setup
+    tables: Tables
+    cells: tuple[Cell, ...]
+    tolerances: dict[str, dict[str, Any]]
+    """name -> {rtol, atol, reason}: how closely a reproduction must match, by kind of cell."""
+
+    def cells_in(self, *sections: str) -> list[Cell]:
+        return [c for c in self.cells if c.section in sections]
+
+
+def _cells(tables: Tables, specs: list[dict[str, Any]], tolerances: dict[str, dict[str, Any]]) -> list[Cell]:
+    """Each [[cells]] entry: every row of its table (or the scalar / dict; `rows`: the rows of those indices)
+    times its columns, in row order."""
     cells: list[Cell] = []
-    for r in DOCUMENT_TABLES["norms"]:
-        for col, rtol, why in (("mean_norm", 0.05, NORM_TOL), ("std_norm", 0.10, STD_TOL)):
-            cells.append(Cell(f"7A-{col}-layer-{r['layer']}", "7A", "norms", r["layer"], col, r[col], rtol, 0.0, why))
-    for r in DOCUMENT_TABLES["layer_pca"]:
-        for t in THRESHOLDS:
-            cells.append(
-                Cell(
-                    f"7B-k{t}-layer-{r['layer']}",
-                    "7B",
-                    "layer_pca",
-                    r["layer"],
-                    f"k{t}",
-                    r[f"k{t}"],
-                    K_RTOL,
-                    K_ATOL,
-                    K_TOL,
+    for spec in specs:
+        table = tables[spec["table"]]
+        rows = list(enumerate(table)) if isinstance(table, list) else [(None, table)]
+        if "rows" in spec:  # some rows only (their indices); default: every row
+            rows = [(i, row) for i, row in rows if i in spec["rows"]]
+        for i, row in rows:
+            for column, tol in spec["columns"].items():
+                t = tolerances[tol]
+                value = row if column == "" else row[column]
+                match = None if i is None else (("k", row["k"]) if "k" in row else ("layer", row["layer"]))
+                fields = dict(row) if isinstance(row, Mapping) else {}
+                cell_id = spec["id"].format(column=column, **fields)
+                cells.append(
+                    Cell(
+                        cell_id,
+                        spec["section"],
+                        spec["table"],
+                        i,
+                        column,
+                        value,
+                        t["rtol"],
+                        t["atol"],
+                        t["reason"],
+                        match,
+                    )
                 )
-            )
-    for t in THRESHOLDS:
-        v = DOCUMENT_TABLES["shared_pca"][f"k{t}"]
-        cells.append(Cell(f"7C-shared-k{t}", "7C", "shared_pca", None, f"k{t}", v, 0.10, 2, K_TOL))
-    for i, r in enumerate(DOCUMENT_TABLES["reconstruction"]):
-        for col in ("cos_sim", "relative_l2"):
-            cells.append(Cell(f"7C-{col}-k-{r['k']}", "7C", "reconstruction", i, col, r[col], 0.0, 0.02, RECON_TOL))
-    cells.append(Cell("7D-baseline-ppl", "7D", "baseline_ppl", None, "", 29.79, 0.02, 0.0, PPL_TOL))
-    for i, r in enumerate(DOCUMENT_TABLES["lowrank_ppl"]):
-        for col in ("individual_ppl", "individual_ratio", "shared_ppl", "shared_ratio"):
-            cells.append(
-                Cell(f"7D-{col}-k-{r['k']}", "7D", "lowrank_ppl", i, col, r[col], LOWRANK_RTOL, 0.0, LOWRANK_TOL)
-            )
-    for r in DOCUMENT_TABLES["attn_ffn"]:
-        for col, rtol, atol, why in (
-            ("attn_k90", 0.10, 2, K_TOL),
-            ("ffn_k90", 0.10, 2, K_TOL),
-            ("ratio", 0.20, 0.0, RATIO_TOL),
-        ):
-            cells.append(
-                Cell(f"7E-{col}-layer-{r['layer']}", "7E", "attn_ffn", r["layer"], col, r[col], rtol, atol, why)
-            )
     return cells
 
 
-CELLS: tuple[Cell, ...] = tuple(_cells())
+def load_document(directory: Path) -> Document:
+    """The write-up in `directory` (its write-up.toml); ValueError naming the file and what is wrong."""
+    path = Path(directory) / "write-up.toml"
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ValueError(f"write-up {str(directory)!r}: {path.name} cannot be read ({e.strerror or e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"write-up {str(directory)!r}: {path.name} is not TOML ({e})") from None
+    missing = {"setup", "tables"} - data.keys()
+    if missing:
+        raise ValueError(
+            f"{path}: missing sections {sorted(missing)}; expected [setup], [tables], [tolerances], [[cells]]"
+        )
+    setup = Setup(**data["setup"])
+    tables: Tables = dict(data["tables"])
+    tables["config"] = {"model": setup.model, "dataset": setup.dataset, "n_tokens": setup.n_tokens}
+    if "model_shape" in tables:
+        tables["config"]["d_model"] = tables["model_shape"]["d_model"]
+    tolerances = data.get("tolerances", {})
+    unknown = {c for spec in data.get("cells", []) for c in spec["columns"].values()} - tolerances.keys()
+    if unknown:
+        raise ValueError(f"{path}: cells name tolerances {sorted(unknown)} that [tolerances] does not define")
+    return Document(setup, tables, tuple(_cells(tables, data.get("cells", []), tolerances)), tolerances)
+
+
+DOCUMENT = load_document(EXP7)
+"""The default write-up, exp7."""
+SETUP, DOCUMENT_TABLES, CELLS = DOCUMENT.setup, DOCUMENT.tables, DOCUMENT.cells
+_TOL = DOCUMENT.tolerances
+K_RTOL, K_ATOL = _TOL["k"]["rtol"], _TOL["k"]["atol"]
+LOWRANK_RTOL, RATIO_RTOL = _TOL["lowrank"]["rtol"], _TOL["ratio"]["rtol"]
+"""exp7's cells' tolerances; a sentence that restates cells accepts at least what they accept."""
 
 
 def cells_in(*sections: str) -> list[Cell]:
-    return [c for c in CELLS if c.section in sections]
+    return DOCUMENT.cells_in(*sections)

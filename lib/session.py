@@ -1,0 +1,164 @@
+"""One session: the option values validated once, the runs they make, the cache, rank 0 and the baseline.
+
+The command line (lib/cli.py) and the pytest plugin (lib/plugin.py) build one `Session` from the
+option table's values (lib/setup/options.py OPTIONS) and ask it for each run's tables, follow-ups
+and fragility. Neither front end repeats a check: a bad value, a size that cannot fit the text or
+the memory guard, an unwritable cache or an unreadable baseline raise ConfigError here, before any
+model work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lib.errors import ConfigError, ResourceUnavailable
+from lib.measure import distributed
+from lib.measure.store import Store
+from lib.setup.config import RunConfig, check_batch_size
+from lib.setup.options import OPTIONS, cache_dir
+from lib.setup.runs import build_runs, check_windows, labels
+from lib.tables.run import Run, Shared
+from lib.writeup.write_up import WriteUp, load_write_up
+
+if TYPE_CHECKING:
+    from lib.report.compare import Result
+
+RUN_OPTIONS = tuple(o.name.replace("-", "_") for o in OPTIONS if o.run)
+"""The option values that make a run's identity (RunConfig); the others are the session's settings."""
+
+
+def defaults() -> dict[str, Any]:
+    """Every option's default value, by its name with underscores (`n_tokens`)."""
+    return {o.name.replace("-", "_"): o.default for o in OPTIONS}
+
+
+@dataclass
+class Session:
+    """The runs of one invocation and what they share. Build it with `Session.from_options`."""
+
+    runs: dict[str, RunConfig]
+    """The runs by label (lib/setup/runs.py label): the product of the list options, times the windows."""
+    store: Store
+    batch_size: int | str
+    """--batch-size as given: a whole number, or auto (resolved per run for its device)."""
+    windows: int
+    write_up: WriteUp
+    """The write-up whose claims are judged (--write-up; default exp7)."""
+    follow_ups: bool = False
+    fragility: bool = False
+    baseline: Result | None = None
+    """The --claims-baseline result (lib/report/compare.py), or None."""
+    writer: bool = True
+    """Rank 0 (or the only process): prints and writes; under torchrun the other ranks only compute."""
+    shared: Shared = field(default_factory=Shared)
+    """Models and tokenized texts shared by the runs."""
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """label -> the tables of every run whose tables were read in this session (the report's figure)."""
+    fragility_rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """label -> claim or cell id -> its fragility row (lib/fragility/search.py), with --fragility."""
+    rows: dict[str, Any] = field(default_factory=dict)
+    """pytest: test id -> the claim row (lib/report) of every claim test that ran, for the summary."""
+    snapshot_references: set[str] = field(default_factory=set)
+    """pytest: which CPU snapshot a run on another device was compared with, for the summary."""
+    _runs: dict[str, Run] = field(default_factory=dict, repr=False)
+    _fragility: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_options(
+        cls, values: Mapping[str, Any], *, baseline: str | None = None, shared_store: bool = False
+    ) -> Session:
+        """Validate `values` (option names with underscores; missing ones take their defaults), build
+        the runs, open the cache and load the baseline; ConfigError names the first bad value.
+
+        shared_store: the cache of a torchrun launch (rank 0 reads and writes, lib/measure/distributed.py).
+        """
+        unknown = set(values) - set(defaults())
+        if unknown:
+            raise ConfigError(f"unknown options {sorted(unknown)}; known: {sorted(defaults())}")
+        v = {**defaults(), **values}
+        check_batch_size(v["batch_size"])
+        windows = check_windows(v["windows"])
+        configs = build_runs({k: v[k] for k in RUN_OPTIONS}, windows)
+        store_type = distributed.SharedStore if shared_store else Store
+        store = store_type(cache_dir(v["cache_dir"]), refresh=v["refresh"])
+        try:
+            write_up = load_write_up(v["write_up"])
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        session = cls(
+            dict(zip(labels(configs), configs)),
+            store,
+            v["batch_size"],
+            windows,
+            write_up,
+            follow_ups=v["follow_ups"],
+            fragility=v["fragility"],
+            writer=distributed.is_writer(),
+        )
+        session.check_sizes()
+        if baseline:
+            from lib.report.compare import load
+
+            try:
+                session.baseline = load(baseline)
+            except ConfigError as e:
+                raise ConfigError(f"--claims-baseline: {e}") from None
+        return session
+
+    def run(self, label: str) -> Run:
+        """The run of that label (one object per session: its model, tokens and tables are loaded once)."""
+        if label not in self._runs:
+            config = self.runs[label]
+            batch_size = check_batch_size(self.batch_size, config.device)
+            self._runs[label] = Run(config, self.store, batch_size, shared=self.shared)
+        return self._runs[label]
+
+    def check_sizes(self) -> None:
+        """Sizes that cannot fit the text or the memory guard stop the session before any model work
+        (decided from the text's bytes and the model's config.json). A run whose tables are cached (and
+        not --refresh'ed) loaded no model when they were made here, and a run whose model or text cannot
+        be had is left to its front end; only the last window is checked (the others fit if it does)."""
+        for label, config in self.runs.items():
+            if config.unavailable or config.window != self.windows - 1:
+                continue
+            run = self.run(label)
+            with contextlib.suppress(ResourceUnavailable):
+                if not run.cached(self.follow_ups):
+                    run.check_sizes(self.windows)
+
+    def check_window_fits(self, label: str) -> None:
+        """ConfigError when the session's last token window does not fit this run's text (counted
+        exactly, in tokens), before any capture; nothing to check when the run's tables are cached."""
+        config = self.runs[label]
+        last = self.windows - 1
+        if config.window < last and not self.run(label).cached(self.follow_ups):
+            Run(dataclasses.replace(config, window=last), self.store, shared=self.shared).selection
+
+    def tables_of(self, label: str) -> dict[str, Any]:
+        """Tables 7A-7E and the causes of the run (computed or read from the cache); kept for the report."""
+        self.tables[label] = self.run(label).tables
+        return self.tables[label]
+
+    def followups_of(self, label: str) -> dict[str, Any]:
+        """The follow-up tables 7F-7H of the run (computed on request only)."""
+        return self.run(label).followups
+
+    def fragility_of(self, label: str) -> list[dict[str, Any]]:
+        """The run's fragility rows (lib/fragility/search.py), one per claim and cell; searched once per
+        session, and kept by id in `fragility_rows`."""
+        from lib.fragility.search import fragility_of
+
+        if label not in self._fragility:
+            self._fragility[label] = fragility_of(self.run(label), self.follow_ups)
+            self.fragility_rows[label] = {r["claim"]: r for r in self._fragility[label]}
+        return self._fragility[label]
+
+    @contextlib.contextmanager
+    def processes(self) -> Iterator[None]:
+        """torchrun: the process group around the session's work (every rank computes, rank 0 writes)."""
+        with distributed.process_group(next(iter(self.runs.values())).device):
+            yield

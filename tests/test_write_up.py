@@ -1,0 +1,56 @@
+"""The write-up is data (lib/writeup/exp7/, `--write-up DIR`): its set-up, tables, cells and claims load
+from files, and another write-up's files run through the same suite with no change to lib/."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lib.errors import ConfigError
+from lib.measure.spectra import THRESHOLDS as MEASURED_THRESHOLDS
+from lib.session import Session
+from lib.writeup.document import THRESHOLDS, load_document
+from lib.writeup.write_up import EXP7_WRITE_UP, load_write_up
+
+ROOT = Path(__file__).resolve().parent.parent
+MINI = ROOT / "tests" / "data" / "mini-write-up"
+
+
+def test_exp7_loads_every_cell_of_its_tables_once():
+    cells = EXP7_WRITE_UP.cells
+    assert len({c.id for c in cells}) == len(cells) == 157
+    by_id = {c.id: c for c in cells}
+    assert by_id["7A-mean_norm-layer-11"].value == 354.1 and by_id["7A-mean_norm-layer-11"].rtol == 0.05
+    assert by_id["7D-baseline-ppl"].measured({"baseline_ppl": 29.0}) == 29.0
+    assert by_id["7E-ratio-layer-2"].measured({"attn_ffn": [{"layer": 2, "ratio": 96.0}]}) == 96.0
+
+
+def test_the_write_up_thresholds_are_the_measured_ones():
+    assert THRESHOLDS == MEASURED_THRESHOLDS
+    assert [f"k{round(t * 100)}" for t in THRESHOLDS] == list(EXP7_WRITE_UP.tables["shared_pca"])
+
+
+def test_the_mini_write_up_has_two_cells_and_one_sentence():
+    mini = load_write_up(MINI)
+    assert [c.id for c in mini.cells] == ["mini-7A-mean_norm-layer-0", "mini-7B-k90-layer-0"]
+    assert [c.id for c in mini.claims] == ["mini-first-layer-fewer-components"]
+    holds, _ = mini.claims[0].predicate(mini.tables)  # type: ignore[misc]
+    assert holds
+
+
+def test_a_write_up_directory_without_its_files_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="--write-up .*no such directory"):
+        Session.from_options({"cache_dir": str(tmp_path), "write_up": str(tmp_path / "nowhere")})
+    (tmp_path / "w").mkdir()
+    with pytest.raises(ConfigError, match="no claims.toml"):
+        Session.from_options({"cache_dir": str(tmp_path), "write_up": str(tmp_path / "w")})
+
+
+def test_a_cell_naming_an_undefined_tolerance_is_refused(tmp_path):
+    shutil.copytree(MINI, tmp_path / "w")
+    path = tmp_path / "w" / "write-up.toml"
+    path.write_text(path.read_text().replace('columns = {k90 = "k"}', 'columns = {k90 = "kk"}'))
+    with pytest.raises(ValueError, match=r"tolerances \['kk'\]"):
+        load_document(tmp_path / "w")
