@@ -12,12 +12,13 @@ import argparse
 import json
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from lib.errors import ConfigError, ResourceUnavailable
 from lib.setup.options import OPTIONS
+from lib.setup.outputs import check_output, write_atomic
 
 WRITE_UP_TABLES = (
     "config",
@@ -31,8 +32,19 @@ WRITE_UP_TABLES = (
 )
 
 
+class _Version(argparse.Action):
+    """--version: the version and the commit, read only when asked (it runs git)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from lib.setup.provenance import version_line
+
+        print(version_line())
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lib", description="Experiment 7: residual-stream Δφ PCA")
+    p.add_argument("--version", action=_Version, nargs=0, help="print the version and the checkout's commit, and exit")
     sub = p.add_subparsers(dest="command", required=True)
     tables = sub.add_parser("tables", help="compute (or read from the cache) and print tables 7A-7E")
     for o in OPTIONS:
@@ -143,17 +155,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     values = {o.name.replace("-", "_"): getattr(args, o.name.replace("-", "_")) for o in OPTIONS}
     results: dict[str, dict[str, Any]] = {}
+    json_out = plot_out = None
     try:
         session = Session.from_options(values, shared_store=True)
+        if session.writer:  # every promised file checked writable before any model work
+            json_out = check_output(args.json, "--json") if args.json else None
+            plot_out = check_output(_png(args.plot), "--plot") if args.plot else None
+        skipped = session.check_available()
         with session.processes():  # torchrun: every rank computes, rank 0 writes
             for name, config in session.runs.items():
                 if session.writer:
                     print(f"dphi: {name}: {config.describe()}", file=sys.stderr)
-                if config.unavailable:
-                    raise ResourceUnavailable(config.unavailable)
-            for name in session.runs:  # the exact check of the last window's tokens, before any capture
+                    if name in skipped:
+                        print(f"dphi: {name}: skipped (--skip-unavailable): {config.unavailable}", file=sys.stderr)
+            measured = [name for name in session.runs if name not in skipped]
+            for name in measured:  # the exact check of the last window's tokens, before any capture
                 session.check_window_fits(name)
-            for name in session.runs:
+            for name in measured:
                 results[name] = {
                     **session.tables_of(name),
                     **(session.followups_of(name) if session.follow_ups else {}),
@@ -169,13 +187,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"# {name}\n\n{format_tables(tables)}" if len(results) > 1 else format_tables(tables))
         if "fragility" in tables:
             print(format_fragility(tables["fragility"]))
-    if args.json:
+    status = 0
+    if json_out:
         data = (
             _ordered(*results.values()) if len(results) == 1 else {"runs": {n: _ordered(t) for n, t in results.items()}}
         )
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
-    if args.plot:
+        status |= _write(lambda: write_atomic(json_out, json.dumps(data, indent=2) + "\n"), "tables JSON")
+    if plot_out:
         from lib.report.plots import plot_runs
 
-        print(f"plot written to {plot_runs(results, args.plot)}", file=sys.stderr)
+        status |= _write(lambda: plot_runs(results, plot_out), "plot")
+    return 2 if status else 0
+
+
+def _png(path: Path) -> Path:
+    """--plot's file: PNG, named as given (a path without a suffix gains .png, as matplotlib would save it)."""
+    return path if path.suffix else path.with_suffix(".png")
+
+
+def _write(write: Callable[[], Path], what: str) -> int:
+    """One output written on its own: a failure is one line (the others are still written); 1 if it failed."""
+    try:
+        print(f"{what} written to {write()}", file=sys.stderr)
+    except OSError as e:
+        print(f"error: the {what} could not be written: {e}", file=sys.stderr)
+        return 1
     return 0

@@ -99,14 +99,27 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
+    from lib.setup.provenance import version_line
+
     runs = session(config).runs
-    lines = [f"dphi: {len(runs)} run(s)"] if len(runs) > 1 else []
+    lines = [f"dphi: {version_line()}"] + ([f"dphi: {len(runs)} run(s)"] if len(runs) > 1 else [])
     for name, run in runs.items():
         lines.append(f"dphi: {name}: {run.describe()}" if len(runs) > 1 else f"dphi: {run.describe()}")
         if run.unavailable:
             lines.append(f"dphi: {name}: model-dependent tests will skip: {run.unavailable}")
     lines.append(f"dphi cache: {cache_dir(config.getoption('dphi_cache_dir'))}")
     return "\n".join(lines)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A run whose model or text cannot be had stops a session that collected claim tests (a usage
+    error naming it), unless --skip-unavailable; the library's own tests (tests/) need no run."""
+    claims = ROOT / "claims"
+    if any(claims in item.path.resolve().parents and "run" in getattr(item, "fixturenames", ()) for item in items):
+        try:
+            session(config).check_available()
+        except ConfigError as e:
+            raise pytest.UsageError(str(e)) from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from lib.errors import ConfigError, ResourceUnavailable
 from lib.measure import distributed
 from lib.measure.store import Store
 from lib.setup.config import RunConfig, check_batch_size
+from lib.setup.model_source import EMBEDDED, HUB_ALIASES
 from lib.setup.options import OPTIONS, cache_dir
 from lib.setup.runs import build_runs, check_windows, labels
 from lib.tables.run import Run, Shared
@@ -50,6 +52,8 @@ class Session:
     """The write-up whose claims are judged (--write-up; default exp7)."""
     follow_ups: bool = False
     fragility: bool = False
+    skip_unavailable: bool = False
+    """--skip-unavailable: a run whose model or text cannot be had is skipped, not an error."""
     baseline: Result | None = None
     """The --claims-baseline result (lib/report/compare.py), or None."""
     writer: bool = True
@@ -97,6 +101,7 @@ class Session:
             write_up,
             follow_ups=v["follow_ups"],
             fragility=v["fragility"],
+            skip_unavailable=v["skip_unavailable"],
             writer=distributed.is_writer(),
         )
         session.check_sizes()
@@ -116,6 +121,23 @@ class Session:
             batch_size = check_batch_size(self.batch_size, config.device)
             self._runs[label] = Run(config, self.store, batch_size, shared=self.shared)
         return self._runs[label]
+
+    def check_available(self) -> list[str]:
+        """The labels of the runs whose model or text cannot be had here, when --skip-unavailable; else
+        ConfigError naming the first one, why, and a near name: a run that can measure nothing is not a
+        green run."""
+        missing = [label for label, config in self.runs.items() if config.unavailable]
+        if missing and not self.skip_unavailable:
+            config = self.runs[missing[0]]
+            given = config.model if config.model_revision.startswith("unavailable") else config.dataset
+            near = difflib.get_close_matches(given, [*EMBEDDED, *HUB_ALIASES, *HUB_ALIASES.values()], n=1)
+            what = "--model" if given == config.model else "--dataset"
+            raise ConfigError(
+                f"{what} {given!r} cannot be had here: {config.unavailable}"
+                + (f"; did you mean {near[0]}?" if near and near[0] != given else "")
+                + " (--skip-unavailable skips its tests instead)"
+            )
+        return missing
 
     def check_sizes(self) -> None:
         """Sizes that cannot fit the text or the memory guard stop the session before any model work

@@ -146,6 +146,14 @@ OPTIONS: tuple[Option, ...] = (
         flag=True,
     ),
     Option(
+        "skip-unavailable",
+        False,
+        "a run whose model or text cannot be had here (offline, mistyped) skips its tests instead of stopping "
+        "the session with an error",
+        run=False,
+        flag=True,
+    ),
+    Option(
         "follow-ups",
         False,
         "also run the follow-up experiments 7F-7H (docs/followups.md); about as many passes again as 7D",

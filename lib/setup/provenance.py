@@ -49,6 +49,17 @@ def git_state(root: Path = ROOT) -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
+def version_line() -> str:
+    """`dphi-claims 0.1.0 (commit 1a2b3c4d, modified)`: for --version and the run header."""
+    try:
+        version = metadata.version("dphi-claims")
+    except metadata.PackageNotFoundError:
+        version = "not installed"
+    state = git_state()
+    commit = state["commit"] if str(state["commit"]).startswith("unknown") else state["commit"][:8]
+    return f"dphi-claims {version} (commit {commit}{', modified' if state['dirty'] else ''})"
+
+
 def host_device() -> str:
     """The accelerator this host offers (what --device auto would use), with its name where known."""
     import torch

@@ -1,0 +1,99 @@
+"""The edges a new user meets first: a model that cannot be had, output paths that cannot be written,
+Ctrl-C, --version. Nothing lost, nothing silently green."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lib.tables.run
+from lib.cli import main
+from lib.setup.outputs import check_output, write_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _python(*args: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DPHI_CACHE_DIR": str(cache)}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_mistyped_model_stops_pytest_with_a_usage_error_and_a_near_name(tmp_path):
+    done = _python(
+        "-m",
+        "pytest",
+        "claims/",
+        "--model",
+        "tiny-wikitex",
+        "--device",
+        "cpu",
+        "-p",
+        "no:cacheprovider",
+        cache=tmp_path,
+    )
+    assert done.returncode == 4, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "--model 'tiny-wikitex' cannot be had here" in done.stderr and "did you mean tiny-wikitext?" in done.stderr
+    assert not re.search(r"\d+ passed", done.stdout)
+
+
+def test_skip_unavailable_brings_back_the_skips(tmp_path):
+    done = _python(
+        "-m", "pytest", "claims/test_7a_norms.py", "--model", "tiny-wikitex", "--device", "cpu",
+        "--skip-unavailable", "-p", "no:cacheprovider", "-q", cache=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0 and re.search(r"\d+ skipped", done.stdout), done.stdout[-2000:]
+    assert not re.search(r"\d+ failed", done.stdout), done.stdout[-2000:]
+
+
+def test_a_mistyped_model_is_an_error_of_the_command_too(tmp_path, capsys):
+    assert main(["tables", "--model", "tiny-wikitex", "--device", "cpu", "--cache-dir", str(tmp_path)]) == 2
+    assert "did you mean tiny-wikitext?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["a directory", "under a file", "unwritable"])
+def test_an_output_that_cannot_be_written_stops_the_command_before_any_model_work(where, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(lib.tables.run.Shared, "bridge", lambda *a: pytest.fail("the model was loaded"))
+    (tmp_path / "file").write_text("")
+    path = {"a directory": tmp_path, "under a file": tmp_path / "file" / "t.json", "unwritable": Path("/proc/t.json")}
+    args = ["tables", "--model", "tiny-wikitext", "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--json", str(path[where])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --json {str(path[where])!r}"), err
+
+
+def test_check_output_creates_the_directories_and_leaves_nothing_behind(tmp_path):
+    out = check_output(tmp_path / "a" / "b" / "c.json", "--claims-json")
+    assert out.parent.is_dir() and list(out.parent.iterdir()) == []
+
+
+def test_an_interrupted_write_keeps_the_old_file_whole(tmp_path, monkeypatch):
+    path = write_atomic(tmp_path / "r.json", "old")
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(path, "new" * 1000)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_ctrl_c_in_the_command_is_one_line_and_exit_130(tmp_path):
+    code = (
+        "import runpy, lib.cli\n"
+        "def interrupted(argv=None):\n    raise KeyboardInterrupt\n"
+        "lib.cli.main = interrupted\n"
+        "runpy.run_module('lib', run_name='__main__')\n"
+    )
+    done = _python("-c", code, cache=tmp_path)
+    assert done.returncode == 130 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_version_names_the_package_and_the_commit(tmp_path):
+    done = _python("-m", "lib", "--version", cache=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("dphi-claims ") and "commit " in done.stdout
