@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import lib.measure.capture
 from lib.measure.capture import capture_tensors, token_nll
+from lib.measure.stats import HeldSink, StatsSink, StreamedSink
 from lib.measure.store import Store
 from lib.tables.run import Run
 
@@ -160,7 +161,7 @@ def test_streamed_float32_moments_match_exact_float64(shared_text, store, one_th
     streamed one: per layer and write (Δφ, attention, FFN) and for the shared basis, the eigenvalues
     agree within STREAM_EIG_TOL of the largest, the cumulative ratios too, K at every threshold is
     exactly the same, and the norms (7A) and the 7C sample are identical."""
-    from lib.measure.capture import KEYS, StatsSink, capture
+    from lib.measure.capture import KEYS, capture
     from lib.measure.spectra import pca
     from lib.setup.config import build_config
 
@@ -176,12 +177,16 @@ def test_streamed_float32_moments_match_exact_float64(shared_text, store, one_th
     )
     run = Run(config, store)  # bridge and selection only
     n_layers, d = run.bridge.cfg.n_layers, run.bridge.cfg.d_model
-    exact, fast = StatsSink(n_layers, n, d, exact=True), StatsSink(n_layers, n, d, exact=False)
+    exact, fast = HeldSink(n_layers, n, d), StreamedSink(n_layers, n, d)
 
     class Both:
         def write(self, *args: object) -> None:
             exact.write(*args)  # type: ignore[arg-type]
             fast.write(*args)  # type: ignore[arg-type]
+
+        def flush(self) -> None:
+            exact.flush()
+            fast.flush()
 
     nll = capture(run.bridge, run.selection, Both(), batch_size=8)
     a, b = exact.stats(nll), fast.stats(nll)
@@ -199,7 +204,7 @@ def test_streamed_moments_over_several_panels_and_split_in_two_equal_the_exact_s
     one panel). Against the exact float64 sums the moments agree within float32 rounding, with the
     strictly lower blocks zero in both; a sink fed the first batches plus one fed the rest, added
     after settling (what combine does across ranks), equal one sink fed everything (float64)."""
-    from lib.measure.capture import KEYS, StatsSink
+    from lib.measure.capture import KEYS
     from lib.measure.spectra import GRAM_BLOCK, Moments
 
     n_layers, d = 2, 400
@@ -210,7 +215,7 @@ def test_streamed_moments_over_several_panels_and_split_in_two_equal_the_exact_s
     n = sum(sizes)
 
     def fed(batches: list[int], exact: bool) -> StatsSink:
-        sink = StatsSink(n_layers, n, d, exact=exact)
+        sink = HeldSink(n_layers, n, d) if exact else StreamedSink(n_layers, n, d)
         for b in batches:
             offset = sum(sizes[:b])
             for key in KEYS:
