@@ -138,6 +138,31 @@ def test_token_nll_in_blocks_equals_one_cross_entropy(batch, n_tokens, vocab, ch
     torch.testing.assert_close(got, want.double(), rtol=1e-6, atol=1e-6)
 
 
+def test_capture_runs_at_highest_matmul_precision_and_restores_the_callers(make_model, make_config, text_file, store):
+    """A caller's TF32 ('high') reaches neither the passes nor a sink (the streamed float32 Grams);
+    the caller's setting is back after the capture."""
+    from lib.measure.capture import capture
+
+    run = Run(make_config(make_model(), text_file, n_tokens=20), store)
+    seen = []
+
+    class Spy:
+        def write(self, *args: object) -> None:
+            seen.append(torch.get_float32_matmul_precision())
+
+        def flush(self) -> None:
+            pass
+
+    saved = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        capture(run.bridge, run.selection, Spy())
+        after = torch.get_float32_matmul_precision()
+    finally:
+        torch.set_float32_matmul_precision(saved)
+    assert seen and set(seen) == {"highest"} and after == "high"
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread for a long forward: two per pytest-xdist worker oversubscribe a shared
