@@ -173,9 +173,6 @@ class _NoSink:
     def write(self, key: str, layer: int, offset: int, x: torch.Tensor) -> None:
         pass
 
-    def flush(self) -> None:
-        pass
-
     def combine(self) -> None:
         pass
 

@@ -150,9 +150,6 @@ def test_capture_runs_at_highest_matmul_precision_and_restores_the_callers(make_
         def write(self, *args: object) -> None:
             seen.append(torch.get_float32_matmul_precision())
 
-        def flush(self) -> None:
-            pass
-
     saved = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("high")
     try:
@@ -208,10 +205,6 @@ def test_streamed_float32_moments_match_exact_float64(shared_text, store, one_th
         def write(self, *args: object) -> None:
             exact.write(*args)  # type: ignore[arg-type]
             fast.write(*args)  # type: ignore[arg-type]
-
-        def flush(self) -> None:
-            exact.flush()
-            fast.flush()
 
     nll = capture(run.bridge, run.selection, Both(), batch_size=8)
     a, b = exact.stats(nll), fast.stats(nll)

@@ -72,9 +72,6 @@ class Sink(Protocol):
         x may be a view of a live activation: read it, never change it or keep it past the call.
         """
 
-    def flush(self) -> None:
-        """The batch's writes are done (`capture` calls it once per batch)."""
-
 
 @runtime_checkable
 class SplitSink(Sink, Protocol):
@@ -95,9 +92,6 @@ class TensorSink:
 
     def write(self, key: str, layer: int, offset: int, x: torch.Tensor) -> None:
         self.out[key][layer, offset : offset + len(x)] = x.float().cpu()
-
-    def flush(self) -> None:
-        """Nothing: each write is copied as it comes."""
 
     def combine(self) -> None:
         for t in self.out.values():
@@ -167,7 +161,7 @@ def check_capture_memory(
         what = f"Δφ, Δφ_attn and Δφ_ffn of {n:,} positions held in memory, with their moments"
     else:
         batch = min(batch_size * longest, n)  # positions of one batch
-        staged = n_layers * (batch * 8 + min(batch, SAMPLE_SIZE) * d * 4)  # StatsSink.flush copies once per batch
+        staged = n_layers * (batch * 8 + min(batch, SAMPLE_SIZE) * d * 4)  # staged until the next batch (StatsSink)
         ram, dev = ranks * kept, moments + d * d * 4 + logits + staged
         per_position = ranks * n_layers * 8
         what = f"the streamed statistics of {n:,} positions (moments, per-position norms, 7C sample)"
@@ -269,7 +263,6 @@ def capture(
             tokens = tokens.to(device)
             state.update(mask=None if bool(counted.all()) else counted.to(device), offset=offsets[i])
             nll[starts[i] : starts[i + 1]] = token_nll(bridge(tokens), tokens).reshape(-1)  # logits (B, T, vocab)
-            sink.flush()
     if split:
         assert isinstance(sink, SplitSink), f"{type(sink).__name__} cannot be split among ranks"
         sink.combine()

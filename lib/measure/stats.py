@@ -104,8 +104,9 @@ class StatsSink:
     `total` and `outer` (HeldSink or StreamedSink, one interface), ||Δφ|| per position and the 7C sample.
 
     Norms and sample rows are staged on the forward passes' device and copied to the CPU once
-    per batch (`flush`): a copy from CUDA waits for the device, and one per layer per batch
-    stalled the passes (the values are the same either way).
+    per batch (`flush`, when the next batch's first write comes, or the result is asked for):
+    a copy from CUDA waits for the device, and one per layer per batch stalled the passes (the
+    values are the same either way).
     """
 
     def __init__(
@@ -124,6 +125,8 @@ class StatsSink:
 
     def _keep(self, layer: int, offset: int, x: torch.Tensor) -> None:
         """Stage ||Δφ|| of the batch's positions and its rows at sample_positions; x: (n, d_model)."""
+        if self.staged and self.staged[-1][1] != offset:  # a new batch: the last one's writes are done
+            self.flush()
         dtype = torch.float32 if x.device.type == "mps" else torch.float64  # mps has no float64
         norm = torch.linalg.vector_norm(x, dim=-1, dtype=dtype)  # (n,), no float64 copy of x
         lo, hi = torch.searchsorted(self.positions, torch.tensor([offset, offset + len(x)])).tolist()
