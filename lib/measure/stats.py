@@ -5,6 +5,7 @@ ways of accumulating Stats, exact float64 sums (HeldSink) and streamed float32 b
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -99,7 +100,7 @@ class Stats:
         return sink.stats(c.nll)
 
 
-class StatsSink:
+class StatsSink(ABC):
     """Accumulates Stats while capturing, instead of holding every vector: the moments of
     `total` and `outer` (HeldSink or StreamedSink, one interface), ||Δφ|| per position and the 7C sample.
 
@@ -123,6 +124,10 @@ class StatsSink:
         self.staged: list[tuple[int, int, torch.Tensor, int, torch.Tensor]] = []
         """(layer, offset, norms (n,), first sample row, sample rows (m, d_model)) on x's device."""
 
+    @abstractmethod
+    def write(self, key: str, layer: int, offset: int, x: torch.Tensor) -> None:
+        """Add x (n, d_model), the counted positions offset .. offset + n of one batch, to (key, layer)."""
+
     def _keep(self, layer: int, offset: int, x: torch.Tensor) -> None:
         """Stage ||Δφ|| of the batch's positions and its rows at sample_positions; x: (n, d_model)."""
         if self.staged and self.staged[-1][1] != offset:  # a new batch: the last one's writes are done
@@ -144,6 +149,7 @@ class StatsSink:
             self.sample[layer, lo : lo + len(row)] = row
         self.staged.clear()
 
+    @abstractmethod
     def _settle(self) -> None:
         """Make `total` and `outer` the sums Stats holds, sum x and sum x x^T (float64)."""
 
@@ -173,6 +179,9 @@ class HeldSink(StatsSink):
         add_gram_(self.outer[k, layer], x)
         if key == "delta_phi":
             self._keep(layer, offset, x)
+
+    def _settle(self) -> None:
+        """Nothing: they are the sums already."""
 
 
 class StreamedSink(StatsSink):
