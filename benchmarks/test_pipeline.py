@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 import torch
 
-from lib.measure.capture import Stats, StatsSink, batches, capture, capture_stats, capture_tensors
+from lib.measure.capture import Stats, batches, capture, capture_stats, capture_tensors
 from lib.measure.lowrank import lowrank_nll
 from lib.measure.spectra import Moments, add_gram_, pca
+from lib.measure.stats import StreamedSink
 from lib.measure.store import Store
 from lib.setup.config import build_config, check_batch_size
 from lib.setup.corpus import Selection
@@ -195,7 +196,7 @@ def test_capture_streamed_statistics(benchmark, gpt2_shaped, run_streamed):
     gram = torch.zeros(cfg.d_model, cfg.d_model, device=DEVICE)
 
     def fixed() -> None:
-        StatsSink(cfg.n_layers, r.selection.n_positions, cfg.d_model, device=DEVICE, exact=False).stats(torch.zeros(1))
+        StreamedSink(cfg.n_layers, r.selection.n_positions, cfg.d_model, device=DEVICE).stats(torch.zeros(1))
 
     def grams() -> None:
         for x in xs:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import lib.measure.capture
 from lib.measure.capture import capture_tensors, token_nll
+from lib.measure.stats import HeldSink, StatsSink, StreamedSink
 from lib.measure.store import Store
 from lib.tables.run import Run
 
@@ -137,6 +138,28 @@ def test_token_nll_in_blocks_equals_one_cross_entropy(batch, n_tokens, vocab, ch
     torch.testing.assert_close(got, want.double(), rtol=1e-6, atol=1e-6)
 
 
+def test_capture_runs_at_highest_matmul_precision_and_restores_the_callers(make_model, make_config, text_file, store):
+    """A caller's TF32 ('high') reaches neither the passes nor a sink (the streamed float32 Grams);
+    the caller's setting is back after the capture."""
+    from lib.measure.capture import capture
+
+    run = Run(make_config(make_model(), text_file, n_tokens=20), store)
+    seen = []
+
+    class Spy:
+        def write(self, *args: object) -> None:
+            seen.append(torch.get_float32_matmul_precision())
+
+    saved = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        capture(run.bridge, run.selection, Spy())
+        after = torch.get_float32_matmul_precision()
+    finally:
+        torch.set_float32_matmul_precision(saved)
+    assert seen and set(seen) == {"highest"} and after == "high"
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread for a long forward: two per pytest-xdist worker oversubscribe a shared
@@ -160,7 +183,7 @@ def test_streamed_float32_moments_match_exact_float64(shared_text, store, one_th
     streamed one: per layer and write (Δφ, attention, FFN) and for the shared basis, the eigenvalues
     agree within STREAM_EIG_TOL of the largest, the cumulative ratios too, K at every threshold is
     exactly the same, and the norms (7A) and the 7C sample are identical."""
-    from lib.measure.capture import KEYS, StatsSink, capture
+    from lib.measure.capture import KEYS, capture
     from lib.measure.spectra import pca
     from lib.setup.config import build_config
 
@@ -176,7 +199,7 @@ def test_streamed_float32_moments_match_exact_float64(shared_text, store, one_th
     )
     run = Run(config, store)  # bridge and selection only
     n_layers, d = run.bridge.cfg.n_layers, run.bridge.cfg.d_model
-    exact, fast = StatsSink(n_layers, n, d, exact=True), StatsSink(n_layers, n, d, exact=False)
+    exact, fast = HeldSink(n_layers, n, d), StreamedSink(n_layers, n, d)
 
     class Both:
         def write(self, *args: object) -> None:
@@ -199,7 +222,7 @@ def test_streamed_moments_over_several_panels_and_split_in_two_equal_the_exact_s
     one panel). Against the exact float64 sums the moments agree within float32 rounding, with the
     strictly lower blocks zero in both; a sink fed the first batches plus one fed the rest, added
     after settling (what combine does across ranks), equal one sink fed everything (float64)."""
-    from lib.measure.capture import KEYS, StatsSink
+    from lib.measure.capture import KEYS
     from lib.measure.spectra import GRAM_BLOCK, Moments
 
     n_layers, d = 2, 400
@@ -210,7 +233,7 @@ def test_streamed_moments_over_several_panels_and_split_in_two_equal_the_exact_s
     n = sum(sizes)
 
     def fed(batches: list[int], exact: bool) -> StatsSink:
-        sink = StatsSink(n_layers, n, d, exact=exact)
+        sink = HeldSink(n_layers, n, d) if exact else StreamedSink(n_layers, n, d)
         for b in batches:
             offset = sum(sizes[:b])
             for key in KEYS:
