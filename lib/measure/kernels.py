@@ -21,7 +21,6 @@ line saying which kernel runs and why.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import types
 from collections.abc import Iterator
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from lib.measure.distributed import is_writer
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -290,7 +291,7 @@ def decide(bridge: TransformerBridge, kernel: str, announce: bool = True) -> Dec
             )
         else:
             decisions[kernel] = probe(bridge)
-        if announce and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        if announce and is_writer():  # under torchrun, rank 0 speaks for all
             print(decisions[kernel].line(), file=sys.stderr)
     return decisions[kernel]
 
