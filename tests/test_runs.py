@@ -128,7 +128,9 @@ def _rows() -> list[Row]:
                 verdict=Verdict.from_text("skipped: not judged"),
             )
         )
-        rows.append(Row("7A-last-layer-largest", "7A", "measured", "last 354", "x", run=run, verdict=Verdict.from_text(verdict)))
+        rows.append(
+            Row("7A-last-layer-largest", "7A", "measured", "last 354", "x", run=run, verdict=Verdict.from_text(verdict))
+        )
     return rows
 
 
