@@ -73,14 +73,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return f"{v:,.4g}" if isinstance(v, float) else str(v)
+    from lib.report.text import markdown_table, num
 
-    body = [[cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
-    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([f"## {title}", "", line(header), sep, *(line(r) for r in body), ""])
+    body = [[num(v, grouping=True, whole=False) if isinstance(v, float) else v for v in row] for row in rows]
+    return "\n".join([f"## {title}", "", *markdown_table(header, body, aligned=True), ""])
 
 
 def format_tables(t: dict[str, Any]) -> str:

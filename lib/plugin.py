@@ -10,7 +10,6 @@ the figure, fragility rows). Tests never read `request.config` directly.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import warnings
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -136,40 +135,40 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     phase, checked against the --claims-baseline. A verdict that differs from the baseline's turns
     the report into a failure naming both; the row travels in the report (pytest-xdist too)."""
     from lib.report.compare import change_for, index, run_map
-    from lib.report.summary import Row, verdict
+    from lib.report.rows import Row
+    from lib.writeup.judge import Status, Verdict
 
     report = yield
     props = [v for k, v in report.user_properties if k == "claim"]
     decided = report.when == "call" or report.outcome != "passed"
     if not props or not decided:
         return report
-    row = Row(**props[-1])
-    xfail = getattr(report, "wasxfail", None)
-    skip = (
-        report.longrepr[2].removeprefix("Skipped: ") if report.skipped and isinstance(report.longrepr, tuple) else None
-    )
-    row.verdict = verdict(report.outcome, row.kind, xfail, skip, row.note)
-    if row.kind in ("cell", "measured") and not row.verdict.startswith("skipped"):  # a decided verdict on a run
+    row = Row.from_json(props[-1])
+    if report.outcome == "failed":  # a claim that does not hold without --claims-xfail, or an error
+        row.verdict = Verdict(Status.FAILS)
+    elif row.verdict is None:  # a fixture skipped the test before the judge decided (follow-ups not computed)
+        skip = report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else ""
+        row.verdict = Verdict(Status.SKIPPED, reason=skip.removeprefix("Skipped: "))
+    if row.kind in ("cell", "measured") and row.status is not Status.SKIPPED:  # a decided verdict on a run
         row.fragility = session(item.config).fragility_rows.get(row.run, {}).get(row.id)
     baseline = session(item.config).baseline
     if baseline is not None:
-        current = {"claim": row.id, "kind": row.kind, "run": row.run, "verdict": row.verdict, "value": row.value}
         runs = run_map(baseline.run_labels, list(session(item.config).runs))
-        changed, moved = change_for(current, index(baseline.rows), runs)
+        changed, moved = change_for(row, index(baseline.rows), runs)
         if moved is not None:
             row.moved = moved.movement()
         if changed is not None:
             before = changed.before
-            row.baseline = f"{before['verdict']}; measured {before.get('measured') or '-'} ({baseline.path})"
+            row.baseline = f"{before.verdict_text}; measured {before.measured or '-'} ({baseline.path})"
             report.outcome = "failed"
             report.longrepr = (
                 f"{row.id}: verdict changed against the baseline {baseline.path}: "
-                f"{before['verdict']!r} (measured {before.get('measured') or '-'}) -> "
-                f"{row.verdict!r} (measured {row.measured or '-'})"
+                f"{before.verdict_text!r} (measured {before.measured or '-'}) -> "
+                f"{row.verdict_text!r} (measured {row.measured or '-'})"
             )
             if hasattr(report, "wasxfail"):
                 del report.wasxfail
-    report.user_properties = [*report.user_properties, ("claim_outcome", dataclasses.asdict(row))]
+    report.user_properties = [*report.user_properties, ("claim_outcome", row.to_json())]
     return report
 
 
@@ -225,11 +224,11 @@ class _Rows:
         self.session = state
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from lib.report.summary import Row
+        from lib.report.rows import Row
 
         for key, value in report.user_properties:
             if key == "claim_outcome":
-                self.session.rows[report.nodeid] = Row(**value)
+                self.session.rows[report.nodeid] = Row.from_json(value)
             if key == "snapshot_reference" and report.when == "call":
                 self.session.snapshot_references.add(value)
 

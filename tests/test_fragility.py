@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lib.fragility.search import FRAGILE_SHARE, Judged, Searcher, fragility_of, fragility_rows, judged
+from lib.fragility.search import FRAGILE_SHARE, Judged, Searcher, fragility_of, fragility_rows, judged, verdict
 from lib.fragility.weighted import Base, Dropped, Where, downdate
 from lib.measure.capture import Capture, Stats
 from lib.measure.spectra import RECONSTRUCTION_KS
@@ -27,7 +27,7 @@ from lib.tables.core import (
     shared_basis,
 )
 from lib.tables.run import Run
-from lib.writeup.claims import CELLS, CLAIMS
+from lib.writeup.claims import CELLS, CLAIMS, Claim
 
 N, LAYERS, D = 300, 4, 16
 PLANT_NORM = 500.0
@@ -171,19 +171,16 @@ def test_gaussian_writes_do_not_flip_within_the_budget():
         assert row["holds"] is not None and row["k"] is None, row
 
 
-class PairClaim:
+def pair_claim(pair: tuple[int, int]) -> Claim:
     """A sentence that flips only when two given positions are both dropped: positions the greedy order
     ranks far apart, so that its smallest flipping prefix is long and hypothesis's drop sets do better."""
 
-    kind = "sentence"
-
-    def __init__(self, pair: tuple[int, int]) -> None:
-        self.id, self.pair = f"pair-{pair[0]}-{pair[1]}", pair
-
-    def verdict(self, tables: Mapping[str, Any]) -> tuple[bool | None, str]:
+    def predicate(tables: Mapping[str, Any]) -> tuple[bool, str]:
         tables["layer_pca"][0]["k90"]  # reads Δφ: the greedy order ranks the positions by its layers
         dropped = set(getattr(tables, "drop", ()))
-        return not set(self.pair) <= dropped, f"dropped {sorted(dropped)}"
+        return not set(pair) <= dropped, f"dropped {sorted(dropped)}"
+
+    return Claim(f"pair-{pair[0]}-{pair[1]}", "7B", "a planted pair", predicate)  # type: ignore[arg-type]
 
 
 def test_a_witness_keeps_only_the_positions_its_flip_needs():
@@ -191,10 +188,10 @@ def test_a_witness_keeps_only_the_positions_its_flip_needs():
     witness reported is the pair."""
     base = base_of(planted(seed=2, plants=((7, 0, 30.0), (11, 0, 25.0), (13, 0, 20.0))))
     order = Searcher(base, budget=15).order({("delta_phi", layer) for layer in range(LAYERS)})
-    claim = PairClaim((order[1], order[8]))
-    row = Searcher(base, budget=15, examples=0).search(claim)
+    pair = (order[1], order[8])
+    row = Searcher(base, budget=15, examples=0).search(pair_claim(pair))
     assert row["k"] == 2 and row["found_by"] == "greedy", row
-    assert row["positions"] == [[0, p] for p in sorted(claim.pair)], row
+    assert row["positions"] == [[0, p] for p in sorted(pair)], row
 
 
 def test_hypothesis_finds_what_greedy_misses_and_keeps_it():
@@ -205,12 +202,13 @@ def test_hypothesis_finds_what_greedy_misses_and_keeps_it():
 
     base = base_of(planted(seed=2, plants=((7, 0, 30.0), (11, 0, 25.0), (13, 0, 20.0))))
     order = Searcher(base, budget=15).order({("delta_phi", layer) for layer in range(LAYERS)})
-    claim = PairClaim((order[1], order[20]))
+    pair = (order[1], order[20])
+    claim = pair_claim(pair)
     assert Searcher(base, budget=15, examples=0).search(claim)["k"] is None
     database = InMemoryExampleDatabase()
     row = Searcher(base, budget=15, examples=200, database=database).search(claim)
     assert row["found_by"] == "hypothesis" and row["k"] == 2, row
-    assert row["positions"] == [[0, p] for p in sorted(claim.pair)], row
+    assert row["positions"] == [[0, p] for p in sorted(pair)], row
     assert list(database.fetch(claim.id.encode())), "the witness was not kept"
     assert Searcher(base, budget=15, examples=1).search(claim)["k"] is None  # one draw alone misses it
     again = Searcher(base, budget=15, examples=1, database=database).search(claim)  # the kept witness first
@@ -218,7 +216,7 @@ def test_hypothesis_finds_what_greedy_misses_and_keeps_it():
 
 
 def verdict_on_recomputed(claim: Judged, capture: Capture, drop: list[int]) -> bool | None:
-    return claim.verdict(recomputed(capture, drop))[0]
+    return verdict(claim, recomputed(capture, drop))[0]
 
 
 @settings(max_examples=6, suppress_health_check=[HealthCheck.nested_given])  # the search runs hypothesis's find
@@ -314,7 +312,9 @@ def test_the_command_writes_a_fragility_key(tiny, shared_text, tmp_path, capsys)
 
 
 def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
-    from lib.report.summary import Row, fragility_text, json_rows, markdown, terminal_summary
+    from lib.report.rows import Row
+    from lib.report.summary import fragility_text, markdown, terminal_summary
+    from lib.writeup.judge import Verdict
 
     flips = {"holds": True, "k": 1, "share": 0.001, "positions": [[0, 0]], "budget": 50, "fragile": True}
     robust = {"holds": True, "k": None, "share": None, "positions": [], "budget": 50, "fragile": False}
@@ -322,8 +322,8 @@ def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
     assert fragility_text({**flips, "k": 40, "share": 0.04, "fragile": False}).startswith("flips at k=40 (4.0%)")
     assert fragility_text(robust) == "no flip within 50"
     rows = [
-        Row("a", "7B", "measured", run="r", verdict="holds", fragility=flips),
-        Row("b", "7B", "measured", run="r", verdict="holds", fragility=robust),
+        Row("a", "7B", "measured", run="r", verdict=Verdict.from_text("holds"), fragility=flips),
+        Row("b", "7B", "measured", run="r", verdict=Verdict.from_text("holds"), fragility=robust),
     ]
     text = "\n".join(terminal_summary(rows))  # the fragile claim is shown although it holds; the robust one is not
     assert "a (measured, r): holds" in text and "fragility: FRAGILE: flips at k=1" in text
@@ -331,9 +331,13 @@ def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
     assert "1 FRAGILE" in text.splitlines()[-2]
     assert "no flip within 50" in "\n".join(terminal_summary(rows, verbose=True))
     assert "| FRAGILE: flips at k=1" in markdown(rows, {"r": {}})
-    assert json_rows(rows)[0]["fragility"] == flips
-    assert "fragility" not in "\n".join(terminal_summary([Row("a", "7B", "measured", verdict="holds")], verbose=True))
-    skipped = Row("c", "7B", "cell", run="r", verdict="skipped: not judged on this model", fragility=flips)
+    assert rows[0].to_json()["fragility"] == flips
+    assert "fragility" not in "\n".join(
+        terminal_summary([Row("a", "7B", "measured", verdict=Verdict.from_text("holds"))], verbose=True)
+    )
+    skipped = Row(
+        "c", "7B", "cell", run="r", verdict=Verdict.from_text("skipped: not judged on this model"), fragility=flips
+    )
     assert "1 FRAGILE" in terminal_summary([*rows, skipped])[-2]  # a claim that was not judged is not fragile
 
 

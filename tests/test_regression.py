@@ -17,9 +17,11 @@ from test_claims_suite import ROOT, run_claims
 
 from lib.report import snapshot
 from lib.report.compare import load, main
+from lib.report.rows import Row
 from lib.report.sections import OUTSIDE, section_of
-from lib.report.summary import TERMINAL_WIDTH, Row, json_document, markdown, terminal_summary
+from lib.report.summary import TERMINAL_WIDTH, json_document, markdown, terminal_summary
 from lib.setup.provenance import LIBRARIES, git_state, meta
+from lib.writeup.judge import Verdict
 
 
 def _write(path: Path, rows: list[dict], runs: dict | None = None) -> Path:
@@ -146,18 +148,40 @@ def test_meta_names_versions_commit_date_device_and_options(tmp_path):
 # ---------------------------------------------------------------- the report's sections and width
 def _report_rows() -> list[Row]:
     return [
-        Row("7A-mean_norm-layer-3", "7A", "cell", "17.6", "18.9", run="r-w0", value=18.9, verdict="fails"),
-        Row("7A-mean_norm-layer-4", "7A", "cell", "18.3", "18.31", run="r-w0", value=18.31, verdict="holds"),
+        Row(
+            "7A-mean_norm-layer-3",
+            "7A",
+            "cell",
+            "17.6",
+            "18.9",
+            run="r-w0",
+            value=18.9,
+            verdict=Verdict.from_text("fails"),
+        ),
+        Row(
+            "7A-mean_norm-layer-4",
+            "7A",
+            "cell",
+            "18.3",
+            "18.31",
+            run="r-w0",
+            value=18.31,
+            verdict=Verdict.from_text("holds"),
+        ),
         Row("7A-last-layer-largest", "7A", "measured", "last 354.1", "last 4.656", "Layer 11: 354", "", "r-w0"),
-        Row("7D-baseline-ppl", "7D", "cell", "29.79", "29.8", run="r-w0", value=29.8, verdict="holds"),
-        Row("7D-harmful-noise", "7D", "measured", "", "x", run="r-w0", verdict="skipped: follow-up"),
-        Row("7C-norm-dominance-causes-low-k", "7C", "measured", "", "y", run="r-w0", verdict="holds"),
+        Row(
+            "7D-baseline-ppl", "7D", "cell", "29.79", "29.8", run="r-w0", value=29.8, verdict=Verdict.from_text("holds")
+        ),
+        Row("7D-harmful-noise", "7D", "measured", "", "x", run="r-w0", verdict=Verdict.from_text("skipped: follow-up")),
+        Row(
+            "7C-norm-dominance-causes-low-k", "7C", "measured", "", "y", run="r-w0", verdict=Verdict.from_text("holds")
+        ),
     ]
 
 
 def test_report_has_a_section_per_table_with_document_measured_and_difference():
     rows = _report_rows()
-    rows[2].verdict = "holds"
+    rows[2].verdict = Verdict.from_text("holds")
     text = markdown(rows, {"r-w0": {"model": "m"}}, meta=["commit: abc"])
     assert text.index("- commit: abc") < text.index("## Runs")  # provenance heads it
     sections = re.findall(r"^## (.+)$", text, flags=re.M)
@@ -183,8 +207,8 @@ def test_report_has_a_section_per_table_with_document_measured_and_difference():
 def test_terminal_summary_fits_120_columns_and_keeps_numbers_whole():
     long = "measured ratios " + ", ".join(f"{1000 + i * 1.2345:.4f}" for i in range(60))
     rows = _report_rows()
-    rows[2].verdict, rows[2].measured = "fails", long
-    rows.append(Row("7B-not-low-rank", "7B", "measured", "d", "m", run="r-w0", verdict="holds"))
+    rows[2].verdict, rows[2].measured = Verdict.from_text("fails"), long
+    rows.append(Row("7B-not-low-rank", "7B", "measured", "d", "m", run="r-w0", verdict=Verdict.from_text("holds")))
     lines = terminal_summary(rows)
     assert max(len(line) for line in lines) <= TERMINAL_WIDTH
     assert lines[0] == "totals per section:" and any(line.startswith("  7A: cells 1 fails, 1 holds") for line in lines)

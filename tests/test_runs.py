@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 from test_claims_suite import run_claims
 
 from lib.errors import ConfigError
-from lib.report.summary import Row, json_rows, markdown, matrix, window_spread
+from lib.report.rows import Row
+from lib.report.summary import markdown, matrix, window_spread
 from lib.setup.corpus import hf_spec, resolve_dataset, select_tokens, window_text_tokens
 from lib.setup.runs import build_runs, labels, split
 from lib.tables.run import Shared
+from lib.writeup.judge import Verdict
 
 
 def _values(model: str, text: str, **overrides: object) -> dict:
@@ -123,10 +125,12 @@ def _rows() -> list[Row]:
                 f"{value:g}",
                 run=run,
                 value=value,
-                verdict="skipped: not judged",
+                verdict=Verdict.from_text("skipped: not judged"),
             )
         )
-        rows.append(Row("7A-last-layer-largest", "7A", "measured", "last 354", "x", run=run, verdict=verdict))
+        rows.append(
+            Row("7A-last-layer-largest", "7A", "measured", "last 354", "x", run=run, verdict=Verdict.from_text(verdict))
+        )
     return rows
 
 
@@ -146,7 +150,7 @@ def test_window_spread_of_a_cell_beside_the_documents_value():
 
 
 def test_json_rows_carry_what_the_issue_asks():
-    data = json.loads(json.dumps(json_rows(_rows())))
+    data = json.loads(json.dumps([r.to_json() for r in _rows()]))
     assert {"claim", "section", "kind", "run", "document", "measured", "verdict"} <= set(data[0])
     assert data[0]["value"] == 10.0
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import statistics
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +40,8 @@ from lib.errors import ConfigError
 from lib.fragility.recording import PASS_TABLES, Reads, Recorder
 from lib.fragility.weighted import Base, Dropped
 from lib.measure.capture import KEYS
-from lib.writeup.claims import CELLS, CLAIMS, Cell, Claim, NotApplicable
+from lib.writeup.claims import CELLS, CLAIMS, Cell, Claim
+from lib.writeup.judge import decide
 
 if TYPE_CHECKING:
     from lib.tables.run import Run
@@ -80,7 +80,6 @@ overlap compares Δφ's and the attention writes' directions; 7F projects one wr
 FIXED = ("config", "model_shape", "reconstruction_sample")
 """Tables no drop set changes (the run's identity; 7C's sample size only counts)."""
 PASSES = "projected passes (7D, 7F, 7H)"
-UNDECIDED = (NotApplicable, IndexError, KeyError, ValueError, ZeroDivisionError, statistics.StatisticsError)
 
 
 Source = tuple[str, int]
@@ -108,27 +107,21 @@ def sources(reads: Reads, n_layers: int, per_layer: bool = False) -> set[Source]
 
 
 # ---------------------------------------------------------------- a claim's verdict
-@dataclass(frozen=True)
-class Judged:
-    """A sentence (predicate) or a table cell (within tolerance), judged alike."""
+Judged = Claim | Cell
+"""What the search judges: a sentence (its predicate) or a table cell (within tolerance)."""
 
-    id: str
-    kind: str
-    """sentence or cell."""
-    claim: Claim | Cell
 
-    def verdict(self, tables: Mapping[str, Any]) -> tuple[bool | None, str]:
-        """(holds, what was measured); holds None where it cannot be decided on these tables."""
-        try:
-            if isinstance(self.claim, Cell):
-                value = cell_value(self.claim, tables)
-                if value is None:
-                    return None, "this model's table has no such row"
-                return self.claim.within(value), f"{value:.6g}"
-            assert self.claim.predicate is not None
-            return self.claim.predicate(tables)  # type: ignore[arg-type]
-        except UNDECIDED as e:
-            return None, f"{type(e).__name__}: {e}"
+def kind_of(item: Judged) -> str:
+    return "cell" if isinstance(item, Cell) else "sentence"
+
+
+def verdict(item: Judged, tables: Mapping[str, Any]) -> tuple[bool | None, str]:
+    """(holds, what was measured) by the one judge (lib/writeup/judge.py); holds None where these tables
+    cannot decide it (its reason then)."""
+    v = decide(item, tables, cell_value)
+    if v.holds is None:
+        return None, v.reason
+    return v.holds, f"{v.value:.6g}" if v.value is not None else v.measured
 
 
 def cell_value(cell: Cell, tables: Mapping[str, Any]) -> float | None:
@@ -146,12 +139,13 @@ def claims_digest() -> str:
     h = hashlib.sha256()
     for j in judged(follow_ups=True):
         h.update(j.id.encode())
-        if isinstance(j.claim, Cell):
-            h.update(repr((j.claim.value, j.claim.rtol, j.claim.atol)).encode())
+        if isinstance(j, Cell):
+            h.update(repr((j.value, j.rtol, j.atol)).encode())
             continue
-        code = j.claim.predicate.__code__  # type: ignore[union-attr]
+        assert j.predicate is not None
+        code = j.predicate.__code__
         h.update(code.co_code + repr(code.co_consts).encode())
-        for cell in j.claim.predicate.__closure__ or ():  # type: ignore[union-attr]
+        for cell in j.predicate.__closure__ or ():
             inner = getattr(cell.cell_contents, "__code__", None)
             h.update(inner.co_code + repr(inner.co_consts).encode() if inner else repr(cell.cell_contents).encode())
     return h.hexdigest()[:16]
@@ -160,8 +154,8 @@ def claims_digest() -> str:
 def judged(follow_ups: bool = False) -> list[Judged]:
     """Every sentence with a predicate that reads 7A-7E and the causes (and, with follow_ups, the
     follow-up tables 7F-7H), then every cell."""
-    out = [Judged(c.id, "sentence", c) for c in CLAIMS if c.predicate is not None and (follow_ups or not c.followup)]
-    return out + [Judged(c.id, "cell", c) for c in CELLS]
+    sentences: list[Judged] = [c for c in CLAIMS if c.predicate is not None and (follow_ups or not c.followup)]
+    return sentences + list(CELLS)
 
 
 # ---------------------------------------------------------------- the search
@@ -225,7 +219,7 @@ class Searcher:
         return self.orders[key]
 
     def flips(self, claim: Judged, holds: bool, drop: Sequence[int]) -> bool:
-        after, _ = claim.verdict(self.tables(drop))
+        after, _ = verdict(claim, self.tables(drop))
         return after is not None and after != holds
 
     def greedy(self, claim: Judged, holds: bool, order: list[int], passes: bool) -> int | None:
@@ -311,9 +305,9 @@ class Searcher:
 
     def search(self, claim: Judged) -> dict[str, Any]:
         recorder = Recorder(self.base.tables)
-        holds, before = claim.verdict(recorder)
+        holds, before = verdict(claim, recorder)
         n = self.base.stats.norms.shape[1]
-        row: dict[str, Any] = {"claim": claim.id, "kind": claim.kind, "holds": holds, "k": None, "share": None}
+        row: dict[str, Any] = {"claim": claim.id, "kind": kind_of(claim), "holds": holds, "k": None, "share": None}
         row.update(
             positions=[], witnesses=[], before=before, after=None, budget=self.budget, found_by=None, fragile=False
         )
@@ -326,7 +320,7 @@ class Searcher:
         order = self.order(chosen)  # 2 x budget: the greedy search's, then hypothesis's further candidates
         k = self.greedy(claim, holds, order[: self.budget], passes)
         witness, found_by = (order[:k], "greedy") if k is not None else (None, None)
-        if k != 1 and not passes and claim.kind == "sentence":  # 7D: each example would run the passes again
+        if k != 1 and not passes and isinstance(claim, Claim):  # 7D: each example would run the passes again
             most = (k - 1) if k is not None else self.budget
             kept = next(
                 (w for w in self.kept_witnesses(claim, order) if len(w) <= most and self.flips(claim, holds, w)), None
@@ -344,7 +338,7 @@ class Searcher:
                 "note": f"no flip within the budget ({self.budget} of {n} positions)"
                 + (f"; {PASSES}" if passes else ""),
             }
-        after_holds, after = claim.verdict(self.tables(witness))
+        after_holds, after = verdict(claim, self.tables(witness))
         assert after_holds is not None and after_holds != holds, (claim.id, witness)  # flips() said so
         where = self.base.selection.where
         return {

@@ -6,8 +6,8 @@ changed). Rows match on (claim, kind, run label); when each side has a single ru
 runs match whatever their labels (another model or text gives another label, and that
 comparison is what a baseline is for). Claims on the document's own tables have no run.
 
-A verdict is compared by its class (holds, fails, does not hold, skipped, ...), not by a
-skip's reason, whose wording names the run. A cell "moved" when the two measured values
+A verdict is compared by its Status (holds, fails, does not hold, skipped, ...;
+lib/writeup/judge.py), not by a skip's reason, whose wording names the run. A cell "moved" when the two measured values
 differ by more than the cell's own tolerance (lib/writeup/claims.py: the tolerance stated for
 comparing the cell with the write-up, with its reason), so a move is reported at the scale
 the suite already judges the cell on.
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.errors import ConfigError
+from lib.report.rows import Row
 
 Key = tuple[str, str, str]
 """(claim id, kind, run label)."""
@@ -29,17 +30,17 @@ Key = tuple[str, str, str]
 
 @dataclass
 class Result:
-    """One claims JSON: its provenance, its runs and its rows (lib.report.summary.json_rows)."""
+    """One claims JSON: its provenance, its runs and its rows."""
 
     path: str
     meta: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, Any] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
 
     @property
     def run_labels(self) -> list[str]:
         """The run labels of the rows (claims on the document's own tables have none)."""
-        return list(dict.fromkeys(r["run"] for r in self.rows if r.get("run")))
+        return list(dict.fromkeys(r.run for r in self.rows if r.run))
 
 
 def load(path: str | Path) -> Result:
@@ -61,15 +62,10 @@ def load(path: str | Path) -> Result:
         raise ConfigError(
             f"claims JSON {str(path)!r} has neither a 'rows' list nor is a list of rows; expected a --claims-json file"
         )
-    bad = next((r for r in rows if not isinstance(r, dict) or not {"claim", "kind", "verdict"} <= r.keys()), None)
-    if bad is not None:
-        raise ConfigError(f"claims JSON {str(path)!r}: row {bad!r} lacks claim, kind or verdict")
-    return Result(str(path), meta, runs, [{"run": "", "value": None, "measured": "", **r} for r in rows])
-
-
-def verdict_class(verdict: str) -> str:
-    """'skipped: not judged: ...' -> 'skipped': the verdict without its reason."""
-    return verdict.split(":")[0].strip()
+    try:
+        return Result(str(path), meta, runs, [Row.from_json(r) for r in rows])
+    except ValueError as e:
+        raise ConfigError(f"claims JSON {str(path)!r}: {e}") from None
 
 
 def run_map(baseline_runs: list[str], current_runs: list[str]) -> dict[str, str]:
@@ -79,38 +75,36 @@ def run_map(baseline_runs: list[str], current_runs: list[str]) -> dict[str, str]
     return {r: r for r in current_runs if r in baseline_runs}
 
 
-def index(rows: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
-    return {(r["claim"], r["kind"], r.get("run") or ""): r for r in rows}
+def index(rows: list[Row]) -> dict[Key, Row]:
+    return {(r.id, r.kind, r.run): r for r in rows}
 
 
 @dataclass
 class Change:
     """One difference between a baseline row and the current one."""
 
-    claim: str
-    kind: str
-    run: str
-    """The current run's label ('' for a claim on the document's tables)."""
-    before: dict[str, Any]
-    after: dict[str, Any]
+    before: Row
+    after: Row
     tolerance: str = ""
     """For a moved cell: the tolerance it moved beyond."""
 
     def where(self) -> str:
-        base_run = self.before.get("run") or ""
-        run = self.run if base_run == self.run else f"{base_run} -> {self.run}"
-        return f"{self.claim} [{self.kind}{', ' + run if run else ''}]"
+        base_run, run = self.before.run, self.after.run
+        shown = run if base_run == run else f"{base_run} -> {run}"
+        return f"{self.after.id} [{self.after.kind}{', ' + shown if shown else ''}]"
 
     def verdict_line(self) -> str:
+        before, after = self.before.status, self.after.status
         return (
-            f"{self.where()}: verdict {verdict_class(self.before['verdict'])!r} in the baseline, "
-            f"{verdict_class(self.after['verdict'])!r} now; measured: baseline {self.before.get('measured') or '-'}, "
-            f"now {self.after.get('measured') or '-'}"
+            f"{self.where()}: verdict {before.value if before else ''!r} in the baseline, "
+            f"{after.value if after else ''!r} now; measured: baseline {self.before.measured or '-'}, "
+            f"now {self.after.measured or '-'}"
         )
 
     def movement(self) -> str:
         """A moved cell's 'before -> after (relative change), beyond its tolerance'."""
-        a, b = self.before["value"], self.after["value"]
+        a, b = self.before.value, self.after.value
+        assert a is not None and b is not None
         rel = f" ({(b - a) / abs(a):+.2%})" if a else ""
         return f"{a:.6g} -> {b:.6g}{rel}, beyond {self.tolerance}"
 
@@ -143,22 +137,22 @@ class Comparison:
     only_current: int
 
 
-def change_for(
-    row: dict[str, Any], baseline: dict[Key, dict[str, Any]], runs: dict[str, str]
-) -> tuple[Change | None, Change | None]:
+def baseline_key(row: Row, runs: dict[str, str]) -> Key:
+    """The key of the baseline's row that `row` is compared with."""
+    return (row.id, row.kind, runs.get(row.run, row.run) if row.run else "")
+
+
+def change_for(row: Row, baseline: dict[Key, Row], runs: dict[str, str]) -> tuple[Change | None, Change | None]:
     """(changed verdict, moved cell) of one current row against the baseline's rows; None where unchanged."""
-    run = row.get("run") or ""
-    before = baseline.get((row["claim"], row["kind"], runs.get(run, run) if run else ""))
+    before = baseline.get(baseline_key(row, runs))
     if before is None:
         return None, None
-    verdict = None
-    if verdict_class(before["verdict"]) != verdict_class(row["verdict"]):
-        verdict = Change(row["claim"], row["kind"], run, before, row)
+    verdict = Change(before, row) if before.status != row.status else None
     cell = None
-    tol = cell_tolerances().get(row["claim"]) if row["kind"] == "cell" else None
-    a, b = before.get("value"), row.get("value")
+    tol = cell_tolerances().get(row.id) if row.kind == "cell" else None
+    a, b = before.value, row.value
     if tol and a is not None and b is not None and moved(a, b, *tol):
-        cell = Change(row["claim"], row["kind"], run, before, row, f"rtol={tol[0]:g} atol={tol[1]:g}")
+        cell = Change(before, row, f"rtol={tol[0]:g} atol={tol[1]:g}")
     return verdict, cell
 
 
@@ -167,8 +161,7 @@ def compare(baseline: Result, current: Result) -> Comparison:
     base = index(baseline.rows)
     verdicts, cells, matched = [], [], set()
     for row in current.rows:
-        run = row.get("run") or ""
-        key = (row["claim"], row["kind"], runs.get(run, run) if run else "")
+        key = baseline_key(row, runs)
         if key in base:
             matched.add(key)
         verdict, cell = change_for(row, base, runs)

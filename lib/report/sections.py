@@ -14,6 +14,7 @@ norm-scaled PCA).
 
 from __future__ import annotations
 
+from lib.report.text import markdown_table, num
 from lib.writeup.claims import CELLS, CLAIMS, DOCUMENT_TABLES, Cell
 
 TITLES = {
@@ -44,18 +45,13 @@ def section_of(claim_id: str, section: str) -> str:
     return section if section in TITLES else "conclusions"
 
 
-def num(value: float) -> str:
-    """A measured number as the report prints it: 4 significant digits, whole numbers as such."""
-    return f"{value:g}" if float(value).is_integer() else f"{value:.4g}"
-
-
 SCALAR_COLUMNS = {"shared_pca": "Shared K", "baseline_ppl": "perplexity"}
 """The column of a table without rows (7C's shared K per threshold, 7D's baseline), as the write-up heads it."""
 
 
 def difference(value: float) -> str:
     """measured − document, signed: whole numbers past 100, else 3 significant digits."""
-    return f"{value:+,.0f}" if abs(value) >= 100 else f"{value:+.3g}"
+    return f"{value:+,.0f}" if abs(value) >= 100 else num(value, 3, sign=True, whole=False)
 
 
 def _row_label(cell: Cell) -> tuple[str, str]:
@@ -81,7 +77,7 @@ def grid(table: str, values: dict[str, float]) -> list[str]:
     header = [first or "quantity"]
     for col in columns:
         header += [f"{col}: document", "measured", "Δ"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    body = []
     for label, by_column in rows.items():
         out = [label]
         for col in columns:
@@ -95,8 +91,8 @@ def grid(table: str, values: dict[str, float]) -> list[str]:
                 continue
             mark = "" if cell.within(value) else f" {OUTSIDE}"
             out += [num(cell.value), num(value), difference(value - cell.value) + mark]
-        lines.append("| " + " | ".join(out) + " |")
-    return lines
+        body.append(out)
+    return markdown_table(header, body)
 
 
 def tables_of(section: str) -> list[str]:

@@ -16,42 +16,22 @@ from __future__ import annotations
 import statistics
 import textwrap
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from lib.report.rows import HELD, SHORT, Row
 from lib.report.sections import LEGEND, TITLES, grid, section_of, tables_of
+from lib.report.text import escape, markdown_table, num
+from lib.writeup.judge import Status
 
 TERMINAL_WIDTH = 120
 """The terminal summary's width: a common terminal's, and what a review diff shows unwrapped."""
-LOOK_AT = ("fails", "does not hold", "contradicted by the document", "overstated by the document")
-"""Verdict classes the terminal summary always lists (with every claim changed against the baseline)."""
-
-
-@dataclass
-class Row:
-    """One claim test's outcome."""
-
-    id: str
-    section: str
-    kind: str
-    """cell, measured (a sentence on the measured tables) or document (on the write-up's own)."""
-    document: str = ""
-    measured: str = ""
-    ja: str = ""
-    """The Japanese phrase the sentence tests (exp7.ja.md); empty for table cells."""
-    note: str = ""
-    """'overstated: why' where the literal sentence goes beyond the document's tables and the qualified reading holds."""
-    run: str = ""
-    """The run's label (lib.setup.runs.label); empty for claims on the document's own tables."""
-    value: float | None = None
-    """A table cell's measured value, shown even where the cell's tolerance check does not apply."""
-    verdict: str = ""
-    baseline: str = ""
-    """Where the verdict differs from the --claims-baseline's: the baseline's verdict and measured value."""
-    moved: str = ""
-    """Where a cell's measured value moved beyond its tolerance against the --claims-baseline: by how much."""
-    fragility: dict[str, Any] | None = None
-    """With --fragility: the claim's row of Run.fragility (lib/fragility/search.py); None without."""
+LOOK_AT = {
+    Status.FAILS: "fails",
+    Status.DOES_NOT_HOLD: "does not hold",
+    Status.CONTRADICTED: "contradicted by the document",
+    Status.OVERSTATED: "overstated by the document",
+}
+"""Verdicts the terminal summary always lists (with every claim changed against the baseline)."""
 
 
 def fragility_text(f: dict[str, Any] | None) -> str:
@@ -65,30 +45,13 @@ def fragility_text(f: dict[str, Any] | None) -> str:
     return ("FRAGILE: " if f.get("fragile") else "") + f"flips at k={f['k']} ({f['share']:.1%}) dropping {where}"
 
 
-def verdict(outcome: str, kind: str, xfail_reason: str | None, skip_reason: str | None, note: str = "") -> str:
-    """Map a pytest outcome to the summary's words."""
-    if xfail_reason is not None:
-        return "contradicted by the document" if kind == "document" else "does not hold (xfail)"
-    if outcome == "passed":
-        return (
-            "overstated by the document" + note.removeprefix("overstated") if note.startswith("overstated") else "holds"
-        )
-    if outcome == "skipped":
-        return f"skipped: {skip_reason}" if skip_reason else "skipped"
-    return "fails"
-
-
 def counts(rows: Iterable[Row]) -> dict[str, int]:
+    """Rows per verdict, in the order the verdicts first appear."""
     out: dict[str, int] = {}
     for r in rows:
-        key = r.verdict.split(":")[0]
+        key = r.status.value if r.status else ""
         out[key] = out.get(key, 0) + 1
     return out
-
-
-def esc(text: Any) -> str:
-    """A Markdown table cell's text: pipes escaped."""
-    return str(text).replace("|", "\\|")
 
 
 def wrap(text: str, indent: str = "", width: int = TERMINAL_WIDTH) -> list[str]:
@@ -105,7 +68,7 @@ def wrap(text: str, indent: str = "", width: int = TERMINAL_WIDTH) -> list[str]:
 def _entry(r: Row) -> list[str]:
     """One claim in the terminal: what, where, verdict; then what the document and the run say."""
     where = ", ".join(p for p in (r.kind, r.run) if p)
-    lines = wrap(f"{r.id} ({where}): {r.verdict}", "  ")
+    lines = wrap(f"{r.id} ({where}): {r.verdict_text}", "  ")
     if r.kind == "cell":
         lines += wrap(f"document {r.document}, measured {r.measured or '-'}", "      ")
     else:
@@ -119,12 +82,12 @@ def _entry(r: Row) -> list[str]:
 
 def fragile(r: Row) -> bool:
     """A claim that holds but flips when at most FRAGILE_SHARE of the positions are dropped (--fragility)."""
-    return bool(r.fragility and r.fragility.get("fragile")) and r.verdict.startswith(("holds", "overstated"))
+    return bool(r.fragility and r.fragility.get("fragile")) and r.status in HELD
 
 
 def look_at(r: Row) -> bool:
     """A claim the terminal summary always shows."""
-    return bool(r.baseline) or fragile(r) or any(r.verdict.startswith(v) for v in LOOK_AT)
+    return bool(r.baseline) or fragile(r) or r.status in LOOK_AT
 
 
 def terminal_summary(rows: list[Row], verbose: bool = False, collapse: int = 5) -> list[str]:
@@ -139,17 +102,17 @@ def terminal_summary(rows: list[Row], verbose: bool = False, collapse: int = 5) 
     shown = [r for r in rows if verbose or look_at(r)]
     reasons: dict[str, list[Row]] = {}
     for r in shown:
-        if r.verdict.startswith("skipped") and not r.baseline:
-            reasons.setdefault(r.verdict, []).append(r)
+        if r.status is Status.SKIPPED and not r.baseline:
+            reasons.setdefault(r.verdict_text, []).append(r)
     collapsed = {v for v, rs in reasons.items() if len(rs) > collapse}
     title = (
         "every claim"
         if verbose
-        else "claims to look at (" + ", ".join(LOOK_AT) + ", changed against the baseline, or FRAGILE)"
+        else "claims to look at (" + ", ".join(LOOK_AT.values()) + ", changed against the baseline, or FRAGILE)"
     )
     lines += ["", *wrap(f"{title}: {len(shown)}")]
     for r in shown:
-        if r.verdict not in collapsed:
+        if r.verdict_text not in collapsed:
             lines += _entry(r)
     for v in sorted(collapsed):
         lines += wrap(f"({len(reasons[v])} claims) {v}", "  ")
@@ -179,22 +142,18 @@ def totals(rows: list[Row]) -> str:
     return "; ".join(parts)
 
 
-def _short(verdict: str) -> str:
-    return verdict.split(":")[0].replace(" by the document", "").replace(" (xfail)", "")
-
-
 def matrix(rows: list[Row], runs: list[str]) -> list[str]:
     """Markdown lines: one row per claim test (cells and sentences), one column per run."""
     by_claim: dict[tuple[str, str], dict[str, Row]] = {}
     for r in rows:
         if r.run:
             by_claim.setdefault((r.id, r.kind), {})[r.run] = r
-    lines = ["| claim | kind | " + " | ".join(runs) + " | holds in |", "|---|---|" + "---|" * len(runs) + "---|"]
+    body = []
     for (claim, kind), cells in by_claim.items():
-        verdicts = [_short(cells[run].verdict) if run in cells else "" for run in runs]
-        held = sum(v in ("holds", "overstated") for v in verdicts)
-        lines.append(f"| {claim} | {kind} | " + " | ".join(verdicts) + f" | {held} of {len(runs)} runs |")
-    return lines
+        statuses = [cells[run].status if run in cells else None for run in runs]
+        held = sum(s in HELD for s in statuses)
+        body.append([claim, kind, *(SHORT[s] if s else "" for s in statuses), f"{held} of {len(runs)} runs"])
+    return markdown_table(["claim", "kind", *runs, "holds in"], body)
 
 
 def window_spread(rows: list[Row], runs: dict[str, dict[str, Any]]) -> list[str]:
@@ -207,16 +166,16 @@ def window_spread(rows: list[Row], runs: dict[str, dict[str, Any]]) -> list[str]
             group = runs[r.run].get("group", r.run)
             groups.setdefault((r.id, group), []).append(r.value)
             document[r.id] = r.document
-    lines = ["| cell | runs | windows | document | mean | sd | min–max |", "|---|---|---|---|---|---|---|"]
-    for (cell, group), values in groups.items():
-        if len(values) < 2:
-            continue
-        mean = statistics.mean(values)
-        lines.append(
-            f"| {cell} | {group} | {len(values)} | {document[cell]} | {mean:.4g} | {statistics.stdev(values):.3g} | "
-            f"{min(values):.4g}–{max(values):.4g} |"
-        )
-    return lines if len(lines) > 2 else []
+    body = [
+        [cell, group, len(values), document[cell], num(statistics.mean(values), whole=False)]
+        + [
+            num(statistics.stdev(values), 3, whole=False),
+            f"{num(min(values), whole=False)}–{num(max(values), whole=False)}",
+        ]
+        for (cell, group), values in groups.items()
+        if len(values) >= 2
+    ]
+    return markdown_table(["cell", "runs", "windows", "document", "mean", "sd", "min–max"], body) if body else []
 
 
 def section_lines(name: str, rows: list[Row], runs: list[str]) -> list[str]:
@@ -229,19 +188,32 @@ def section_lines(name: str, rows: list[Row], runs: list[str]) -> list[str]:
                 lines += [f"`{table}`" + (f", run {run}" if len(runs) > 1 else ""), "", *grid(table, values), ""]
     sentences = [r for r in rows if r.kind != "cell"]
     if sentences:
-        lines += [
-            "| claim | kind | run | original (exp7.ja.md) | document | measured | verdict |",
-            "|---|---|---|---|---|---|---|",
+        header = ["claim", "kind", "run", "original (exp7.ja.md)", "document", "measured", "verdict"]
+        body = [
+            [escape(r.id), r.kind, r.run, escape(r.ja), escape(r.document), escape(r.measured)]
+            + [escape(r.verdict_text + (f" (baseline: {r.baseline})" if r.baseline else ""))]
+            for r in sentences
         ]
-        for r in sentences:
-            verdict = r.verdict + (f" (baseline: {r.baseline})" if r.baseline else "")
-            lines.append(
-                f"| {esc(r.id)} | {r.kind} | {r.run} | {esc(r.ja)} | {esc(r.document)} | {esc(r.measured)} | {esc(verdict)} |"
-            )
-        lines.append("")
+        lines += [*markdown_table(header, body), ""]
     moved = [r for r in rows if r.moved]
-    lines += [f"Against the baseline: {esc(r.id)} ({r.run}): {esc(r.moved)}" for r in moved] + ([""] if moved else [])
+    lines += [f"Against the baseline: {escape(r.id)} ({r.run}): {escape(r.moved)}" for r in moved]
+    lines += [""] if moved else []
     return [*lines, f"Totals: {totals(rows)}", ""]
+
+
+RUN_COLUMNS = {
+    "run": None,
+    "model": "model",
+    "text": "dataset",
+    "positions": "n_tokens",
+    "dtype": "dtype",
+    "numerics": "numerics",
+    "position policy": "positions",
+    "PCA": "pca",
+    "window": "window",
+    "device": "device",
+}
+"""The Runs table: column -> the run config's field (RunConfig.to_json)."""
 
 
 def markdown(
@@ -255,17 +227,12 @@ def markdown(
     """
     lines = ["# Experiment 7 claims report", ""]
     lines += [f"- {line}" for line in meta or []] + ([""] if meta else [])
-    lines += [
-        "## Runs",
-        "",
-        "| run | model | text | positions | numerics | position policy | window | device |",
-        "|---|---|---|---|---|---|---|---|",
+    code = ("model", "dataset")  # names and paths in code spans
+    runs_body = [
+        [name, *(f"`{c.get(f)}`" if f in code else c.get(f, "") for f in list(RUN_COLUMNS.values())[1:])]
+        for name, c in runs.items()
     ]
-    for name, c in runs.items():
-        lines.append(
-            f"| {name} | `{c.get('model')}` | `{c.get('dataset')}` | {c.get('n_tokens')} | {c.get('numerics')} | "
-            f"{c.get('positions')} | {c.get('window', 0)} | {c.get('device')} |"
-        )
+    lines += ["## Runs", "", *markdown_table(list(RUN_COLUMNS), runs_body)]
     lines += ["", "Totals: " + ", ".join(f"{n} {k}" for k, n in counts(rows).items()), ""]
     if figure:
         lines += [f"![document vs measured]({figure})", ""]
@@ -281,31 +248,16 @@ def markdown(
         if spread:
             lines += ["## Table cells across token windows", "", *spread, ""]
     fragility = any(r.fragility for r in rows)  # --fragility: one more column
-    lines += [
-        "## Every claim test",
-        "",
-        "| claim | section | kind | run | original (exp7.ja.md) | document | measured | verdict |"
-        + (" fragility |" if fragility else ""),
-        "|---|---|---|---|---|---|---|---|" + ("---|" if fragility else ""),
-    ]
-    lines += [
-        f"| {esc(r.id)} | {r.section} | {r.kind} | {r.run} | {esc(r.ja)} | {esc(r.document)} | {esc(r.measured)} | {esc(r.verdict)} |"
-        + (f" {esc(fragility_text(r.fragility))} |" if fragility else "")
+    header = ["claim", "section", "kind", "run", "original (exp7.ja.md)", "document", "measured", "verdict"]
+    body = [
+        [escape(r.id), r.section, r.kind, r.run, escape(r.ja), escape(r.document), escape(r.measured)]
+        + [escape(r.verdict_text), *([escape(fragility_text(r.fragility))] if fragility else [])]
         for r in rows
     ]
+    lines += ["## Every claim test", "", *markdown_table(header + (["fragility"] if fragility else []), body)]
     return "\n".join(lines) + "\n"
 
 
-def json_rows(rows: list[Row]) -> list[dict[str, Any]]:
-    """One object per claim test and run (the Row's fields under the JSON's names: `claim` for id)."""
-    out = []
-    for r in rows:
-        data = asdict(r)
-        data["claim"] = data.pop("id")
-        out.append(data)
-    return out
-
-
 def json_document(rows: list[Row], runs: dict[str, dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-    """--claims-json: {"meta": provenance, "runs": label -> config, "rows": json_rows}."""
-    return {"meta": meta, "runs": runs, "rows": json_rows(rows)}
+    """--claims-json: {"meta": provenance, "runs": label -> config, "rows": one Row.to_json per claim test and run}."""
+    return {"meta": meta, "runs": runs, "rows": [r.to_json() for r in rows]}

@@ -6,7 +6,8 @@ test keeps equal to this output (tests/test_document.py).
 
 from __future__ import annotations
 
-from lib.writeup.claims import CLAIMS, DOCUMENT_TABLES, SECTIONS, Claim
+from lib.writeup.claims import CLAIMS, SECTIONS, Claim
+from lib.writeup.judge import Status, on_document
 from lib.writeup.predicates import causal as causal_predicates
 
 UNDECIDED = "within tolerance: not decided"
@@ -25,20 +26,29 @@ def kind(claim: Claim) -> str:
     return "table"
 
 
+WORDS = {
+    Status.HOLDS: "holds",
+    Status.DOES_NOT_HOLD: "does not hold",
+    Status.CONTRADICTED: "contradicted",
+    Status.OVERSTATED: "overstated",
+    Status.FAILS: "fails",
+}
+"""The catalogue's word for the judge's verdict on the document (lib/writeup/judge.py on_document)."""
+
+
 def verdict(claim: Claim) -> tuple[str, str]:
-    """(verdict on the write-up's own tables, its reason or what the predicate measured there)."""
+    """(verdict on the write-up's own tables, its reason or what the predicate measured there): the
+    claim tests' judge, so the catalogue says what `test_document` finds. A claim the document does not
+    decide says why: not tested, not decidable, or within the cells' tolerance (claims.toml's reason)."""
     if claim.predicate is None:
         return "not tested", claim.untested or ""
     if claim.document_untestable:
         if claim.document_untestable.startswith(UNDECIDED):
             return UNDECIDED, claim.document_untestable.removeprefix(UNDECIDED).lstrip(": ")
         return "not decidable", claim.document_untestable
-    if claim.contradicted:
-        return "contradicted", claim.contradicted
-    if claim.overstated:
-        return "overstated", claim.overstated
-    holds, measured = claim.predicate(DOCUMENT_TABLES)
-    return ("holds" if holds else "does not hold"), measured
+    v = on_document(claim)
+    shown = v.reason if v.status in (Status.CONTRADICTED, Status.OVERSTATED, Status.FAILS) else v.measured
+    return WORDS[v.status], shown
 
 
 def predicate_call(claim: Claim) -> str:

@@ -1,0 +1,94 @@
+"""One claim test's outcome, as every consumer reads it: the summary, the report, compare, the JSON.
+
+A Row travels as its JSON (`to_json`/`from_json`): in pytest's report.user_properties (so pytest-xdist
+workers hand it to the controller), in --claims-json and in a baseline read back. `from_json` reads
+every claims JSON written so far (rows lacking run, value or measured: their defaults).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from lib.report.text import num
+from lib.writeup.judge import Status, Verdict
+
+SHORT = {
+    Status.HOLDS: "holds",
+    Status.OVERSTATED: "overstated",
+    Status.DOES_NOT_HOLD: "does not hold",
+    Status.CONTRADICTED: "contradicted",
+    Status.SKIPPED: "skipped",
+    Status.FAILS: "fails",
+}
+"""A verdict in one word or two, for the claim x run matrix."""
+HELD = (Status.HOLDS, Status.OVERSTATED)
+"""Verdicts that count as "holds" (an overstated sentence's qualified reading holds)."""
+
+
+@dataclass
+class Row:
+    """One claim test's outcome."""
+
+    id: str
+    section: str
+    kind: str
+    """cell, measured (a sentence on the measured tables) or document (on the write-up's own)."""
+    document: str = ""
+    measured: str = ""
+    ja: str = ""
+    """The Japanese phrase the sentence tests (exp7.ja.md); empty for table cells."""
+    note: str = ""
+    """'overstated: why' where the literal sentence goes beyond the document's tables and the qualified reading holds."""
+    run: str = ""
+    """The run's label (lib.setup.runs.label); empty for claims on the document's own tables."""
+    value: float | None = None
+    """A table cell's measured value, shown even where the cell's tolerance check does not apply."""
+    verdict: Verdict | None = None
+    """The test's verdict, as its text shows it (None while the test runs)."""
+    baseline: str = ""
+    """Where the verdict differs from the --claims-baseline's: the baseline's verdict and measured value."""
+    moved: str = ""
+    """Where a cell's measured value moved beyond its tolerance against the --claims-baseline: by how much."""
+    fragility: dict[str, Any] | None = None
+    """With --fragility: the claim's row of Run.fragility (lib/fragility/search.py); None without."""
+
+    @property
+    def status(self) -> Status | None:
+        return self.verdict.status if self.verdict else None
+
+    @property
+    def verdict_text(self) -> str:
+        return self.verdict.text() if self.verdict else ""
+
+    def record(self, verdict: Verdict) -> None:
+        """What the judge found, as the row shows it: a cell's value, a sentence's measured text, or on
+        the document's tables the document side (a row the document does not decide leaves it and `ja` empty)."""
+        if self.kind == "document":
+            self.document, self.ja = verdict.measured, self.ja if verdict.status is not Status.SKIPPED else ""
+            self.note = f"overstated: {verdict.reason}" if verdict.status is Status.OVERSTATED else ""
+        elif verdict.value is not None:
+            self.measured, self.value = num(verdict.value), verdict.value
+        else:
+            self.measured = verdict.measured
+        self.verdict = Verdict.from_text(verdict.text())  # what its text shows: a failure's message stays with pytest
+
+    def to_json(self) -> dict[str, Any]:
+        """The claims JSON's row: the fields in their order, `claim` for id (last), the verdict as text."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "id"}
+        return {**data, "verdict": self.verdict_text, "claim": self.id}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Row:
+        """A row of any claims JSON; ValueError names a row that lacks claim, kind or verdict."""
+        if not isinstance(data, dict) or not {"claim", "kind", "verdict"} <= data.keys():
+            raise ValueError(f"row {data!r} lacks claim, kind or verdict")
+        known = {f.name for f in fields(cls)} - {"id", "verdict"}
+        verdict = Verdict.from_text(data["verdict"]) if data["verdict"] else None
+        return cls(
+            id=data["claim"],
+            section=data.get("section", ""),
+            kind=data["kind"],
+            verdict=verdict,
+            **{k: v for k, v in data.items() if k in known and k not in ("section", "kind") and v is not None},
+        )
