@@ -175,7 +175,7 @@ class Session:
         from lib.fragility.search import fragility_of
 
         if label not in self._fragility:
-            self._fragility[label] = fragility_of(self.run(label), self.follow_ups)
+            self._fragility[label] = fragility_of(self.run(label), self.follow_ups, self.write_up)
             self.fragility_rows[label] = {r["claim"]: r for r in self._fragility[label]}
         return self._fragility[label]
 

@@ -54,3 +54,50 @@ def test_a_cell_naming_an_undefined_tolerance_is_refused(tmp_path):
     path.write_text(path.read_text().replace('columns = {k90 = "k"}', 'columns = {k90 = "kk"}'))
     with pytest.raises(ValueError, match=r"tolerances \['kk'\]"):
         load_document(tmp_path / "w")
+
+
+def test_a_three_claim_write_up_runs_on_the_embedded_model(tmp_path):
+    """`--write-up tests/data/mini-write-up`: its two cells and its sentence are the session's claims,
+    judged on the embedded model (whose set-up the mini write-up names), with no change to lib/."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "claims.json"
+    args = ["claims/", "--model", "tiny-wikitext", "--device", "cpu", "--write-up", str(MINI)]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "--claims-json", str(out), "-p", "no:cacheprovider", "-q"],
+        cwd=ROOT,
+        env={**os.environ, "DPHI_CACHE_DIR": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {(r["claim"], r["kind"]): r["verdict"] for r in json.loads(out.read_text())["rows"]}
+    assert rows == {
+        ("mini-7A-mean_norm-layer-0", "cell"): "holds",
+        ("mini-7B-k90-layer-0", "cell"): "holds",
+        ("mini-first-layer-fewer-components", "measured"): "holds",
+        ("mini-first-layer-fewer-components", "document"): "holds",
+    }
+
+
+def test_the_fragility_digest_is_the_same_in_every_process():
+    """The digest keying cached fragility rows is read from text (claims, cells, the deciding code's
+    source), never from object reprs that print memory addresses: two processes agree."""
+    import subprocess
+    import sys
+
+    code = "from lib.fragility.search import claims_digest; print(claims_digest())"
+    digests = {
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True).stdout for _ in "ab"
+    }
+    assert len(digests) == 1 and len(digests.pop().strip()) == 16
+
+
+def test_the_fragility_digest_follows_the_write_up():
+    from lib.fragility.search import claims_digest
+
+    assert claims_digest(load_write_up(MINI)) != claims_digest(EXP7_WRITE_UP)

@@ -31,6 +31,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from random import Random
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,10 @@ from lib.errors import ConfigError
 from lib.fragility.recording import PASS_TABLES, Reads, Recorder
 from lib.fragility.weighted import Base, Dropped
 from lib.measure.capture import KEYS
-from lib.writeup.claims import CELLS, CLAIMS, Cell, Claim
+from lib.writeup import judge as judge_module
+from lib.writeup.claims import Cell, Claim
 from lib.writeup.judge import decide
+from lib.writeup.write_up import EXP7_WRITE_UP, WriteUp
 
 if TYPE_CHECKING:
     from lib.tables.run import Run
@@ -133,29 +136,28 @@ def cell_value(cell: Cell, tables: Mapping[str, Any]) -> float | None:
     return cell.measured(tables)  # type: ignore[arg-type]
 
 
-def claims_digest() -> str:
-    """What the cached rows depend on beside the run: every claim's id and predicate (its bytecode and
-    constants) and every cell's value and tolerance, so that a changed predicate recomputes them."""
+def claims_digest(write_up: WriteUp = EXP7_WRITE_UP) -> str:
+    """What the cached rows depend on beside the run: every claim's id, predicate (by name, with its
+    parameters and scope) and every cell's value and tolerance, and the source of the code that decides
+    them (the predicates, the roles, the judge), so that a changed predicate recomputes them. Read from
+    text only, never from object reprs, so every process computes the same digest."""
     h = hashlib.sha256()
-    for j in judged(follow_ups=True):
-        h.update(j.id.encode())
+    for j in judged(True, write_up):
         if isinstance(j, Cell):
-            h.update(repr((j.value, j.rtol, j.atol)).encode())
-            continue
-        assert j.predicate is not None
-        code = j.predicate.__code__
-        h.update(code.co_code + repr(code.co_consts).encode())
-        for cell in j.predicate.__closure__ or ():
-            inner = getattr(cell.cell_contents, "__code__", None)
-            h.update(inner.co_code + repr(inner.co_consts).encode() if inner else repr(cell.cell_contents).encode())
+            h.update(repr((j.id, j.value, j.rtol, j.atol)).encode())
+        else:
+            h.update(repr((j.id, j.predicate_name, j.params, j.scope, j.followup)).encode())
+    code = Path(judge_module.__file__).parent  # lib/writeup/
+    for source in sorted([*code.glob("predicates/*.py"), code / "roles.py", code / "judge.py"]):
+        h.update(source.name.encode() + source.read_bytes())
     return h.hexdigest()[:16]
 
 
-def judged(follow_ups: bool = False) -> list[Judged]:
+def judged(follow_ups: bool = False, write_up: WriteUp = EXP7_WRITE_UP) -> list[Judged]:
     """Every sentence with a predicate that reads 7A-7E and the causes (and, with follow_ups, the
     follow-up tables 7F-7H), then every cell."""
-    sentences: list[Judged] = [c for c in CLAIMS if c.predicate is not None and (follow_ups or not c.followup)]
-    return sentences + list(CELLS)
+    sentences: list[Judged] = [c for c in write_up.claims if c.predicate is not None and (follow_ups or not c.followup)]
+    return sentences + list(write_up.cells)
 
 
 # ---------------------------------------------------------------- the search
@@ -374,18 +376,19 @@ def fragility_rows(
     examples: int = EXAMPLES,
     database: Any = None,
     follow_ups: bool = False,
+    write_up: WriteUp = EXP7_WRITE_UP,
 ) -> list[dict[str, Any]]:
-    """One row per claim (sentences, then cells) of one run: JSON-shaped, as `--json`'s `fragility`.
-    follow_ups: the follow-up sentences too (base.tables then holds the follow-up tables)."""
+    """One row per claim (sentences, then cells) of the write-up on one run: JSON-shaped, as `--json`'s
+    `fragility`. follow_ups: the follow-up sentences too (base.tables then holds the follow-up tables)."""
     n = base.stats.norms.shape[1]
     if not 0 < budget_share < 1:
         raise ValueError(f"fragility budget share must be in (0, 1), got {budget_share}")
     budget = max(1, math.floor(budget_share * n))
     searcher = Searcher(base, budget, examples, database)
-    return [searcher.search(c) for c in judged(follow_ups)]
+    return [searcher.search(c) for c in judged(follow_ups, write_up)]
 
 
-def fragility_of(run: Run, follow_ups: bool = False) -> list[dict[str, Any]]:
+def fragility_of(run: Run, follow_ups: bool = False, write_up: WriteUp = EXP7_WRITE_UP) -> list[dict[str, Any]]:
     """Drop-k fragility of every claim of one run (fragility_rows), the follow-up sentences too with
     follow_ups (their tables computed first); cached beside the tables; needs the held capture."""
     from hypothesis.database import DirectoryBasedExampleDatabase
@@ -394,7 +397,7 @@ def fragility_of(run: Run, follow_ups: bool = False) -> list[dict[str, Any]]:
     from lib.tables.run import TABLES_VERSION
 
     meta = {"stage": "fragility", "version": FRAGILITY_VERSION, "tables_version": TABLES_VERSION}
-    meta.update(budget_share=BUDGET_SHARE, examples=EXAMPLES, claims=claims_digest(), **run.config.identity())
+    meta.update(budget_share=BUDGET_SHARE, examples=EXAMPLES, claims=claims_digest(write_up), **run.config.identity())
     if follow_ups:
         meta.update(follow_ups=True, followups_version=FOLLOWUPS_VERSION)
 
@@ -419,7 +422,7 @@ def fragility_of(run: Run, follow_ups: bool = False) -> list[dict[str, Any]]:
             run.config.attention,
         )
         database = DirectoryBasedExampleDatabase(run.store.root / "fragility-examples")
-        return {"rows": fragility_rows(base, database=database, follow_ups=follow_ups)}
+        return {"rows": fragility_rows(base, database=database, follow_ups=follow_ups, write_up=write_up)}
 
     stage = "fragility-followups" if follow_ups else "fragility"  # two entries: neither overwrites the other
     return run.store.get_or_compute_json(stage, run.config.key(), meta, compute)["rows"]

@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lib.writeup.claims import DOCUMENT_TABLES, SETUP, Cell, Claim, NotApplicable
+from lib.writeup.claims import Cell, Claim, NotApplicable
+from lib.writeup.document import DOCUMENT, Document
 
 Tables = Mapping[str, Any]
 Measure = Callable[[Cell, Tables], "float | None"]
@@ -113,28 +114,31 @@ def decide(item: Claim | Cell, tables: Tables, measure: Measure = Cell.measured)
     return _predicate(item, tables, gpt2=None)
 
 
-def document_side(claim: Claim) -> str:
+def document_side(claim: Claim, document: Document = DOCUMENT) -> str:
     """What a sentence's predicate measures on the write-up's own tables (a row's `document`)."""
     if claim.document_untestable:
         return f"(not decidable: {claim.document_untestable})"
-    return claim.predicate(DOCUMENT_TABLES)[1] if claim.predicate else ""
+    return claim.predicate(document.tables)[1] if claim.predicate else ""
 
 
-def set_up_differs(config: Mapping[str, Any]) -> str | None:
+def set_up_differs(config: Mapping[str, Any], document: Document = DOCUMENT) -> str | None:
     """Why the write-up's numbers do not apply to this run (config: RunConfig.to_json), or None when they do."""
-    off = SETUP.differs(config)
+    setup = document.setup
+    off = setup.differs(config)
     if not off:
         return None
-    return f"the write-up's numbers are for {SETUP.describe()}; this run differs in {', '.join(off)}"
+    return f"the write-up's numbers are for {setup.describe()}; this run differs in {', '.join(off)}"
 
 
-def on_run(item: Claim | Cell, tables: Callable[[], Tables], config: Mapping[str, Any]) -> Verdict:
+def on_run(
+    item: Claim | Cell, tables: Callable[[], Tables], config: Mapping[str, Any], document: Document = DOCUMENT
+) -> Verdict:
     """A cell or sentence on a run's measured tables (read only where the claim is tested: a follow-up's
     are computed on request). A cell's value is kept where it is not judged: comparing it with the
     write-up is what a user who changed the run came for."""
     if isinstance(item, Cell):
         verdict = decide(item, tables())
-        off = set_up_differs(config)
+        off = set_up_differs(config, document)
         if verdict.value is None or not off:
             if verdict.status is Status.DOES_NOT_HOLD:
                 return _cell_off(item, verdict)
@@ -142,7 +146,7 @@ def on_run(item: Claim | Cell, tables: Callable[[], Tables], config: Mapping[str
         return Verdict(Status.SKIPPED, reason=f"not judged: {off}", value=verdict.value)
     if item.untested or item.predicate is None:
         return Verdict(Status.SKIPPED, reason=f"not tested: {item.untested}")
-    gpt2 = SETUP.is_model(config)
+    gpt2 = document.setup.is_model(config)
     verdict = _predicate(item, tables(), gpt2)
     if verdict.status is Status.SKIPPED:
         return verdict
@@ -150,7 +154,7 @@ def on_run(item: Claim | Cell, tables: Callable[[], Tables], config: Mapping[str
         return Verdict(Status.SKIPPED, verdict.measured, f"not judged: {NOT_GPT2}")
     if verdict.status is Status.DOES_NOT_HOLD:
         why = f"{item.id}: «{item.sentence}» does not hold: measured {verdict.measured}; the document's own tables: "
-        return Verdict(Status.DOES_NOT_HOLD, verdict.measured, why + document_side(item))
+        return Verdict(Status.DOES_NOT_HOLD, verdict.measured, why + document_side(item, document))
     return verdict
 
 
@@ -165,14 +169,14 @@ def _cell_off(cell: Cell, verdict: Verdict) -> Verdict:
     )
 
 
-def on_document(claim: Claim) -> Verdict:
+def on_document(claim: Claim, document: Document = DOCUMENT) -> Verdict:
     """A sentence on the write-up's own tables, against claims.toml's marks. `measured` is the document
     side as a row shows it; FAILS where a mark does not match what the tables give."""
     if claim.untested or claim.predicate is None:
         return Verdict(Status.SKIPPED, reason=f"not tested: {claim.untested}")
     if claim.document_untestable:
         return Verdict(Status.SKIPPED, reason=claim.document_untestable)
-    holds, on_document = claim.predicate(DOCUMENT_TABLES)
+    holds, on_document = claim.predicate(document.tables)
     if claim.contradicted:
         if holds:
             why = f"{claim.id} is marked contradicted, but follows from the document's own tables: {on_document}"
@@ -185,7 +189,7 @@ def on_document(claim: Claim) -> Verdict:
         return Verdict(Status.HOLDS, on_document)
     if claim.literal is None:
         return Verdict(Status.FAILS, on_document, f"{claim.id}: an overstated claim needs its literal reading")
-    literal_holds, literal = claim.literal(DOCUMENT_TABLES)
+    literal_holds, literal = claim.literal(document.tables)
     if literal_holds:
         why = f"{claim.id} is marked overstated, but its literal reading holds on the document's own tables: {literal}"
         return Verdict(Status.FAILS, on_document, why)
