@@ -20,17 +20,6 @@ from typing import Any
 from lib.errors import ConfigError, ResourceUnavailable
 from lib.setup.options import FRAGILITY_HELP, OPTIONS, REFRESH_HELP, cache_dir
 
-WRITE_UP_TABLES = (
-    "config",
-    "norms",
-    "layer_pca",
-    "shared_pca",
-    "reconstruction",
-    "baseline_ppl",
-    "lowrank_ppl",
-    "attn_ffn",
-)
-
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lib", description="Experiment 7: residual-stream Δφ PCA")
@@ -125,7 +114,10 @@ def format_fragility(rows: Sequence[dict[str, Any]]) -> str:
 
 def _ordered(tables: dict[str, Any]) -> dict[str, Any]:
     """The write-up's tables first, then the suite's own measurements (docs/usage.md)."""
-    return {k: tables[k] for k in [*WRITE_UP_TABLES, *(k for k in tables if k not in WRITE_UP_TABLES)]}
+    from lib.tables.registry import write_up_order
+
+    first = write_up_order()
+    return {k: tables[k] for k in [*first, *(k for k in tables if k not in first)]}
 
 
 def _one_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
