@@ -1,24 +1,13 @@
-"""Every measured table locked by a syrupy snapshot (snapshots/<run id>/test_snapshots/)."""
+"""Every measured table locked by a syrupy snapshot (snapshots/<run id>/test_snapshots/): each table of
+lib/tables/registry.py but those whose entry says why not (`unsnapshotted`)."""
 
 import json
 
 import pytest
 
 from lib.report.snapshot import DEVICE_K_ATOL, DEVICE_RTOL, SNAPSHOTS, cpu_snapshot, device_difference, rounded
+from lib.tables.registry import TABLES, snapshotted
 
-TABLES = ("norms", "layer_pca", "shared_pca", "reconstruction", "baseline_ppl", "lowrank_ppl", "attn_ffn")
-CAUSES = (
-    "shared_pca_normalised",
-    "shared_pca_balanced",
-    "reconstruction_balanced_per_layer",
-    "shared_overlap",
-    "reconstruction_own_per_layer",
-    "write_sources",
-    "unembedding_overlap",
-    "norm_concentration",
-    "pc1_origin",
-)
-"""The suite's measurements behind the causal sentences (lib/tables/causes.py)."""
 POSITIONS = ("largest", "top_positions")
 """Which positions rank first: not locked, since equal vectors (the same tokens after BOS) tie."""
 
@@ -31,16 +20,18 @@ def _locked(table):
     return table
 
 
-@pytest.mark.parametrize("name", TABLES + CAUSES)
-def test_table_snapshot(name, run, tables, table_snapshot, run_config, pytestconfig, request):
+@pytest.mark.parametrize("name", snapshotted())
+def test_table_snapshot(name, run, table_snapshot, run_config, pytestconfig, request):
     """The measured table equals this run's snapshot, floats within lib.report.snapshot.FLOAT_RTOL.
 
     A run on mps or cuda without snapshots of its own is checked against the CPU snapshot of the
     same run within the device tolerance (lib.report.snapshot.device_difference), and says so. A run
     without snapshots (the first run of a new model, text, token window or convention) skips,
     saying how to create them, unless --require-snapshots (`make test`: the embedded model's
-    committed snapshots must exist and match).
+    committed snapshots must exist and match). A follow-up table (7F-7H) skips without --follow-ups.
     """
+    stage = TABLES[name].stage
+    tables = request.getfixturevalue("followup_tables" if stage == "followups" else "tables")
     path = SNAPSHOTS / run_config.run_id / "test_snapshots" / f"{request.node.name}.json"
     cpu = cpu_snapshot(run_config, request.node.name)
     if not path.exists() and cpu is not None and not pytestconfig.getoption("update_snapshots"):

@@ -20,17 +20,6 @@ from lib.errors import ConfigError, ResourceUnavailable
 from lib.setup.options import OPTIONS
 from lib.setup.outputs import check_output, write_atomic
 
-WRITE_UP_TABLES = (
-    "config",
-    "norms",
-    "layer_pca",
-    "shared_pca",
-    "reconstruction",
-    "baseline_ppl",
-    "lowrank_ppl",
-    "attn_ffn",
-)
-
 
 class _Version(argparse.Action):
     """--version: the version and the commit, read only when asked (it runs git)."""
@@ -128,7 +117,10 @@ def format_fragility(rows: Sequence[dict[str, Any]]) -> str:
 
 def _ordered(tables: dict[str, Any]) -> dict[str, Any]:
     """The write-up's tables first, then the suite's own measurements (docs/usage.md)."""
-    return {k: tables[k] for k in [*WRITE_UP_TABLES, *(k for k in tables if k not in WRITE_UP_TABLES)]}
+    from lib.tables.registry import write_up_order
+
+    first = write_up_order()
+    return {k: tables[k] for k in [*first, *(k for k in tables if k not in first)]}
 
 
 def _one_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:

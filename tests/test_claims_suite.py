@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lib.report.snapshot import close, rounded
+from lib.tables.registry import snapshotted
 from lib.writeup.claims import CELLS, CLAIMS, DOCUMENT_TABLES, SECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +54,7 @@ def test_snapshot_lifecycle(tmp_path, small_run_args):
     created = run_claims(tmp_path, test, *small_run_args, "--snapshot-update")
     assert created.returncode == 0, created.stdout[-2000:]
     files = sorted((tmp_path / "snaps").rglob("*.json"))
-    assert len(files) == 16 and all("-n60-cpu-compat-all-centred-" in str(f) for f in files)
+    assert len(files) == len(snapshotted("tables")) and all("-n60-cpu-compat-all-centred-" in str(f) for f in files)
     assert run_claims(tmp_path, test, *small_run_args).returncode == 0
 
     lowrank = next(f for f in files if "lowrank_ppl" in f.name)

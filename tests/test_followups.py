@@ -17,11 +17,11 @@ from lib.measure.store import Store
 from lib.setup.model_source import EMBEDDED
 from lib.tables.followups import (
     OUTLIER_MADS,
-    followup_tables,
     layer_pca_without_outliers,
     overlap_matrix,
     subspace_overlap,
 )
+from lib.tables.registry import followup_tables
 from lib.tables.run import Run
 
 # The plain-HF reference and the bridge both run float32 forwards; they differ by summation
@@ -316,7 +316,7 @@ def test_full_k_is_the_baseline_for_every_ablation(small_followups):
 
 def test_shared_ablation_parts_are_the_layers_they_name(small_run, small_followups):
     """all-but-last and last-only against the same shared projection built by hand at those layers."""
-    from lib.measure.lowrank import Projection, lowrank_nll
+    from lib.measure.lowrank import Projection, lowrank_nll, mean_nll
     from lib.tables.core import shared_basis
 
     run, st_ = small_run, small_run.stats
@@ -328,6 +328,7 @@ def test_shared_ablation_parts_are_the_layers_they_name(small_run, small_followu
         [Projection(mean, dirs, 8, "resid", (0, 1)), Projection(mean, dirs, 8, "resid", (2,))],
         batch_size=1,
     )
+    nll = mean_nll(nll, run.selection)
     base = math.exp(float(st_.nll.mean()))
     row = small_followups["shared_ablation"][0]
     # the same hooks on the same tokens, only grouped differently: float32 rounding

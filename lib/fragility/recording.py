@@ -7,6 +7,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lib.tables.registry import K_COLUMN, TABLES, names
+
 
 @dataclass
 class Reads:
@@ -19,12 +21,12 @@ class Reads:
 
     @property
     def passes(self) -> bool:
-        """Whether it reads a perplexity (7D, 7F, 7H): each recomputation then runs projected passes."""
-        return "baseline_ppl" in self.rows or any(self.fields.get(t, set()) - {"k"} for t in PASS_TABLES)
-
-
-PASS_TABLES = ("lowrank_ppl", "attn_only_ppl", "ffn_only_ppl", "shared_ablation")
-"""Tables of perplexities under projected passes (their K column alone needs none)."""
+        """Whether it reads a perplexity (7D, 7F, 7H, the baseline; registry's `perplexity`) beyond the K
+        column of a table of projected passes: each recomputation then runs the passes."""
+        return any(
+            bool(self.fields.get(name, set()) - {K_COLUMN}) if TABLES[name].passes else name in self.rows
+            for name in names(perplexity=True)
+        )
 
 
 class _Row(Mapping[str, Any]):

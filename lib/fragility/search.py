@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lib.errors import ConfigError
-from lib.fragility.recording import PASS_TABLES, Reads, Recorder
+from lib.fragility.recording import Reads, Recorder
 from lib.fragility.weighted import Base, Dropped
-from lib.measure.capture import KEYS
+from lib.tables.registry import TABLES, names
 from lib.writeup import judge as judge_module
 from lib.writeup.claims import Cell, Claim
 from lib.writeup.judge import decide
@@ -60,28 +60,9 @@ EXAMPLES = 4
 and no two claims share its drop sets); table cells get the greedy search only."""
 SHRINK_FACTOR = 4
 """hypothesis recomputes at most SHRINK_FACTOR x EXAMPLES drop sets per claim, shrinking included."""
-PER_LAYER: dict[str, tuple[str, ...]] = {
-    "norms": ("norm",),
-    "layer_pca": ("delta_phi",),
-    "layer_spectra": ("delta_phi",),
-    "attn_ffn": ("attn", "ffn"),
-    "write_sources": KEYS,
-    "norm_concentration": ("norm",),
-    "pc1_origin": ("delta_phi",),
-    "layer_pca_without_outliers": ("delta_phi", "norm"),
-}
-"""Tables whose row i is layer i, and the writes (or "norm": 7A's per-position norms) row i reads.
-Every other table that depends on the positions reads Δφ at every layer (shared basis, 7C, 7D)."""
-WHOLE: dict[str, tuple[str, ...]] = {
-    "unembedding_overlap": ("delta_phi", "attn"),
-    "subspace_overlap": ("attn", "ffn"),
-    "attn_only_ppl": ("attn",),
-    "ffn_only_ppl": ("ffn",),
-}
-"""Tables that are not per layer but read other writes than Δφ (at every layer): the unembedding
-overlap compares Δφ's and the attention writes' directions; 7F projects one write at a time."""
-FIXED = ("config", "model_shape", "reconstruction_sample")
-"""Tables no drop set changes (the run's identity; 7C's sample size only counts)."""
+PER_LAYER: dict[str, tuple[str, ...]] = {n: TABLES[n].reads for n in names(per_layer=True)}
+"""Tables whose row i is layer i, and the writes (or "norm": 7A's per-position norms) row i reads
+(lib/tables/registry.py); every other table reads its writes at every layer."""
 PASSES = "projected passes (7D, 7F, 7H)"
 
 
@@ -99,13 +80,13 @@ def sources(reads: Reads, n_layers: int, per_layer: bool = False) -> set[Source]
     """
     out: set[Source] = set()
     for table, rows in reads.rows.items():
-        if table in FIXED or (table in PASS_TABLES and not reads.passes):  # a K column: fixed
+        entry = TABLES[table]
+        if entry.passes and not reads.passes:  # a K column: fixed
             continue
-        if table in PER_LAYER:
-            read = range(n_layers) if None in rows or not per_layer else sorted(r for r in rows if r is not None)
-            out |= {(key, layer) for key in PER_LAYER[table] for layer in read}
-        else:
-            out |= {(key, layer) for key in WHOLE.get(table, ("delta_phi",)) for layer in range(n_layers)}
+        read: Sequence[int] = range(n_layers)
+        if entry.per_layer and per_layer and None not in rows:
+            read = sorted(r for r in rows if r is not None)
+        out |= {(key, layer) for key in entry.reads for layer in read}  # no reads (the run's identity): none
     return out
 
 

@@ -137,28 +137,32 @@ def lowrank_nll(
     batch_size: int = 8,
     progress: Callable[[list], Iterable] = iter,
     attention: str = "sdpa",
-) -> list[float]:
-    """Mean next-token NLL on the selection's text tokens under each variant.
+) -> torch.Tensor:
+    """(n_variants, n_predicted) float64 next-token NLL of every prediction under each variant, in
+    the capture's chunk-major order (mean_nll: the perplexity's mean; a caller that leaves positions
+    out filters the columns first).
 
     Runs ceil(len(variants) / batch_size) * n_chunks forward passes: steps (group of variants,
-    chunk). Under torchrun each rank runs a contiguous share of the steps; the per-step NLL
-    sums are summed over ranks (exact: one rank wrote each) and added in step order on every
-    rank, so the result is bitwise that of one process.
+    chunk). Under torchrun each rank runs a contiguous share of the steps and writes their columns
+    into a zero tensor; the tensors are summed over ranks (exact: one rank wrote each element), so
+    the result is bitwise that of one process.
     """
     device, dtype = bridge.cfg.device, bridge.cfg.dtype
-    count = sum(len(chunk) - 1 for chunk in selection.chunks)  # predicted tokens
+    starts = [0]
+    for chunk in selection.chunks:
+        starts.append(starts[-1] + len(chunk) - 1)  # predictions of each chunk: columns starts[c]:starts[c+1]
     # Group variants of one site and similar width, so that zero-padding to the group's largest costs little.
     groups: list[list[int]] = []
     for site in sorted({v.site for v in variants}):
         order = sorted((i for i, v in enumerate(variants) if v.site == site), key=lambda i: variants[i].width)
         groups += [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    steps = [(g, chunk) for g in range(len(groups)) for chunk in selection.chunks]
-    partial = torch.zeros(len(steps), len(variants), dtype=torch.float64)  # NLL sum of each step, zeros elsewhere
+    steps = [(g, c) for g in range(len(groups)) for c in range(len(selection.chunks))]
+    nll = torch.zeros(len(variants), starts[-1], dtype=torch.float64)  # zeros where another rank computes
     mine = list(distributed.shard(len(steps)))
     with torch.inference_mode(), attention_kernel(bridge, attention), ExitStack() as hooked:
         current = None
         for s in progress(mine) if distributed.is_writer() else mine:
-            g, chunk = steps[s]
+            g, c = steps[s]
             group = groups[g]
             if g != current:  # the group's projections, hooked once for all its chunks
                 hooked.close()
@@ -169,10 +173,22 @@ def lowrank_nll(
                 hooks = _hooks(means, w, complement, active, site=variants[group[0]].site)
                 hooked.enter_context(bridge.hooks(fwd_hooks=hooks))
                 current = g
-            tokens = chunk.to(device).expand(len(group), -1)  # (G, T)
-            partial[s, group] = token_nll(bridge(tokens), tokens).sum(-1)
-    distributed.sum_(partial)
-    totals = torch.zeros(len(variants), dtype=torch.float64)
-    for row in partial:  # in step order, as one process adds them
-        totals += row
-    return (totals / count).tolist()
+            tokens = selection.chunks[c].to(device).expand(len(group), -1)  # (G, T)
+            nll[group, starts[c] : starts[c + 1]] = token_nll(bridge(tokens), tokens)  # (G, T-1)
+    distributed.sum_(nll)
+    return nll
+
+
+def mean_nll(nll: torch.Tensor, selection: Selection) -> list[float]:
+    """Each variant's mean NLL over every prediction: nll (n_variants, n_predicted) from lowrank_nll.
+
+    Summed chunk by chunk, then over the chunks in order, then divided: the order the perplexities
+    were always summed in, so that they stay the same to the last bit.
+    """
+    totals = torch.zeros(len(nll), dtype=torch.float64)
+    start = 0
+    for chunk in selection.chunks:
+        n = len(chunk) - 1
+        totals += nll[:, start : start + n].sum(-1)
+        start += n
+    return (totals / start).tolist()

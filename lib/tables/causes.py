@@ -4,7 +4,7 @@ The write-up explains its tables with causes it does not measure ("because layer
 norm dominates", "this FFN is the cause", "leaning toward the unembedding", "a few
 samples dominate", "possibly a fixed bias term"). Each needs only the captured
 statistics or the weights, no extra forward pass, so the suite measures them with the
-tables (lib/tables/run.py) and lib/writeup/predicates/causal.py states each sentence as a predicate on them.
+tables (lib/tables/registry.py lists them) and lib/writeup/predicates/causal.py states each sentence as a predicate on them.
 
 Subspace overlap of orthonormal bases A (d, k) and B (d, k'): ||A^T B||_F^2 / k, 1 when
 span A lies in span B, k'/d in expectation for a random A.
@@ -251,37 +251,3 @@ def pc1_origin(
             }
         )
     return rows
-
-
-def cause_tables(
-    stats: Stats,
-    bases: Sequence[Pca],
-    shared: Pca,
-    attn: Sequence[Pca],
-    ffn: Sequence[Pca],
-    bridge: TransformerBridge,
-    selection: Selection,
-    centred: bool,
-    layer_k90: Sequence[int],
-    attn_k90: Sequence[int],
-) -> dict[str, Any]:
-    """Every table of this module, JSON-shaped. attn, ffn: per-layer PCA (attention's directions are
-    computed here where the caller fitted a spectrum only)."""
-    b_out = (
-        bridge.b_out.detach().to("cpu")
-        if getattr(bridge, "b_out", None) is not None
-        else torch.zeros_like(stats.total[0])
-    )
-    attn = [a if a.components is not None else pca(stats.moments("attn", i), centred) for i, a in enumerate(attn)]
-    balanced = shared_balanced(stats, centred)
-    return {
-        "shared_pca_normalised": shared_pca_normalised(stats, centred),
-        "shared_pca_balanced": balanced.k_columns(),
-        "reconstruction_balanced_per_layer": balanced_reconstruction(stats.sample, balanced, shared),
-        "shared_overlap": shared_overlap(shared, bases),
-        "reconstruction_own_per_layer": own_reconstruction(stats.sample, bases),
-        "write_sources": write_sources(stats, bases, ffn, centred),
-        "unembedding_overlap": unembedding_overlap(unembedding_directions(bridge), bases, attn, layer_k90, attn_k90),
-        "norm_concentration": norm_concentration(stats, selection),
-        "pc1_origin": pc1_origin(stats, bases, b_out, sample_where(stats, selection)),
-    }

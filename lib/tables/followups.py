@@ -10,28 +10,28 @@
     at the last layer only.
     layer_pca_without_outliers: 7B with each layer's outlier positions left out.
 
-Each table is a function of Stats (and the NLLs of the projected passes); `followup_tables`
-runs all projected passes in one `lowrank_nll` call (variants are grouped by site there).
+Each table is a function of Stats (and the NLLs of the projected passes); lib/tables/registry.py
+lists them, computed with Run.followups on request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 import lib.measure.capture
-from lib.measure.lowrank import Projection, lowrank_nll
+from lib.measure.lowrank import Projection
 from lib.measure.spectra import Moments, Pca, add_gram_, pca
 from lib.setup.corpus import Selection
 from lib.tables.causes import locate, overlap
-from lib.tables.core import expanded, layer_bases, lowrank_ks, paired_rows, ppl_rows, shared_basis, stacked
+from lib.tables.core import expanded, paired_rows, stacked
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-    from lib.measure.capture import Capture, Stats
+    from lib.measure.capture import Stats
 
 FOLLOWUPS_VERSION = 1
 """Bump when a follow-up table's definition changes, so cached ones are recomputed."""
@@ -47,10 +47,10 @@ layer 2 (norm ~2,300 against a mean of 18) is far past it."""
 
 
 # ---------------------------------------------------------------- 7F
-def site_only_projections(attn: Sequence[Pca], ffn: Sequence[Pca], ks: Sequence[int]) -> list[Projection]:
-    """Attention-only variants for each K, then FFN-only ones; every layer projected."""
-    a, f = stacked(attn), stacked(ffn)
-    return [Projection(*a, k, site="attn") for k in ks] + [Projection(*f, k, site="ffn") for k in ks]
+def site_only_projections(bases: Sequence[Pca], ks: Sequence[int], site: str) -> list[Projection]:
+    """One write's variants (site "attn" or "ffn", with that write's per-layer bases) for each K; every layer projected."""
+    own = stacked(bases)
+    return [Projection(*own, k, site=site) for k in ks]
 
 
 # ---------------------------------------------------------------- 7G
@@ -183,42 +183,3 @@ def layer_pca_without_outliers(
 def held_vectors(delta_phi: torch.Tensor) -> Callable[[dict[int, list[int]]], dict[tuple[int, int], torch.Tensor]]:
     """`vectors` for layer_pca_without_outliers from a held capture's (L, N, d) Δφ."""
     return lambda wanted: {(layer, p): delta_phi[layer, p] for layer, ps in wanted.items() for p in ps}
-
-
-# ---------------------------------------------------------------- all of them
-def followup_tables(
-    bridge: TransformerBridge,
-    selection: Selection,
-    stats: Stats,
-    *,
-    centred: bool,
-    ks: Sequence[int],
-    batch_size: int = 8,
-    progress: Callable[[list], Iterable] = iter,
-    attention: str = "sdpa",
-    capture: Capture | None = None,
-) -> dict[str, Any]:
-    """Tables 7F-7H and layer_pca_without_outliers for one run.
-
-    ks: the run's K list (config.ks), completed by lowrank_ks as 7D's. `capture`: the held Δφ,
-    if any; without it the outliers' few vectors are recaptured (`recapture`).
-    """
-    n_layers, d_model = stats.total.shape[1:]
-    ks = lowrank_ks(d_model, ks)
-    attn, ffn = layer_bases(stats, "attn", centred), layer_bases(stats, "ffn", centred)
-    variants = site_only_projections(attn, ffn, ks) + shared_ablation_projections(
-        shared_basis(stats, centred), n_layers, ks
-    )
-    nll = lowrank_nll(bridge, selection, variants, batch_size, progress, attention)
-    baseline, n = float(stats.nll.mean()), len(ks)
-    if capture is not None:
-        vectors = held_vectors(capture.delta_phi)
-    else:
-        vectors = lambda wanted: recapture(bridge, selection, wanted, batch_size, attention)  # noqa: E731
-    return {
-        "attn_only_ppl": ppl_rows(baseline, nll[:n], ks),
-        "ffn_only_ppl": ppl_rows(baseline, nll[n : 2 * n], ks),
-        "subspace_overlap": subspace_overlap(attn, ffn),
-        "shared_ablation": shared_ablation_table(baseline, nll[2 * n :], ks),
-        "layer_pca_without_outliers": layer_pca_without_outliers(stats, selection, centred, vectors),
-    }

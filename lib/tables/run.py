@@ -1,8 +1,7 @@
-"""Tables 7A-7E for one run config, each a pure function of the captured Δφ, cached on disk."""
+"""One run config's tables (lib/tables/registry.py), each a pure function of the captured Δφ, cached on disk."""
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Iterable
 from functools import cached_property
@@ -11,25 +10,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lib.measure.capture import Capture, Stats, capture_stats, capture_tensors, check_capture_memory, check_memory
-from lib.measure.lowrank import lowrank_nll
-from lib.measure.spectra import pca
 from lib.measure.store import Store
 from lib.setup.config import CAPTURE_INDEPENDENT
 from lib.setup.corpus import Selection, check_text_size, load_text, select_tokens, tokenize
 from lib.setup.model_source import model_shape
-from lib.tables.causes import cause_tables
-from lib.tables.core import (
-    attn_ffn_table,
-    layer_bases,
-    layer_pca_table,
-    lowrank_ks,
-    lowrank_table,
-    norms_table,
-    projections,
-    reconstruction_tables,
-    shared_basis,
-)
-from lib.tables.followups import FOLLOWUPS_VERSION, followup_tables
+from lib.tables import registry
+from lib.tables.context import Context, Inputs
+from lib.tables.core import lowrank_ks
+from lib.tables.followups import FOLLOWUPS_VERSION
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -109,9 +97,9 @@ class Run:
 
     def cached(self, follow_ups: bool = False) -> bool:
         """Whether the tables (and the follow-ups) are in the store for this config: reading them loads no model."""
-        stages = [("tables", TABLES_VERSION)] + ([("followups", FOLLOWUPS_VERSION)] if follow_ups else [])
+        stages = ["tables", "followups"] if follow_ups else ["tables"]
         key = self.config.key()
-        return all(self.store.load_json(s, key, self._meta(s, v), quiet=True) is not None for s, v in stages)
+        return all(self.store.load_json(s, key, self._stage_meta(s), quiet=True) is not None for s in stages)
 
     def check_sizes(self, windows: int = 1) -> None:
         """ConfigError, before any tokenisation or model work, when `windows` windows of the
@@ -185,74 +173,44 @@ class Run:
         return Stats.from_tensors(self.store.get_or_compute("stats", self.config.capture_key, meta, compute))
 
     @cached_property
-    def tables(self) -> dict[str, Any]:
+    def context(self) -> Context:
+        """What the tables are built from (lib/tables/context.py): the statistics, the bases fitted once,
+        shared by Run.tables and Run.followups."""
+        stats = self.stats  # loads the held capture where the tables use it; the outliers' vectors come from it
+        inputs = Inputs(
+            stats,
+            self.selection,
+            self.config.pca == "centred",
+            self.config.to_json(),
+            ks=lowrank_ks(stats.total.shape[-1], self.config.ks),
+            bridge=self.bridge,
+            capture=vars(self).get("capture"),
+            batch_size=self.batch_size,
+            attention=self.config.attention,
+            progress=_tqdm,
+        )
+        return Context(inputs)
+
+    def _stage(self, stage: str) -> dict[str, Any]:
+        """One stage's tables (lib/tables/registry.py), cached; an entry lacking a table registered since is recomputed."""
         return self.store.get_or_compute_json(
-            "tables", self.config.key(), self._meta("tables", TABLES_VERSION), self.compute_tables
+            stage, self.config.key(), self._stage_meta(stage), lambda: self.compute_tables(stage)
         )
 
-    def compute_tables(self) -> dict[str, Any]:
-        st, centred, cfg = self.stats, self.config.pca == "centred", self.bridge.cfg
-        bases = layer_bases(st, "delta_phi", centred)
-        shared = shared_basis(st, centred)
-        reconstruction_rows, reconstruction_per_layer = reconstruction_tables(st.sample, shared)
-        ks = lowrank_ks(st.total.shape[-1], self.config.ks)
-        nll = lowrank_nll(
-            self.bridge,
-            self.selection,
-            projections(bases, shared, ks),
-            self.batch_size,
-            _tqdm("7D low-rank passes"),
-            self.config.attention,
-        )
-        baseline = float(st.nll.mean())
-        attn = layer_bases(st, "attn", centred, vectors=False)
-        attn[-1] = pca(st.moments("attn", len(attn) - 1), centred)  # the last layer's directions (causes)
-        ffn = layer_bases(st, "ffn", centred)
-        layer_pca, attn_ffn = layer_pca_table(bases), attn_ffn_table(attn, ffn)
-        return {
-            "config": self.config.to_json(),
-            "norms": norms_table(st.norms),
-            "layer_pca": layer_pca,
-            "shared_pca": shared.k_columns(),
-            "reconstruction": reconstruction_rows,
-            "baseline_ppl": math.exp(baseline),
-            "lowrank_ppl": lowrank_table(baseline, nll, ks),
-            "attn_ffn": attn_ffn,
-            "reconstruction_per_layer": reconstruction_per_layer,
-            "layer_spectra": [b.ratio.tolist() for b in bases],
-            "reconstruction_sample": len(st.sample[0]),
-            "model_shape": {"n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "d_model": cfg.d_model},
-            **cause_tables(
-                st,
-                bases,
-                shared,
-                attn,
-                ffn,
-                self.bridge,
-                self.selection,
-                centred,
-                [r["k90"] for r in layer_pca],
-                [r["attn_k90"] for r in attn_ffn],
-            ),
-        }
+    def _stage_meta(self, stage: str) -> dict[str, Any]:
+        version = TABLES_VERSION if stage == "tables" else FOLLOWUPS_VERSION
+        return {**self._meta(stage, version), "tables": list(registry.names(stage))}
+
+    @cached_property
+    def tables(self) -> dict[str, Any]:
+        """Tables 7A-7E and the causes (registry stage "tables"), JSON-shaped."""
+        return self._stage("tables")
+
+    def compute_tables(self, stage: str = "tables") -> dict[str, Any]:
+        """One stage's tables computed (registry.build), not read from the cache."""
+        return registry.build(self.context, stage)
 
     @cached_property
     def followups(self) -> dict[str, Any]:
         """Follow-up tables 7F-7H (lib/tables/followups.py): computed only when accessed, cached beside the tables."""
-        meta = self._meta("followups", FOLLOWUPS_VERSION)
-
-        def compute() -> dict[str, Any]:
-            st = self.stats  # loads the held capture where the tables use it; the outliers' vectors come from it
-            return followup_tables(
-                self.bridge,
-                self.selection,
-                st,
-                centred=self.config.pca == "centred",
-                ks=self.config.ks,
-                batch_size=self.batch_size,
-                progress=_tqdm("7F-7H low-rank passes"),
-                attention=self.config.attention,
-                capture=vars(self).get("capture"),
-            )
-
-        return self.store.get_or_compute_json("followups", self.config.key(), meta, compute)
+        return self._stage("followups")
