@@ -58,6 +58,11 @@ def parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("baseline", help="the earlier --claims-json file")
     compare.add_argument("current", help="the later --claims-json file")
+    compare.add_argument(
+        "--allow-unmatched",
+        action="store_true",
+        help="baseline rows without a counterpart in the current result do not fail the comparison",
+    )
     return p
 
 
@@ -138,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "compare":
         from lib.report.compare import main as compare
 
-        return compare(args.baseline, args.current)
+        return compare(args.baseline, args.current, args.allow_unmatched)
     from lib.session import Session
 
     values = {o.name.replace("-", "_"): getattr(args, o.name.replace("-", "_")) for o in OPTIONS}

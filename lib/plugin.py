@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.report.rows import Row
-from lib.report.text import num
+from lib.report.rows import Row, claim_row
 from lib.setup.options import OPTIONS, ROOT, cache_dir
+from lib.setup.outputs import check_output, write_atomic
 from lib.writeup import judge as the_judge
 from lib.writeup.claims import Cell, Claim
 from lib.writeup.judge import Status, Verdict
@@ -80,11 +80,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "the only run) fails, naming both verdicts and values; cells that moved beyond their tolerance are reported",
     )
     group.addoption(
+        "--claims-csv",
+        dest="dphi_claims_csv",
+        default=None,
+        help="write the rows as CSV (one line per claim test and run, the JSON's columns) for a spreadsheet or pandas",
+    )
+    group.addoption(
+        "--allow-unmatched",
+        dest="dphi_allow_unmatched",
+        action="store_true",
+        help="with --claims-baseline: baseline rows without a counterpart in this session do not fail it "
+        "(default: they fail the session, as syrupy's unused snapshots do)",
+    )
+    group.addoption(
         "--require-snapshots",
         dest="dphi_require_snapshots",
         action="store_true",
         help="a run without committed snapshots fails its snapshot tests (default: they skip, saying how to create them)",
     )
+
+
+OUTPUTS = {
+    "--claims-json": "dphi_claims_json",
+    "--claims-csv": "dphi_claims_csv",
+    "--claims-report": "dphi_claims_report",
+}
+"""The files a session writes, by option: JSON first (cheapest, what a baseline reads), the report last."""
 
 
 def option_values(config: pytest.Config) -> dict[str, Any]:
@@ -96,6 +117,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         state = Session.from_options(option_values(config), baseline=config.getoption("dphi_claims_baseline"))
+        for option, name in OUTPUTS.items():  # every file the session promises, checked before any model work
+            if config.getoption(name):
+                check_output(config.getoption(name), option)
+        if config.getoption("dphi_claims_report"):
+            check_output(Path(config.getoption("dphi_claims_report")).with_suffix(".png"), "--claims-report's figure")
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[SESSION] = state
@@ -178,11 +204,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    import json
-
-    from lib.report.summary import json_document, markdown, terminal_summary
-    from lib.setup.provenance import describe, meta
-    from lib.setup.runs import label
+    """The files first (a Ctrl-C during the summary loses none of them), then the summary and the
+    baseline's line."""
+    from lib.report.summary import terminal_summary
 
     state = session(config)
     for line in sorted(state.snapshot_references):
@@ -190,35 +214,94 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     rows = list(state.rows.values())
     if not rows:
         return
+    written = write_outputs(config, state, rows) if any(config.getoption(n) for n in OUTPUTS.values()) else []
     terminalreporter.section("Experiment 7 claims")
     for line in terminal_summary(rows, verbose=config.getoption("verbose") > 0):
         terminalreporter.write_line(line)
-    report_path, json_path = config.getoption("dphi_claims_report"), config.getoption("dphi_claims_json")
-    if not (report_path or json_path):
-        return
+    for line in written:
+        terminalreporter.write_line(line)
+    if state.comparison is not None:  # a baseline session ends with one line: what it was compared with
+        if state.comparison.unmatched and not config.getoption("dphi_allow_unmatched"):
+            terminalreporter.write_line("baseline rows without a counterpart (--allow-unmatched accepts them):")
+            for line in state.comparison.unmatched_lines():
+                terminalreporter.write_line(line)
+        terminalreporter.write_line(state.comparison.summary(state.baseline.path if state.baseline else ""))
+
+
+def write_outputs(config: pytest.Config, state: Session, rows: list[Row]) -> list[str]:
+    """Each promised file written on its own, atomically (a failure is one line; the others are still
+    written); the JSON's meta says whether the session ran to its end (`complete`)."""
+    import csv
+    import io
+    import json
+
+    from lib.report.summary import json_document, markdown
+    from lib.setup.provenance import describe, meta
+    from lib.setup.runs import label
+
     options = {
         **option_values(config),
         **{k: config.getoption(f"dphi_{k}") for k in ("claims_xfail", "claims_baseline")},
     }
-    provenance = meta(options)
+    provenance = {**meta(options), "complete": state.complete, **({"stopped": state.stopped} if state.stopped else {})}
     runs = {name: {**r.to_json(), "group": label(r).rsplit("-w", 1)[0]} for name, r in state.runs.items()}
-    if report_path:
-        out = Path(report_path)
-        out.parent.mkdir(parents=True, exist_ok=True)
+    lines = (
+        []
+        if state.complete
+        else [f"claims: the session did not run to its end ({state.stopped}): files marked incomplete"]
+    )
+
+    def claims_json(path: Path) -> str:
+        write_atomic(path, json.dumps(json_document(rows, runs, provenance), indent=1, ensure_ascii=False) + "\n")
+        return f"claims JSON written to {path}"
+
+    def claims_csv(path: Path) -> str:
+        out = io.StringIO()
+        table = [{**r.to_json(), "fragility": json.dumps(r.fragility) if r.fragility else ""} for r in rows]
+        writer = csv.DictWriter(out, fieldnames=list(table[0]) if table else ["claim"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(table)
+        write_atomic(path, out.getvalue())
+        return f"claims CSV written to {path}"
+
+    def claims_report(path: Path) -> str:
         figure = None
         if state.tables:
             from lib.report.plots import plot_runs
 
-            figure = plot_runs({n: state.tables[n] for n in runs if n in state.tables}, out.with_suffix(".png")).name
-        out.write_text(markdown(rows, runs, figure, describe(provenance)), encoding="utf-8")
-        terminalreporter.write_line(
-            f"claims report written to {report_path}" + (f" (figure: {figure})" if figure else "")
-        )
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        document = json_document(rows, runs, provenance)
-        Path(json_path).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        terminalreporter.write_line(f"claims JSON written to {json_path}")
+            figure = plot_runs({n: state.tables[n] for n in runs if n in state.tables}, path.with_suffix(".png")).name
+        write_atomic(path, markdown(rows, runs, figure, describe(provenance)))
+        return f"claims report written to {path}" + (f" (figure: {figure})" if figure else "")
+
+    writers = {"--claims-json": claims_json, "--claims-csv": claims_csv, "--claims-report": claims_report}
+    for option, name in OUTPUTS.items():
+        if config.getoption(name):
+            try:
+                lines.append(writers[option](Path(config.getoption(name))))
+            except OSError as e:
+                lines.append(f"error: {option} {config.getoption(name)!r} could not be written: {e}")
+    return lines
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Whether the session ran to its end (the claims JSON says so), and the --claims-baseline's end: its
+    rows without a counterpart fail the session unless --allow-unmatched."""
+    from lib.report.compare import Result, compare
+
+    state = session.config.stash.get(SESSION, None)
+    if state is None:
+        return
+    ended = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
+    state.stopped = (
+        (session.shouldstop or session.shouldfail or None)
+        if ended
+        else f"exit status {pytest.ExitCode(exitstatus).name}"
+    )
+    state.complete = not state.stopped
+    if state.baseline is not None:
+        state.comparison = compare(state.baseline, Result("", rows=list(state.rows.values())))
+        if state.comparison.unmatched and not session.config.getoption("dphi_allow_unmatched"):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 class _Rows:
@@ -334,15 +417,13 @@ class Judge:
         self._decide(row, lambda: the_judge.on_run(item, tables, config, self.write_up))
 
     def cell(self, cell: Cell) -> None:
-        self.on_run(cell, Row(cell.id, cell.section, "cell", num(cell.value), run=self.request.getfixturevalue("run")))
+        self.on_run(cell, claim_row(cell, self.request.getfixturevalue("run"), self.write_up))
 
     def sentence(self, claim: Claim) -> None:
-        run, document = self.request.getfixturevalue("run"), the_judge.document_side(claim, self.write_up)
-        self.on_run(claim, Row(claim.id, claim.section, "measured", document, ja=claim.ja, run=run))
+        self.on_run(claim, claim_row(claim, self.request.getfixturevalue("run"), self.write_up))
 
     def document(self, claim: Claim) -> None:
-        row = Row(claim.id, claim.section, "document", ja=claim.ja)
-        self._decide(row, lambda: the_judge.on_document(claim, self.write_up))
+        self._decide(claim_row(claim), lambda: the_judge.on_document(claim, self.write_up))
 
 
 @pytest.fixture

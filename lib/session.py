@@ -27,7 +27,7 @@ from lib.tables.run import Run, Shared
 from lib.writeup.write_up import WriteUp, load_write_up
 
 if TYPE_CHECKING:
-    from lib.report.compare import Result
+    from lib.report.compare import Comparison, Result
 
 RUN_OPTIONS = tuple(o.name.replace("-", "_") for o in OPTIONS if o.run)
 """The option values that make a run's identity (RunConfig); the others are the session's settings."""
@@ -66,6 +66,12 @@ class Session:
     """label -> claim or cell id -> its fragility row (lib/fragility/search.py), with --fragility."""
     rows: dict[str, Any] = field(default_factory=dict)
     """pytest: test id -> the claim row (lib/report) of every claim test that ran, for the summary."""
+    complete: bool = True
+    """pytest: whether the session ran to its end (an interrupted one's claims JSON says so)."""
+    stopped: str | None = None
+    """pytest: why it did not (Ctrl-C, -x, an internal error), or None."""
+    comparison: Comparison | None = None
+    """pytest: the session's rows against the --claims-baseline, at its end."""
     snapshot_references: set[str] = field(default_factory=set)
     """pytest: which CPU snapshot a run on another device was compared with, for the summary."""
     _runs: dict[str, Run] = field(default_factory=dict, repr=False)

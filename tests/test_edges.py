@@ -3,6 +3,7 @@ Ctrl-C, --version. Nothing lost, nothing silently green."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -97,3 +98,52 @@ def test_ctrl_c_in_the_command_is_one_line_and_exit_130(tmp_path):
 def test_version_names_the_package_and_the_commit(tmp_path):
     done = _python("-m", "lib", "--version", cache=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith("dphi-claims ") and "commit " in done.stdout
+
+
+@pytest.fixture(scope="module")
+def embedded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the embedded model's claims runs below (its tables computed once)."""
+    return tmp_path_factory.mktemp("embedded-cache")
+
+
+def _claims(cache: Path, *args: str) -> subprocess.CompletedProcess:
+    base = ["-m", "pytest", "--model", "tiny-wikitext", "--device", "cpu", "-p", "no:cacheprovider", "-q"]
+    return _python(*base, *args, cache=cache)
+
+
+def test_a_claims_output_that_cannot_be_written_is_a_usage_error_before_any_model_work(tmp_path):
+    done = _claims(tmp_path / "cache", "claims/test_7a_norms.py", "--claims-json", str(tmp_path))
+    assert done.returncode == 4 and f"--claims-json {str(tmp_path)!r} is a directory" in done.stderr, done.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("capture-*"))
+
+
+def test_an_interrupted_session_marks_its_json_incomplete_and_a_baseline_refuses_it(embedded_cache, tmp_path):
+    """-x stops the session at its first failing claim (as Ctrl-C would, sooner): the JSON it writes says
+    `complete: false`, and neither --claims-baseline nor compare takes it."""
+    stopped = tmp_path / "stopped.json"
+    done = _claims(embedded_cache, "claims/test_7a_norms.py", "-x", "--claims-json", str(stopped))
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert json.loads(stopped.read_text())["meta"]["complete"] is False
+    again = _claims(embedded_cache, "claims/test_7a_norms.py", "--claims-baseline", str(stopped))
+    assert again.returncode == 4 and "is incomplete" in again.stderr, again.stderr
+    assert main(["compare", str(stopped), str(stopped)]) == 2
+
+
+def test_baseline_rows_without_a_counterpart_fail_unless_allowed(embedded_cache, tmp_path):
+    whole, part = tmp_path / "whole.json", tmp_path / "part.csv"
+    args = ["claims/test_7a_norms.py", "--claims-xfail"]
+    done = _claims(embedded_cache, *args, "--claims-json", str(whole), "--claims-csv", str(part))
+    assert done.returncode == 0 and json.loads(whole.read_text())["meta"]["complete"] is True, done.stdout[-2000:]
+    rows = json.loads(whole.read_text())["rows"]
+    assert len(part.read_text().splitlines()) == len(rows) + 1 and part.read_text().startswith("section,kind")
+    same = _claims(embedded_cache, *args, "--claims-baseline", str(whole))
+    last = same.stdout.strip().splitlines()[-2]  # pytest's own totals line follows
+    assert same.returncode == 0 and last.startswith(f"baseline {whole}: {len(rows)} row(s) compared, 0 verdict"), last
+    data = json.loads(whole.read_text())
+    data["rows"].append({**data["rows"][0], "claim": "a-claim-since-removed"})
+    whole.write_text(json.dumps(data))
+    unmatched = _claims(embedded_cache, *args, "--claims-baseline", str(whole))
+    assert unmatched.returncode == 1 and "a-claim-since-removed" in unmatched.stdout, unmatched.stdout[-2000:]
+    allowed = _claims(embedded_cache, *args, "--claims-baseline", str(whole), "--allow-unmatched")
+    assert allowed.returncode == 0, allowed.stdout[-2000:]
+    assert main(["compare", str(whole), str(whole)]) == 0

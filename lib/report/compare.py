@@ -62,6 +62,11 @@ def load(path: str | Path) -> Result:
         raise ConfigError(
             f"claims JSON {str(path)!r} has neither a 'rows' list nor is a list of rows; expected a --claims-json file"
         )
+    if meta.get("complete") is False:
+        raise ConfigError(
+            f"claims JSON {str(path)!r} is incomplete: the session that wrote it did not run to its end "
+            f"({meta.get('stopped', 'interrupted')}); rerun that session, or compare against a complete result"
+        )
     try:
         return Result(str(path), meta, runs, [Row.from_json(r) for r in rows])
     except ValueError as e:
@@ -132,9 +137,28 @@ class Comparison:
 
     verdicts: list[Change]
     cells: list[Change]
-    only_baseline: int
-    """Baseline rows with no current row (a run subset, -k, another session's runs)."""
+    unmatched: list[Key]
+    """Baseline rows with no current row (a claim removed or renamed, a run subset, -k, another session's runs)."""
     only_current: int
+    compared: int = 0
+    """Current rows that had a baseline row."""
+
+    @property
+    def only_baseline(self) -> int:
+        return len(self.unmatched)
+
+    def summary(self, path: str) -> str:
+        """The one line a baseline session ends with."""
+        unmatched = f", {self.only_baseline} baseline row(s) without a counterpart" if self.unmatched else ""
+        return (
+            f"baseline {path}: {self.compared} row(s) compared, {len(self.verdicts)} verdict(s) changed, "
+            f"{len(self.cells)} cell(s) moved beyond their tolerance{unmatched}"
+        )
+
+    def unmatched_lines(self, limit: int = 10) -> list[str]:
+        shown = [f"  {claim} [{kind}{', ' + run if run else ''}]" for claim, kind, run in self.unmatched[:limit]]
+        more = len(self.unmatched) - limit
+        return shown + ([f"  ... and {more} more"] if more > 0 else [])
 
 
 def baseline_key(row: Row, runs: dict[str, str]) -> Key:
@@ -167,7 +191,8 @@ def compare(baseline: Result, current: Result) -> Comparison:
         verdict, cell = change_for(row, base, runs)
         verdicts += [verdict] if verdict else []
         cells += [cell] if cell else []
-    return Comparison(verdicts, cells, len(base) - len(matched), len(current.rows) - len(matched))
+    unmatched = [key for key in base if key not in matched]
+    return Comparison(verdicts, cells, unmatched, len(current.rows) - len(matched), len(matched))
 
 
 def report(baseline: Result, current: Result, comparison: Comparison) -> list[str]:
@@ -179,21 +204,29 @@ def report(baseline: Result, current: Result, comparison: Comparison) -> list[st
         lines += [f"{name}: {result.path}", *(f"  {line}" for line in describe(result.meta))]
     runs = run_map(baseline.run_labels, current.run_labels)
     paired = ", ".join(f"{b} -> {c}" if b != c else c for c, b in runs.items())
-    lines += [f"runs compared: {paired or 'none in common'}", ""]
+    lines += [f"runs compared: {paired or 'none in common'}"]
+    lines += [f"options that differ: {d}" for d in [options_differ(baseline.meta, current.meta)] if d] + [""]
     lines.append(f"changed verdicts: {len(comparison.verdicts)}")
     lines += [f"  {c.verdict_line()}" for c in comparison.verdicts]
     lines.append(f"cells that moved beyond their tolerance: {len(comparison.cells)}")
     lines += [f"  {c.cell_line()}" for c in comparison.cells]
-    if comparison.only_baseline or comparison.only_current:
-        lines.append(
-            f"not compared: {comparison.only_baseline} row(s) only in the baseline, "
-            f"{comparison.only_current} only in the current result"
-        )
+    if comparison.unmatched:
+        lines.append(f"baseline rows without a counterpart: {comparison.only_baseline}")
+        lines += comparison.unmatched_lines()
+    if comparison.only_current:
+        lines.append(f"not compared: {comparison.only_current} row(s) only in the current result")
     return lines
 
 
-def main(baseline_path: str, current_path: str) -> int:
-    """`python -m lib compare A.json B.json`: 1 when a verdict changed, 0 when none did, 2 on a bad file."""
+def options_differ(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """'model: gpt2 -> tiny-wikitext, n_tokens: 1000 -> 500': the session options two results differ in."""
+    a, b = before.get("options") or {}, after.get("options") or {}
+    return ", ".join(f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
+
+
+def main(baseline_path: str, current_path: str, allow_unmatched: bool = False) -> int:
+    """`python -m lib compare A.json B.json`: 1 when a verdict changed or a baseline row has no counterpart
+    (unless allow_unmatched), 0 when neither, 2 on a bad or incomplete file."""
     import sys
 
     try:
@@ -203,4 +236,5 @@ def main(baseline_path: str, current_path: str) -> int:
         return 2
     comparison = compare(baseline, current)
     print("\n".join(report(baseline, current, comparison)))
-    return 1 if comparison.verdicts else 0
+    print(comparison.summary(baseline.path))
+    return 1 if comparison.verdicts or (comparison.unmatched and not allow_unmatched) else 0

@@ -11,7 +11,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from lib.report.text import num
-from lib.writeup.judge import Status, Verdict
+from lib.writeup.claims import Cell, Claim
+from lib.writeup.document import DOCUMENT, Document
+from lib.writeup.judge import Status, Verdict, document_side
 
 SHORT = {
     Status.HOLDS: "holds",
@@ -92,3 +94,14 @@ class Row:
             verdict=verdict,
             **{k: v for k, v in data.items() if k in known and k not in ("section", "kind") and v is not None},
         )
+
+
+def claim_row(item: Claim | Cell, run: str = "", document: Document = DOCUMENT) -> Row:
+    """The row a claim's test starts from, before the judge decides: a cell on a run (the write-up's
+    value), a sentence on a run (what it measures on the write-up's own tables, its Japanese), or, with
+    no run, a sentence on the write-up's own tables."""
+    if isinstance(item, Cell):
+        return Row(item.id, item.section, "cell", num(item.value), run=run)
+    if run:
+        return Row(item.id, item.section, "measured", document_side(item, document), ja=item.ja, run=run)
+    return Row(item.id, item.section, "document", ja=item.ja)
