@@ -141,9 +141,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     return "\n".join(lines)
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m deselected: the claims on the document's own tables need no run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A run whose model or text cannot be had stops a session that collected claim tests (a usage
-    error naming it), unless --skip-unavailable; the library's own tests (tests/) need no run."""
+    """A run whose model or text cannot be had stops a session that selected claim tests on a run (a
+    usage error naming it), unless --skip-unavailable; the library's own tests (tests/) need no run."""
     claims = ROOT / "claims"
     if any(claims in item.path.resolve().parents and "run" in getattr(item, "fixturenames", ()) for item in items):
         try:
