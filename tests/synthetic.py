@@ -68,10 +68,11 @@ def selection_of(chunks: int, chunk_len: int, positions: str = "all") -> Selecti
 
 
 def _writes(g: torch.Generator, shape: Shape, rank: int, scale: float, n: int) -> torch.Tensor:
-    """(n, d) writes of one kind at one layer: rank directions with decaying weights, plus 2% noise."""
+    """(n, d) writes of one kind at one layer: rank directions with slowly decaying weights (K90 grows
+    with the rank), plus 2% noise."""
     d = shape.d_model
     directions = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))[0][:, :rank]  # (d, rank)
-    weights = 0.8 ** torch.arange(rank, dtype=torch.float64)  # (rank,)
+    weights = 0.97 ** torch.arange(rank, dtype=torch.float64)  # (rank,)
     z = torch.randn(n, rank, generator=g, dtype=torch.float64) * weights  # (n, rank)
     noise = 0.02 * torch.randn(n, d, generator=g, dtype=torch.float64)
     return scale * (z @ directions.T + noise)  # (n, d)
