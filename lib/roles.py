@@ -44,8 +44,9 @@ def middle(t: Tables) -> range:
 
 
 def middle_wide(t: Tables) -> range:
+    """L//4 .. 3L//4, never the last layer (on 4 layers 3L//4 is the last: the middle stops at L-2)."""
     check_roles(t)
-    return range(n_layers(t) // 4, 3 * n_layers(t) // 4 + 1)
+    return range(n_layers(t) // 4, min(3 * n_layers(t) // 4, n_layers(t) - 2) + 1)
 
 
 def inner(t: Tables) -> range:
