@@ -107,9 +107,10 @@ def test_document_self_consistency_runs_without_a_model(tmp_path):
     rows = {line.split(" | ")[0].strip("| "): line for line in report.read_text().splitlines() if line.startswith("| ")}
     overstated = [c.id for c in CLAIMS if c.overstated]
     assert overstated and all("overstated by the document" in rows[i] for i in overstated)
-    # the issue-14 readings: these follow from the document's own tables
-    for claim_id in ("7D-shared-destroys-other-layers", "7B-no-layer-90pct-with-50"):
-        assert rows[claim_id].rstrip(" |").endswith("holds"), rows[claim_id]
+    # the issue-14 readings: 7D's rise follows from the document's own tables; 「全レイヤーで未達成」 is
+    # overstated (issue 26: literally layers 2 and 11 meet the criterion)
+    assert rows["7D-shared-rises-8-to-32"].rstrip(" |").endswith("holds"), rows["7D-shared-rises-8-to-32"]
+    assert "overstated by the document" in rows["7B-no-layer-90pct-with-50"]
 
 
 def test_every_claim_quotes_the_japanese_original():

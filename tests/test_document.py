@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from lib.writeup.claims import CLAIMS, DOCUMENT_TABLES, NotApplicable, combined_band, middle, middle_wide
+from lib.writeup.claims import CLAIMS, DOCUMENT_TABLES, NotApplicable, middle, middle_wide
 
 BY_ID = {c.id: c for c in CLAIMS}
 
@@ -43,12 +43,13 @@ def test_few_samples_reads_the_centred_share():
 
 
 def test_fixed_bias_is_one_input_independent_position():
-    """Defect 2: PC1 orthogonal to b_out but carried by one BOS write holds; a PC1 along b_out spread
-    over many positions does not."""
+    """Defect 2 (issue 20): PC1 orthogonal to b_out but carried by the BOS writes holds; a PC1 along b_out
+    spread over many positions does not."""
     row = {"bias_cos": 0.01, "bias_norm": 3.0, "top_share": 0.99, "top1_share": 0.98, "top_at_bos": True}
+    row |= {"n_bos": 1, "bos_share": 0.98}
     t = {"pc1_origin": [dict(row, layer=i, top_positions=[[0, 0]]) for i in range(12)]}
     assert holds("core-4-layer-2-fixed-bias", t)
-    t["pc1_origin"][2].update(bias_cos=0.95, top_share=0.05, top1_share=0.01, top_at_bos=False)
+    t["pc1_origin"][2].update(bias_cos=0.95, top_share=0.05, top1_share=0.01, top_at_bos=False, bos_share=0.001)
     assert not holds("core-4-layer-2-fixed-bias", t)
     t["pc1_origin"][2].update(top1_share=0.98, top_at_bos=False)  # one position, not a BOS
     assert not holds("core-4-layer-2-fixed-bias", t)
@@ -96,7 +97,7 @@ def test_outliers_must_end_the_singularity():
 
 
 def test_similar_patterns_need_a_margin_over_chance():
-    """Defect 6: attention's overlap 0.1 against chance 1/12 and the FFN's 0.05 is not "similar"."""
+    """Defect 6 (issue 20): attention's overlap 0.1 against chance 1/12 is not "similar"."""
     n = 4
     off = lambda v: [[1.0 if i == j else v for j in range(n)] for i in range(n)]  # noqa: E731
     t = {"norms": [{}] * n, "subspace_overlap": {"k": 64, "chance": 1 / 12, "attn": off(0.1), "ffn": off(0.05)}}
@@ -114,15 +115,15 @@ def test_similar_patterns_need_a_margin_over_chance():
     ],
 )
 def test_unembedding_claims_single_out_the_last_layer(claim_id, key):
-    """Defect 6: the last layer at 6x chance while layer 5 is at 9x does not lean toward the unembedding
-    more than the others do."""
+    """Defect 6 (issue 20): the last layer at 6x chance while layer 5 is at 9x does not lean toward the
+    unembedding more than the others do."""
     values = [0.1] * 12
     values[-1], values[5] = 0.5, 0.75
-    u = {"k_unembedding": 64, "chance": 1 / 12, "delta_phi": list(values), "attn": list(values)}
-    u["attn_last"] = u["attn"][-1]
+    u = {"k_unembedding": 64, "chance": 1 / 12, "k_same": {"delta_phi": 3, "attn": 3}}
+    u |= {"delta_phi_same_k": list(values), "attn_same_k": list(values)}
     t = {"unembedding_overlap": u}
     assert not holds(claim_id, t)
-    u[key][5] = 0.2
+    u[f"{key}_same_k"][5] = 0.2
     assert holds(claim_id, t)
 
 
@@ -142,17 +143,9 @@ def _sweep(values: dict[int, tuple[float, float]]) -> list[dict]:
     ]
 
 
-def test_7f_ratios_within_the_7d_band_tie():
-    """Defect 8: attention-only 1.1x against FFN-only 1.0x is a tie, not 'attention worse'."""
-    attn, ffn = _sweep({8: (1.1, 1.0), 16: (1.0, 2.0), 64: (1.0, 1.0)})
-    t = {"norms": [{}] * 4, "lowrank_ppl": [{"k": 64}], "attn_only_ppl": attn, "ffn_only_ppl": ffn}
-    assert holds("core-3-attention-candidate", t)
-    t["attn_only_ppl"][0]["ratio"] = 1.0 * combined_band(0.15) * 1.01
-    assert not holds("core-3-attention-candidate", t)
-
-
-def test_7h_rise_within_the_7d_band_is_no_rise():
-    """Defect 8: 2.0x -> 2.1x -> 2.2x with every layer but the last is flat within the band, no rise."""
+def test_7h_rise_is_read_within_one_run():
+    """Issue 26 defect 3: 7H's two rows come from one run, so no tie band: 2.0x -> 2.1x -> 2.2x with
+    every layer but the last is a rise, and with the last layer flat the sentence holds."""
     rows = [
         {"k": k, "all_but_last_ratio": a, "last_only_ratio": 1.0} for k, a in ((8, 2.0), (16, 2.1), (32, 2.2), (64, 1))
     ]
@@ -166,9 +159,9 @@ def test_7h_rise_within_the_7d_band_is_no_rise():
         ],
         "shared_ablation": rows,
     }
-    assert not holds("7D-harmful-noise", t)
-    rows[2]["all_but_last_ratio"] = 4.0
     assert holds("7D-harmful-noise", t)
+    rows[2]["all_but_last_ratio"] = 1.9  # falls from K = 8 to 32
+    assert not holds("7D-harmful-noise", t)
 
 
 def test_claims_file_errors_name_the_bad_value(tmp_path):

@@ -483,14 +483,15 @@ def test_attention_candidate_predicate():
 
 def test_similar_patterns_predicate():
     from lib.writeup.claims import attention_similar_patterns
+    from lib.writeup.predicates.causal import ffn_diverse
 
     t = _hand_tables()
     o = t["subspace_overlap"]
     o["attn"] = [[1.0 if i == j else 0.5 for j in range(4)] for i in range(4)]
     o["ffn"] = [[1.0 if i == j else 0.2 for j in range(4)] for i in range(4)]
-    assert attention_similar_patterns(t)[0]
-    o["attn"], o["ffn"] = o["ffn"], o["attn"]
-    assert not attention_similar_patterns(t)[0]
+    assert attention_similar_patterns(t)[0] and ffn_diverse(t)[0]
+    o["attn"], o["ffn"] = o["ffn"], o["attn"]  # the FFN contrast is 7E-ffn-diverse's (issue 26)
+    assert attention_similar_patterns(t)[0] and not ffn_diverse(t)[0]
     o["attn"] = [[1.0 if i == j else 0.03 for j in range(4)] for i in range(4)]  # above the FFN, below chance 4/64
     o["ffn"] = [[1.0 if i == j else 0.01 for j in range(4)] for i in range(4)]
     assert not attention_similar_patterns(t)[0]

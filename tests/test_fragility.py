@@ -235,7 +235,7 @@ def test_every_witness_flips_on_exact_recomputation(seed, plants):
     for claim_id in (
         "7B-layer-2-one-direction",
         "7E-layer-2-ffn-one-direction",
-        "7A-layer-2-few-samples-dominate",
+        "7A-layer-2-std-ratio-abnormal",
         "7B-k90-layer-2",
     ):
         claim = by_id(claim_id)

@@ -153,9 +153,10 @@ def unembedding_overlap(
     """How far the last layer's top principal directions lie in the unembedding's top singular
     subspace (「unembedding 寄り」, 「unembedding への集約」), against chance and the other layers.
 
-    Each layer's top max(K90, 1) directions (Δφ's, and the attention writes'); the readout's
-    top d_model / 12. readout: unembedding_directions(bridge). attn: every layer's attention PCA
-    with directions.
+    Each layer's top max(K90, 1) directions (Δφ's, and the attention writes'), and (`*_same_k`) every
+    layer's top k at the last layer's k = max(K90, 1), so that every layer has the same ceiling
+    min(k, k_u) / k; the readout's top d_model / 12. readout: unembedding_directions(bridge). attn:
+    every layer's attention PCA with directions.
     """
     u = readout
     d = u.shape[0]
@@ -163,12 +164,18 @@ def unembedding_overlap(
     top = u[:, :k_u]
     per_layer = [overlap(b.directions[:, : max(k, 1)], top) for b, k in zip(bases, layer_k90)]
     attn_layers = [overlap(a.directions[:, : max(k, 1)], top) for a, k in zip(attn, attn_k90)]
+    # Each layer at its own K90 has its own ceiling, min(K90, k_u) / K90 (0.32 at K90 = 200 against
+    # k_u = 64): a layer is compared with the last only at the same k, the last layer's max(K90, 1).
+    k_phi, k_attn = max(1, layer_k90[-1]), max(1, attn_k90[-1])
     return {
         "k_unembedding": k_u,
         "chance": k_u / d,
         "delta_phi": per_layer,
         "attn": attn_layers,
         "attn_last": attn_layers[-1],
+        "k_same": {"delta_phi": k_phi, "attn": k_attn},
+        "delta_phi_same_k": [overlap(b.directions[:, :k_phi], top) for b in bases],
+        "attn_same_k": [overlap(a.directions[:, :k_attn], top) for a in attn],
     }
 
 
@@ -223,9 +230,9 @@ def pc1_origin(
 ) -> list[dict[str, Any]]:
     """Per layer: |cos| of Δφ's first principal direction with the FFN's output bias, the share of
     the variance along it carried by the top 1% of positions and by the top one alone, which
-    positions, and whether the top one is a chunk's BOS (「何らかの固定的バイアス項の可能性」: a
-    fixed bias adds no variance under centred PCA; an input-independent write at one position,
-    the BOS that starts every chunk, can).
+    positions, whether the top one is a chunk's BOS, and the share carried by the sample's BOS rows
+    together (`bos_share`, `n_bos` of them) (「何らかの固定的バイアス項の可能性」: a fixed bias adds no
+    variance under centred PCA; an input-independent write at the BOS that starts every chunk can).
 
     b_out: (n_layers, d_model). where: (chunk, position) of each row of stats.sample (sample_where).
     """
@@ -238,6 +245,9 @@ def pc1_origin(
         order = along.sort(descending=True, stable=True).indices
         n_top = max(1, math.ceil(TOP_SHARE * len(along)))
         top = order[:n_top]
+        # every chunk starts with BOS, and position 0 attends only to itself: its write is the same
+        # vector in every chunk, so k counted BOS rows share what one input-independent write carries
+        bos = torch.tensor([p == 0 for _, p in where], dtype=torch.bool)  # (n_sample,)
         rows.append(
             {
                 "layer": layer,
@@ -248,6 +258,8 @@ def pc1_origin(
                 "top_positions": [list(where[i]) for i in order[:3].tolist()],
                 # chunks start with BOS (Selection), so position 0 of a chunk, where counted, is BOS
                 "top_at_bos": where[int(order[0])][1] == 0,
+                "n_bos": int(bos.sum()),
+                "bos_share": float(along[bos].sum() / along.sum()) if along.sum() > 0 else math.nan,
             }
         )
     return rows

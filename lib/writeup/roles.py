@@ -3,12 +3,14 @@
 Layer roles make sentences portable across models (GPT-2 small: 12 layers):
 first = 0, last = L-1, middle = L//4 .. 2L//3 (3-8, the write-up's "middle layers" of
 7B), middle_wide = L//4 .. 3L//4 (3-9: 7C's 「中間層17~52」, 52.4 being layer 9), inner =
-L//4 .. L-2 (3-10, the layers 7E's "middle layers" ratio range covers).
+L//4 .. L-2 (3-10, the layers 7E's "middle layers" ratio range covers), early = 0 .. L//4 - 1
+(0-2: 「初期層」). By norm, not position: the largest-norm layer (「大ノルム層」) and the layers
+it dominates (「他の層」 of the norm-imbalance sentences). A role with one name is one function
+here, and every predicate that names it calls it (tests/test_metamorphic.py).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from lib.writeup.document import Tables
@@ -42,8 +44,9 @@ def middle(t: Tables) -> range:
 
 
 def middle_wide(t: Tables) -> range:
+    """L//4 .. 3L//4, never the last layer (on 4 layers 3L//4 is the last: the middle stops at L-2)."""
     check_roles(t)
-    return range(n_layers(t) // 4, 3 * n_layers(t) // 4 + 1)
+    return range(n_layers(t) // 4, min(3 * n_layers(t) // 4, n_layers(t) - 2) + 1)
 
 
 def inner(t: Tables) -> range:
@@ -86,23 +89,13 @@ def measured_only(t: Tables, *tables: str) -> None:
 
 
 def rank_correlation(values: list[float]) -> float:
-    """Spearman's rank correlation of values with their index (ties get their mean rank)."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for m in range(i, j + 1):
-            ranks[order[m]] = (i + j) / 2
-        i = j + 1
-    n = len(values)
-    mean = (n - 1) / 2
-    cov = sum((r - mean) * (i - mean) for i, r in enumerate(ranks))
-    var_i = sum((i - mean) ** 2 for i in range(n))
-    var_r = sum((r - mean) ** 2 for r in ranks)
-    return cov / math.sqrt(var_i * var_r) if var_r > 0 else 0.0
+    """Spearman's rank correlation of values with their index (ties get their mean rank); 0 when
+    every value is equal (scipy gives NaN there: no ordering to correlate)."""
+    from scipy.stats import spearmanr
+
+    if len(set(values)) < 2:
+        return 0.0
+    return float(spearmanr(values, range(len(values))).statistic)
 
 
 def combined_band(rtol: float) -> float:
@@ -121,3 +114,33 @@ def tied(a: float, b: float, rtol: float) -> bool:
 
 def std_over_mean(t: Tables) -> list[float]:
     return [r["std_norm"] / r["mean_norm"] for r in t["norms"]]
+
+
+def early(t: Tables) -> range:
+    """The early layers (「初期層」): 0 .. L//4 - 1, the layers before `middle` (0-2 on GPT-2)."""
+    check_roles(t)
+    return range(0, n_layers(t) // 4)
+
+
+DOMINATED = 5
+"""「ノルムが支配的」 / 「大ノルム層」: a layer is dominated by the largest-norm layer when its mean norm
+is at most a fifth of it (7C-last-norm-dominates' factor: the document's 354.1 against the middle
+layers' 17.6-52.4). GPT-2's layer 10 (97.9, 3.6x below) is neither the large-norm layer nor
+dominated by it: the sentences say nothing about it."""
+
+
+def largest_norm_layer(t: Tables) -> int:
+    """「大ノルム層」: the layer with the largest mean ||Δφ|| (the last on GPT-2, not on every model).
+
+    One layer: the sentence before (「Layer 11 のノルムは中間層の 20 倍」) names one, and 7D's
+    「共有基底が Layer 11 に最適化」 too."""
+    m = [r["mean_norm"] for r in t["norms"]]
+    return m.index(max(m))
+
+
+def dominated_layers(t: Tables) -> list[int]:
+    """「他の層」 of the norm-imbalance sentences: the layers whose mean norm is at most 1/DOMINATED
+    of the largest-norm layer's. Every predicate that says "the others" of the large-norm layer
+    reads this set (lib/causal_predicates.py imbalance_breaks_shared, sacrifices_others)."""
+    m = [r["mean_norm"] for r in t["norms"]]
+    return [i for i, v in enumerate(m) if DOMINATED * v <= max(m)]

@@ -11,17 +11,22 @@ import math
 import statistics
 from collections.abc import Callable, Iterable
 
-from lib.writeup.document import LOWRANK_RTOL, Tables
-from lib.writeup.predicates.lowrank import rises_8_to_32, sweep_8_16_32
+from lib.writeup.document import Tables
+from lib.writeup.predicates.lowrank import rises_8_to_32, shared_worse, sweep_8_16_32
 from lib.writeup.predicates.restated import SINGULAR_FRACTION
+from lib.writeup.predicates.restated import (
+    last_norm_dominates as _last_norm_dominates,  # not a causal predicate (catalogue.kind)
+)
 from lib.writeup.roles import (
+    DOMINATED,
     NotApplicable,
     Outcome,
     col,
-    combined_band,
     d_model,
+    dominated_layers,
     fmt,
     inner,
+    largest_norm_layer,
     measured_only,
     middle_wide,
     n_layers,
@@ -33,14 +38,21 @@ BALANCED_FACTOR = 3
 
 
 def norm_dominance_makes_shared_low(t: Tables) -> Outcome:
-    """The shared PCA with every layer's total variance equalised needs far more components for 90%.
+    """「これは Layer 11 のノルムが支配的なためである」: the layer named must dominate (7C-last-norm-dominates:
+    the last layer's mean norm >= 5x every middle layer's), and with every layer's total variance
+    equalised the shared PCA needs far more components for 90%.
+
+    Equalising removes every layer's scale at once, so the raise alone does not say whose norm made
+    the shared K low: on a model whose last layer is the smallest it can still hold. The first half
+    ties it to the layer the sentence names (no measurement scales the last layer alone).
 
     Balanced by variance, not by mean norm: scaling to unit mean norm lets a layer whose norm sits on
     one position (GPT-2's layer 2 at BOS) dominate, and the shared K90 falls instead of rising."""
     measured_only(t, "shared_pca_balanced")
+    named, named_says = _last_norm_dominates(t)
     raw, balanced = t["shared_pca"]["k90"], t["shared_pca_balanced"]["k90"]
-    return balanced >= BALANCED_FACTOR * max(raw, 1), (
-        f"shared K90 {raw} raw, {balanced} with every layer's variance equalised "
+    return named and balanced >= BALANCED_FACTOR * max(raw, 1), (
+        f"{named_says}; shared K90 {raw} raw, {balanced} with every layer's variance equalised "
         f"({balanced / max(raw, 1):.1f}x; >= {BALANCED_FACTOR}x?)"
         + (f"; {t['shared_pca_normalised']['k90']} at unit mean norm" if "shared_pca_normalised" in t else "")
     )
@@ -67,20 +79,35 @@ def _cos(t: Tables, table: str, k: int, layers: list[int]) -> float:
     return statistics.mean(r["cos_sim"] for r in t[table] if r["k"] == k and r["layer"] in layers)
 
 
+def _imbalance(t: Tables) -> tuple[int, list[int]]:
+    """(the largest-norm layer, the live layers it dominates): the roles of 「大ノルム層」 and 「他の層」
+    (lib/roles.py largest_norm_layer, dominated_layers), the same in every norm-imbalance predicate."""
+    big = largest_norm_layer(t)
+    written = {r["layer"] for r in t["reconstruction_per_layer"] if not math.isnan(r["cos_sim"])}
+    return big, [layer for layer in dominated_layers(t) if layer in written]
+
+
 def imbalance_breaks_shared(t: Tables) -> Outcome:
-    """「スケール不均衡が共有基底を破壊」, 「壊滅的（ノルム不均衡）」: the damage, not the rank. At every K
-    in 64..256 the non-last layers' mean cosine with K components of the variance-balanced shared
-    basis beats that with K raw shared components by at least SHARED_COS_GAP (from 7C's sample, the
-    same mean: only the directions differ)."""
+    """「スケール不均衡が共有基底を破壊」, 「壊滅的（ノルム不均衡）」 as reconstruction (the suite does not
+    run the balanced basis's perplexity): at every K in 64..256 the layers the largest-norm layer
+    dominates (roles.dominated_layers) have a mean cosine with K components of the variance-balanced
+    shared basis at least SHARED_COS_GAP above that with K raw shared components (from 7C's sample,
+    the same mean: only the directions differ). No dominated layer: no imbalance, and it does not hold."""
     measured_only(t, "reconstruction_per_layer", "reconstruction_balanced_per_layer")
-    live = _live(t, range(n_layers(t) - 1))
+    big, live = _imbalance(t)
+    if not live:
+        return False, f"largest norm at layer {big}; no layer's mean norm is 1/{DOMINATED} of it: no imbalance"
     parts, ok = [], True
     for k in _reconstruction_ks(t, "reconstruction_balanced_per_layer"):
         raw = _cos(t, "reconstruction_per_layer", k, live)
         balanced = _cos(t, "reconstruction_balanced_per_layer", k, live)
         ok &= balanced >= raw + SHARED_COS_GAP
         parts.append(f"K={k}: balanced {balanced:.3f} vs raw {raw:.3f}")
-    return ok, "non-last layers' mean cos: " + "; ".join(parts) + f" (balanced better by >= {SHARED_COS_GAP}?)"
+    return ok, (
+        f"largest norm at layer {big}; the layers it dominates {fmt(live)}, mean cos: "
+        + "; ".join(parts)
+        + f" (balanced better by >= {SHARED_COS_GAP}?)"
+    )
 
 
 SHARED_COS_GAP = 0.1
@@ -108,14 +135,20 @@ def shared_costs_middle(t: Tables) -> Outcome:
 def sacrifices_others(t: Tables) -> Outcome:
     """「共有 PCA は大ノルム層に引きずられ、他の層を犠牲にする」: at every K in 64..256 below d_model,
     the largest-norm layer is served (its cosine with K shared components within SHARED_COS_GAP of
-    that with K of its own) and every other layer is sacrificed (at least SHARED_COS_GAP below)."""
+    that with K of its own) and every layer it dominates is sacrificed (at least SHARED_COS_GAP below).
+
+    「大ノルム層」 is one layer, the largest-norm one: the sentence before names Layer 11's norm, and 7D
+    says the shared basis is 「Layer 11 に最適化」. 「他の層」 are the layers it dominates (mean norm at
+    most a fifth of it, 7C-last-norm-dominates' factor): GPT-2's layer 10 (97.9, 3.6x below layer
+    11 and 1.9x above any middle layer) is neither, and the sentence is not read to require it to be
+    sacrificed. No dominated layer: nothing is sacrificed to the large-norm layer, and it does not hold."""
     measured_only(t, "reconstruction_per_layer", "reconstruction_own_per_layer")
-    m = col(t, "norms", "mean_norm")
-    big = m.index(max(m))
+    big, others = _imbalance(t)
     live = _live(t, range(n_layers(t)))
-    others = [layer for layer in live if layer != big]
-    if big not in live or not others:
-        raise NotApplicable(f"needs the largest-norm layer {big} and another layer with non-zero writes")
+    if big not in live:
+        raise NotApplicable(f"every write of the largest-norm layer {big} is zero")
+    if not others:
+        return False, f"largest norm at layer {big}; no layer's mean norm is 1/{DOMINATED} of it: none to sacrifice"
     parts, ok, spared = [], True, set()
     for k in _reconstruction_ks(t, "reconstruction_own_per_layer"):
         own = {r["layer"]: r["cos_sim"] for r in t["reconstruction_own_per_layer"] if r["k"] == k}
@@ -126,7 +159,7 @@ def sacrifices_others(t: Tables) -> Outcome:
         parts.append(f"K={k}: layer {big} shared {shared[big]:.3f} vs own {own[big]:.3f}, others' gap {fmt(gaps)}")
     ok &= not spared
     return ok, (
-        f"largest norm at layer {big}; "
+        f"largest norm at layer {big}, dominating layers {fmt(others)}; "
         + "; ".join(parts)
         + f"; not sacrificed (gap < {SHARED_COS_GAP}): "
         + (fmt(sorted(spared)) if spared else "none")
@@ -141,6 +174,15 @@ def shared_optimised_for_last(t: Tables) -> Outcome:
     return o.index(max(o)) == len(
         o
     ) - 1, f"overlap of the shared top-{t['shared_overlap']['k']} subspace with each layer's: {fmt(o)}"
+
+
+def shared_follows_last_norm(t: Tables) -> Outcome:
+    """「共有PCA は Layer 11 のノルムに汚染されており」: the last layer is the largest-norm layer and the
+    shared basis's top-k subspace overlaps the last layer's most (shared_optimised_for_last)."""
+    measured_only(t, "shared_overlap")
+    big = largest_norm_layer(t)
+    follows, says = shared_optimised_for_last(t)
+    return follows and big == n_layers(t) - 1, f"largest norm at layer {big}; {says}"
 
 
 def layer2_ffn_is_cause(t: Tables) -> Outcome:
@@ -164,18 +206,23 @@ def toward_unembedding(key: str) -> Callable[[Tables], Outcome]:
 
     def predicate(t: Tables) -> Outcome:
         """The last layer's top principal directions overlap the unembedding's top singular directions
-        far above chance, and more than any other layer's (the sentence singles out the last layer)."""
+        far above chance, and more than any other layer's at the same k (the sentence singles out the
+        last layer). Each layer at its own K90 would have its own ceiling min(K90, k_u) / K90 (0.32 at
+        K90 = 200, k_u = 64), so "more than any other layer" would be decided by K90, not direction."""
         measured_only(t, "unembedding_overlap")
         u = t["unembedding_overlap"]
-        if key not in u:
-            raise NotApplicable(f"the unembedding overlap has no per-layer {key!r} (tables before version 5)")
-        values = u[key]
+        if f"{key}_same_k" not in u:
+            raise NotApplicable(
+                f"the unembedding overlap has no per-layer {key!r} at one k (tables cached before issue 26: "
+                "rerun with --refresh)"
+            )
+        values, k = u[f"{key}_same_k"], u["k_same"][key]
         last, others = values[-1], values[:-1]
         what = "Δφ" if key == "delta_phi" else "attention"
         return last >= FAR_ABOVE_CHANCE * u["chance"] and all(last > o for o in others), (
-            f"last layer's top {what} directions in the unembedding's top {u['k_unembedding']}: overlap {last:.3f}, "
-            f"chance {u['chance']:.3f} ({last / u['chance']:.1f}x; >= {FAR_ABOVE_CHANCE}x?); the other layers' "
-            f"{fmt(others)} (all below?)"
+            f"every layer's top {k} {what} directions (the last layer's K90) in the unembedding's top "
+            f"{u['k_unembedding']}: last {last:.3f}, chance {u['chance']:.3f} ({last / u['chance']:.1f}x; "
+            f">= {FAR_ABOVE_CHANCE}x?); the other layers' {fmt(others)} (all below?)"
         )
 
     return predicate
@@ -208,20 +255,38 @@ def few_samples_dominate(layer: int | str) -> Callable[[Tables], Outcome]:
 
 
 BIAS_ONE_POSITION = 0.9
-"""「固定的バイアス項」 under centred PCA: an input-independent write at one position; that position
-carries at least 90% of the variance along PC1 (the rest is every other position's spread)."""
+"""「固定的バイアス項」 under centred PCA: an input-independent write at the BOS positions; together they
+carry at least 90% of the variance along PC1 (the rest is every other position's spread)."""
 
 
 def layer2_fixed_bias(t: Tables) -> Outcome:
     """「固定的バイアス項の可能性」, charitably: a constant FFN bias adds no variance under centred PCA, so
-    |cos(PC1, b_out)| is high only by coincidence; an input-independent write at one position (BOS)
-    is what can make PC1. Layer 2's top position carries >= 90% of the variance along PC1 and is a BOS."""
+    |cos(PC1, b_out)| is high only by coincidence; an input-independent write at BOS is what can make
+    PC1. Every chunk starts with BOS and position 0 attends only to itself, so its write is the same
+    vector in every chunk: k chunks give k equal rows, each with at most 1/k of PC1's variance. The
+    BOS rows together must carry >= 90% of the variance along PC1 (`bos_share`).
+
+    Not applicable under --positions text (BOS is not counted), nor past the 7C sample's size (its
+    evenly spaced positions can miss BOS rows)."""
     measured_only(t, "pc1_origin")
+    config = t.get("config", {})
+    if config.get("positions") == "text":
+        raise NotApplicable("--positions text leaves BOS out: an input-independent write at BOS is not counted")
+    sample, n = t.get("reconstruction_sample"), config.get("n_tokens")
+    if sample is not None and n is not None and sample < n:
+        raise NotApplicable(
+            f"PC1's positions are read from an evenly spaced sample of {sample} of {n}, which can miss BOS rows"
+        )
     r = t["pc1_origin"][2]
+    if "bos_share" not in r:
+        raise NotApplicable("pc1_origin has no BOS share (tables cached before issue 26: rerun with --refresh)")
+    if not r["n_bos"]:
+        raise NotApplicable("no BOS row among the counted positions")
     where = ", ".join(f"chunk {c} position {p}" for c, p in r["top_positions"])
-    return r["top1_share"] >= BIAS_ONE_POSITION and r["top_at_bos"], (
-        f"layer 2: the top position carries {r['top1_share']:.1%} of the variance along PC1 (>= {BIAS_ONE_POSITION:.0%}?), "
-        f"{'a BOS' if r['top_at_bos'] else 'not a BOS'} (largest: {where}); top 1% {r['top_share']:.1%}; "
+    return r["bos_share"] >= BIAS_ONE_POSITION, (
+        f"layer 2: the {r['n_bos']} BOS rows carry {r['bos_share']:.1%} of the variance along PC1 "
+        f"(>= {BIAS_ONE_POSITION:.0%}?); the top position {r['top1_share']:.1%} "
+        f"({'a BOS' if r['top_at_bos'] else 'not a BOS'}; largest: {where}); top 1% {r['top_share']:.1%}; "
         f"|cos(PC1, b_out)| {r['bias_cos']:.3f} (|b_out| {r['bias_norm']:.3g})"
     )
 
@@ -235,18 +300,17 @@ def _below_d_in(t: Tables, table: str) -> list[dict]:
 
 
 def attention_candidate(t: Tables) -> Outcome:
-    """「もし圧縮を試みるなら、FFN ではなく Attention パスが候補」: at no K < d_model is the attention-only
-    ratio above the FFN-only ratio beyond the combined band of two 7D cells (within it: a tie)."""
+    """「もし圧縮を試みるなら、FFN ではなく Attention パスが候補」, 「Attention は FFN より圧縮しやすい」 in the
+    write-up's own sense (perplexity): at every K < d_model the attention-only ratio is below the
+    FFN-only ratio. No tie band: both come from one run (no document cell moves across devices), where
+    a consistent gap is signal, and a tie is no confirmation."""
     attn, ffn = _below_d_in(t, "attn_only_ppl"), _below_d_in(t, "ffn_only_ppl")
-    band = combined_band(LOWRANK_RTOL)
-    worse = [
-        f"K={a['k']}: {a['ratio']:.4g}x vs {f['ratio']:.4g}x"
-        for a, f in zip(attn, ffn)
-        if a["ratio"] > band * f["ratio"]
+    not_lower = [
+        f"K={a['k']}: {a['ratio']:.4g}x vs {f['ratio']:.4g}x" for a, f in zip(attn, ffn) if a["ratio"] >= f["ratio"]
     ]
     pairs = "; ".join(f"K={a['k']}: {a['ratio']:.4g}x / {f['ratio']:.4g}x" for a, f in zip(attn, ffn))
-    return not worse, f"attention-only / FFN-only ratio {pairs}; attention worse beyond {band:.2f}x at " + (
-        "; ".join(worse) or "no K"
+    return not not_lower, f"attention-only / FFN-only ratio {pairs}; attention not lower at " + (
+        "; ".join(not_lower) or "no K"
     )
 
 
@@ -254,23 +318,47 @@ def _mean_off_diagonal(m: list[list[float]]) -> float:
     return statistics.mean(m[i][j] for i in range(len(m)) for j in range(len(m)) if i != j)
 
 
+def _per_layer_mean(m: list[list[float]]) -> list[float]:
+    """Each layer's mean overlap with the other layers (row means off the diagonal)."""
+    return [statistics.mean(m[i][j] for j in range(len(m)) if j != i) for i in range(len(m))]
+
+
 def attention_similar_patterns(t: Tables) -> Outcome:
-    """「Attention は各レイヤーで類似した低次元の書き込みパターンを持ち」: attention's mean off-diagonal
-    overlap is above the FFN's and far above chance (FAR_ABOVE_CHANCE)."""
+    """「Attention は各レイヤーで類似した低次元の書き込みパターンを持ち」: in each layer (「各レイヤーで」, not
+    on average) attention's top-k subspace overlaps the other layers' far above chance
+    (FAR_ABOVE_CHANCE), on average over the other layers. The contrast with the FFN is the next
+    sentence's (「一方 FFN は…多様」: ffn_diverse)."""
     if n_layers(t) < 2:
         raise NotApplicable(f"overlaps between layers need at least 2 layers; this model has {n_layers(t)}")
     o = t["subspace_overlap"]
-    a, f = _mean_off_diagonal(o["attn"]), _mean_off_diagonal(o["ffn"])
-    return a > f and a >= FAR_ABOVE_CHANCE * o["chance"], (
-        f"mean overlap of the top-{o['k']} subspaces of two layers: attention {a:.3f}, FFN {f:.3f}, chance {o['chance']:.3f} "
-        f"(attention above the FFN and >= {FAR_ABOVE_CHANCE}x chance?)"
+    a = _per_layer_mean(o["attn"])
+    low = [i for i, v in enumerate(a) if v < FAR_ABOVE_CHANCE * o["chance"]]
+    return not low, (
+        f"each layer's mean overlap of its top-{o['k']} attention subspace with the other layers' {fmt(a)}, "
+        f"chance {o['chance']:.3f} (each >= {FAR_ABOVE_CHANCE}x chance?); below at layers {low}"
+    )
+
+
+def ffn_diverse(t: Tables) -> Outcome:
+    """「一方 FFN は高次元で多様な書き込みを行い」: 多様 against attention's 「類似した」: in each layer the
+    FFN's mean overlap with the other layers is below attention's by at least the chance overlap
+    (k / d_model: two overlaps closer than what random subspaces share are a tie)."""
+    if n_layers(t) < 2:
+        raise NotApplicable(f"overlaps between layers need at least 2 layers; this model has {n_layers(t)}")
+    o = t["subspace_overlap"]
+    a, f = _per_layer_mean(o["attn"]), _per_layer_mean(o["ffn"])
+    alike = [i for i in range(len(a)) if f[i] > a[i] - o["chance"]]
+    return not alike, (
+        f"each layer's mean overlap with the other layers (top-{o['k']}): FFN {fmt(f)}, attention {fmt(a)}; "
+        f"FFN not below attention by chance ({o['chance']:.3f}) at layers {alike}"
     )
 
 
 def harmful_noise(t: Tables) -> Outcome:
-    """「Layer 11 に不要な基底が中間層で有害なノイズとして作用するため」: 7D's rise over K = 8, 16, 32
-    (rises_8_to_32, ties by the 7D cells' combined band) with the shared projection at every layer
-    but the last, not at the last alone."""
+    """「Layer 11 に不要な基底が中間層で有害なノイズとして作用するため」: 7D's rise over K = 8, 16, 32 with
+    the shared projection at every layer but the last (7H projects layers 0..L-2 together: the middle
+    layers with the early ones and those after them; there is no middle-only ablation), not at the
+    last alone. No tie band: 7H's two rows come from one run (rises_8_to_32 with band 1)."""
     if n_layers(t) < 2:
         raise NotApplicable(f"'the other layers' needs at least 2 layers; this model has {n_layers(t)}")
     rows = sweep_8_16_32(t, "shared_ablation")
@@ -278,8 +366,23 @@ def harmful_noise(t: Tables) -> Outcome:
     last = {k: rows[k]["last_only_ratio"] for k in (8, 16, 32)}
     shared = {r["k"]: r["shared_ratio"] for r in t["lowrank_ppl"]}
     show = lambda r: ", ".join(f"{r[k]:.4g}x" for k in (8, 16, 32))  # noqa: E731
-    return rises_8_to_32(others) and not rises_8_to_32(last), (
+    return rises_8_to_32(others, band=1) and not rises_8_to_32(last, band=1), (
         f"shared ratio at K=8, 16, 32: every layer {show(shared)}; all but the last {show(others)}; last only {show(last)}"
+    )
+
+
+def shared_destroys_others(t: Tables) -> Outcome:
+    """「共有基底が…他の層の Δφ を破壊している」: 7D's shared ratio is the worse (shared_worse), and 7H
+    locates the damage in the other layers: at most K < d_model the shared projection at every layer
+    but the last costs more than at the last alone. No tie band for 7H: both rows come from one run."""
+    measured_only(t, "shared_ablation")
+    worse, says = shared_worse(t)
+    rows = _below_d_in(t, "shared_ablation")
+    located = [r["k"] for r in rows if r["all_but_last_ratio"] > r["last_only_ratio"]]
+    shown = "; ".join(f"K={r['k']}: {r['all_but_last_ratio']:.4g}x vs {r['last_only_ratio']:.4g}x" for r in rows)
+    return worse and 2 * len(located) > len(rows), (
+        f"{says}; 7H all but the last vs last only: {shown}; the others' projection costs more at K={located} "
+        f"of {len(rows)} K (most?)"
     )
 
 

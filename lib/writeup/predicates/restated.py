@@ -18,6 +18,7 @@ from lib.writeup.roles import (
     check_roles,
     col,
     d_model,
+    early,
     fmt,
     inner,
     middle,
@@ -84,15 +85,26 @@ def not_low_rank(t: Tables) -> Outcome:
     ), f"median K90 {med:g} of d_model {d_model(t)} ({med / d_model(t):.0%}); K90 {fmt(k90)}"
 
 
-def middle_k90_fraction(t: Tables) -> Outcome:
-    ks = [t["layer_pca"][i]["k90"] for i in middle(t)]
+def _k90_fraction(t: Tables, layers: range, label: str) -> Outcome:
+    ks = [t["layer_pca"][i]["k90"] for i in layers]
     lo, hi = min(ks) / d_model(t), max(ks) / d_model(t)
     # "26-31%" as printed, i.e. [25.5%, 31.5%) before rounding, widened by the K cells' +-10%
     # so that a reproduction within the cells never fails the sentence
     return (1 - K_RTOL) * 0.255 <= lo and hi < (1 + K_RTOL) * 0.315, (
-        f"middle layers {middle(t).start}-{middle(t).stop - 1}: K90 {fmt(ks)} = {lo:.1%}-{hi:.1%} of d_model "
+        f"{label} {layers.start}-{layers.stop - 1}: K90 {fmt(ks)} = {lo:.1%}-{hi:.1%} of d_model "
         f"(accepted: {(1 - K_RTOL) * 25.5:.1f}%-{(1 + K_RTOL) * 31.5:.1f}%)"
     )
+
+
+def middle_k90_fraction(t: Tables) -> Outcome:
+    """「90% に K=198~235 必要（d_model の 26~31%）」 of the middle layers (3-8)."""
+    return _k90_fraction(t, middle(t), "middle layers")
+
+
+def every_k90_fraction(t: Tables) -> Outcome:
+    """Literal 「90% に必要な K: 198-235/768 (26-31%)」 of the conclusions' table, which names no
+    layers: every layer's K90 within 26-31% of d_model (the K cells' 10% wider)."""
+    return _k90_fraction(t, range(n_layers(t)), "layers")
 
 
 def _effective_ranks(t: Tables, layers: range) -> str:
@@ -115,19 +127,21 @@ def middle_full_rank_literal(t: Tables) -> Outcome:
     ), f"middle layers K95 {fmt(ks)} = {min(ks) / d_model(t):.0%}-{max(ks) / d_model(t):.0%} of d_model {d_model(t)}"
 
 
-FULL_RANK_FRACTION = 1 / 3
-"""「事実上フルランク」: no subspace below a third of d_model keeps 95% of the variance. Widened to
-the K cells' band: a K95 the cells accept for one at d_model/3 (K95 >= (1 - K_RTOL) d_model/3)
-passes, since layer 3's K95 of 281 accepts 253 (below 256)."""
+FULL_RANK_FRACTION = (1 - K_RTOL) * 281 / 768
+"""「事実上フルランク」: no subspace below about a third of d_model keeps 95% of the variance. d_model/3
+(256 on GPT-2) is lowered only as far as the cells need: the document's smallest middle K95, layer
+3's 281, accepts (1 - K_RTOL) 281 = 252.9, so K95 >= 252.9 / 768 d_model (253 on GPT-2). Lowering
+it by the K cells' 10% of 256 instead (230) accepted K95 = 231, which no middle cell accepts."""
 
 
 def middle_effectively_full_rank(t: Tables) -> Outcome:
-    """「事実上フルランク」 as 'no subspace below a third of d_model keeps 95% of the variance'."""
+    """「事実上フルランク」 as 'no subspace below about a third of d_model keeps 95% of the variance'."""
     ks = [t["layer_pca"][i]["k95"] for i in middle(t)]
-    least = (1 - K_RTOL) * FULL_RANK_FRACTION * d_model(t)
+    least = FULL_RANK_FRACTION * d_model(t)
     return min(ks) >= least, (
         f"middle layers K95 {fmt(ks)} = {min(ks) / d_model(t):.0%}-{max(ks) / d_model(t):.0%} of d_model "
-        f"{d_model(t)} (>= {least:.4g}, d_model/3 within the K cells' 10%?)" + _effective_ranks(t, middle(t))
+        f"{d_model(t)} (>= {least:.4g}, d_model/3 as far below as layer 3's K95 cell reaches?)"
+        + _effective_ranks(t, middle(t))
     )
 
 
@@ -161,6 +175,13 @@ CRITERION_K = 50
 """The write-up's own criterion 「50基底で90%以上」: K90 <= 50."""
 
 
+def none_meets_50_literal(t: Tables) -> Outcome:
+    """Literal 「「50基底で90%以上」の基準は全レイヤーで未達成」: no layer reaches 90% with 50 components."""
+    k90 = col(t, "layer_pca", "k90")
+    meet = [i for i, k in enumerate(k90) if k <= CRITERION_K]
+    return not meet, f"layers with K90 <= 50: {meet}; K90 {fmt(k90)}"
+
+
 def none_meets_50(t: Tables) -> Outcome:
     """「全レイヤーで未達成（Layer 2/11 を除く全層で K>80）」: the parenthesis qualifies it; only layers 2 and the last may meet it."""
     k90 = col(t, "layer_pca", "k90")
@@ -171,14 +192,18 @@ def none_meets_50(t: Tables) -> Outcome:
     }, f"layers with K90 <= 50: {meet} (among 2 and {len(k90) - 1}?); K90 {fmt(k90)}"
 
 
-OVER_80 = (1 - K_RTOL) * 80
-"""「K>80」 widened to the K cells' band: layer 0's K90 of 85 accepts 77."""
+OVER_80 = (1 - K_RTOL) * 85
+"""「K>80」 lowered only as far as the cells need: the document's smallest of these K90, layer 0's 85,
+accepts (1 - K_RTOL) 85 = 76.5, so K90 > 76.5 (77 passes, 76 fails as its cell does). Lowering 80 by
+the cells' 10% instead (72) accepted K90 = 73, which no cell of these layers accepts."""
 
 
 def all_but_2_last_over_80(t: Tables) -> Outcome:
     k90 = col(t, "layer_pca", "k90")
     rest = [k for i, k in enumerate(k90) if i not in (2, len(k90) - 1)]
-    return min(rest) > OVER_80, f"K90 of the other layers {fmt(rest)} (> 80 within the K cells' 10%: > {OVER_80:g}?)"
+    return min(
+        rest
+    ) > OVER_80, f"K90 of the other layers {fmt(rest)} (> 80, as low as layer 0's cell reaches: > {OVER_80:g}?)"
 
 
 SHARED_LOW = 0.02
@@ -251,6 +276,16 @@ def inner_about_half(t: Tables) -> Outcome:
     med = statistics.median(ratios)
     return ABOUT_HALF[0] <= med <= ABOUT_HALF[1] and all(lo <= r <= hi for r in ratios), (
         f"Attn/FFN K90 ratio in layers {layers}: {fmt(ratios)}, median {med:.3g} (0.35-0.65?), range {lo:.2f}-{hi:.2f}?"
+    )
+
+
+def early_attn_limited(t: Tables) -> Outcome:
+    """「初期層の attention は限定的なパターン」 read with 初期層 plural: every early layer's (0..L//4-1,
+    0-2 on GPT-2) attention K90 below the inner layers' median."""
+    early_k = [t["attn_ffn"][i]["attn_k90"] for i in early(t)]
+    med = statistics.median(t["attn_ffn"][i]["attn_k90"] for i in inner(t))
+    return max(early_k) < med, (
+        f"early layers {early(t).start}-{early(t).stop - 1} attention K90 {fmt(early_k)}; inner median {med:g}"
     )
 
 
@@ -343,6 +378,26 @@ def twenty_times(t: Tables) -> Outcome:
 def about_half(t: Tables) -> Outcome:
     med = statistics.median(col(t, "attn_ffn", "ratio"))
     return ABOUT_HALF[0] <= med <= ABOUT_HALF[1], f"median Attn/FFN K90 ratio over layers {med:.3g}"
+
+
+def pooled_rows(t: Tables) -> Outcome:
+    """「全レイヤーの Δφ を結合して PCA（12000×768 行列）」: the shared PCA pools every layer's rows,
+    n_layers x n_positions rows of d_model (12 x 1000 = 12000 x 768 on the write-up's run)."""
+    rows = n_layers(t) * t["config"]["n_tokens"]
+    return rows == 12000 and d_model(t) == 768, (
+        f"{n_layers(t)} layers x {t['config']['n_tokens']} positions = {rows} rows of d_model {d_model(t)}"
+    )
+
+
+INPUT_DEPENDENT = 0.05
+"""「Δφ は動的（入力依存）」: every layer's write changes with the input: its norm's std is at least 5%
+of its mean (a write the input does not change has std 0; the document's smallest is layer 0's
+4.8 / 50.4 = 9.5%, 8.2% at the edge of its cells)."""
+
+
+def delta_phi_input_dependent(t: Tables) -> Outcome:
+    r = std_over_mean(t)
+    return min(r) >= INPUT_DEPENDENT, f"std/mean of ||Δφ|| per layer {fmt(r)} (each >= {INPUT_DEPENDENT:.0%}?)"
 
 
 def layer11_attn_3(t: Tables) -> Outcome:
