@@ -100,11 +100,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-OUTPUTS = {
-    "--claims-json": "dphi_claims_json",
-    "--claims-csv": "dphi_claims_csv",
-    "--claims-report": "dphi_claims_report",
-}
+OUTPUTS = (
+    ("--claims-json", "dphi_claims_json"),
+    ("--claims-csv", "dphi_claims_csv"),
+    ("--claims-report", "dphi_claims_report"),
+)
 """The files a session writes, by option: JSON first (cheapest, what a baseline reads), the report last."""
 
 
@@ -117,7 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         state = Session.from_options(option_values(config), baseline=config.getoption("dphi_claims_baseline"))
-        for option, name in OUTPUTS.items():  # every file the session promises, checked before any model work
+        for option, name in OUTPUTS:  # every file the session promises, checked before any model work
             if config.getoption(name):
                 check_output(config.getoption(name), option)
         if config.getoption("dphi_claims_report"):
@@ -215,7 +215,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     rows = list(state.rows.values())
     if not rows:
         return
-    written = write_outputs(config, state, rows) if any(config.getoption(n) for n in OUTPUTS.values()) else []
+    written = write_outputs(config, state, rows) if any(config.getoption(n) for _, n in OUTPUTS) else []
     terminalreporter.section("Experiment 7 claims")
     for line in terminal_summary(rows, verbose=config.getoption("verbose") > 0):
         terminalreporter.write_line(line)
@@ -275,7 +275,7 @@ def write_outputs(config: pytest.Config, state: Session, rows: list[Row]) -> lis
         return f"claims report written to {path}" + (f" (figure: {figure})" if figure else "")
 
     writers = {"--claims-json": claims_json, "--claims-csv": claims_csv, "--claims-report": claims_report}
-    for option, name in OUTPUTS.items():
+    for option, name in OUTPUTS:
         if config.getoption(name):
             try:
                 lines.append(writers[option](Path(config.getoption(name))))
