@@ -19,6 +19,8 @@ from typing import Any
 from lib.errors import ConfigError, ResourceUnavailable
 from lib.setup.options import OPTIONS
 from lib.setup.outputs import check_output, write_atomic
+from lib.writeup.catalogue import VERDICTS
+from lib.writeup.claims import SECTIONS
 
 
 class _Version(argparse.Action):
@@ -52,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
     )
     claims = sub.add_parser("claims", help="list the claims: id, section, kind, verdict on the document, sentence")
     claims.add_argument("--markdown", action="store_true", help="the catalogue as Markdown (docs/claims.md)")
+    claims.add_argument("--section", choices=SECTIONS, help="only the claims of this section of the write-up")
+    claims.add_argument("--verdict", choices=VERDICTS, help="only the claims with this verdict on the document")
     compare = sub.add_parser(
         "compare",
         help="compare two --claims-json results: changed verdicts, then cells that moved; exit 1 when a verdict changed",
@@ -130,9 +134,11 @@ def _one_line(message: Warning | str, category: type[Warning], *args: Any, **kwa
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "claims":
+        from lib.report.text import width
         from lib.writeup import catalogue
 
-        print(catalogue.markdown() if args.markdown else catalogue.plain(), end="")
+        listed = catalogue.plain(width(), args.section, args.verdict)
+        print(catalogue.markdown() if args.markdown else listed, end="")
         return 0
     warnings.formatwarning = _one_line  # a cache warning is one line on the terminal, not a source excerpt
     if args.command == "compare":
@@ -184,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plot_out:
         from lib.report.plots import plot_runs
 
-        status |= _write(lambda: plot_runs(results, plot_out), "plot")
+        configs = {n: c.to_json() for n, c in session.runs.items()}
+        status |= _write(lambda: plot_runs(results, plot_out, configs), "plot")
     return 2 if status else 0
 
 

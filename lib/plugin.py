@@ -10,6 +10,7 @@ the figure, fragility rows). Tests never read `request.config` directly.
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from lib.tables.run import Run
 
 SESSION = pytest.StashKey["Session"]()
+NOTES = pytest.StashKey[list[str]]()
+"""What the run said while it measured (the attention kernel it took, lib/measure/kernels.py), for the summary."""
 
 
 def session(config: pytest.Config) -> Session:
@@ -100,11 +103,41 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(e)) from None
     config.stash[SESSION] = state
     config.pluginmanager.register(_Rows(state), "dphi-rows")
+    config.stash[NOTES] = _notes(config)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def _columns(config: pytest.Config) -> int:
+    """The terminal's width as pytest's writer sees it (COLUMNS first), at least 80."""
+    from lib.report.text import width
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return width(reporter._tw.fullwidth if reporter is not None else None)
+
+
+def _benchmarks_collected(config: pytest.Config) -> bool:
+    """Whether the session may run a benchmark: an argument names benchmarks/, or a directory above it."""
+    benchmarks = ROOT / "benchmarks"
+    for arg in config.args:
+        path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
+        if path == benchmarks or benchmarks in path.parents or path in benchmarks.parents:
+            return True
+    return False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_header(config: pytest.Config) -> Generator[None, list[str | list[str]], list[str | list[str]]]:
+    """The run header, wrapped to the terminal's width. pytest-benchmark's header line (its settings) is
+    dropped unless the session may run a benchmark: the header is printed before collection, so the
+    paths given decide (`pytest benchmarks/` or the repository root keep it; claims/ and tests/ do not)."""
+    from lib.report.text import wrap
     from lib.setup.provenance import version_line
 
+    others = yield
+    if not _benchmarks_collected(config):
+        keep = lambda line: not line.startswith("benchmark: ")  # noqa: E731
+        others = [
+            p if isinstance(p, str) else list(filter(keep, p)) for p in others if not isinstance(p, str) or keep(p)
+        ]
     runs = session(config).runs
     lines = [f"dphi: {version_line()}"] + ([f"dphi: {len(runs)} run(s)"] if len(runs) > 1 else [])
     for name, run in runs.items():
@@ -112,7 +145,8 @@ def pytest_report_header(config: pytest.Config) -> str:
         if run.unavailable:
             lines.append(f"dphi: {name}: model-dependent tests will skip: {run.unavailable}")
     lines.append(f"dphi cache: {cache_dir(config.getoption('dphi_cache_dir'))}")
-    return "\n".join(lines)
+    columns = _columns(config)
+    return [[wrapped for line in lines for wrapped in wrap(line, "", columns)], *others]  # pytest prints them reversed
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -180,18 +214,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     import json
 
-    from lib.report.summary import json_document, markdown, terminal_summary
+    from lib.report.markdown import markdown
+    from lib.report.summary import json_document
+    from lib.report.terminal import terminal_summary
+    from lib.report.text import wrap
     from lib.setup.provenance import describe, meta
     from lib.setup.runs import label
 
     state = session(config)
+    columns = _columns(config)
     for line in sorted(state.snapshot_references):
-        terminalreporter.write_line(f"snapshots: {line}")
+        for wrapped in wrap(f"snapshots: {line}", "", columns):
+            terminalreporter.write_line(wrapped)
     rows = list(state.rows.values())
     if not rows:
         return
     terminalreporter.section("Experiment 7 claims")
-    for line in terminal_summary(rows, verbose=config.getoption("verbose") > 0):
+    notes = [wrapped for note in config.stash[NOTES] for wrapped in wrap(note, "", columns)]
+    for line in [*notes, *([""] if notes else []), *terminal_summary(rows, config.getoption("verbose") > 0, columns)]:
         terminalreporter.write_line(line)
     report_path, json_path = config.getoption("dphi_claims_report"), config.getoption("dphi_claims_json")
     if not (report_path or json_path):
@@ -209,7 +249,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         if state.tables:
             from lib.report.plots import plot_runs
 
-            figure = plot_runs({n: state.tables[n] for n in runs if n in state.tables}, out.with_suffix(".png")).name
+            tables = {n: state.tables[n] for n in runs if n in state.tables}
+            figure = plot_runs(tables, out.with_suffix(".png"), runs).name
         out.write_text(markdown(rows, runs, figure, describe(provenance)), encoding="utf-8")
         terminalreporter.write_line(
             f"claims report written to {report_path}" + (f" (figure: {figure})" if figure else "")
@@ -219,6 +260,19 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         document = json_document(rows, runs, provenance)
         Path(json_path).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         terminalreporter.write_line(f"claims JSON written to {json_path}")
+
+
+def _notes(config: pytest.Config) -> list[str]:
+    """The lines logged to the "dphi" logger while the session runs, kept for the summary: printed as they
+    come they would land among the progress dots (lib/measure/kernels.py prints them itself elsewhere)."""
+    notes: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: notes.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("dphi")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    config.add_cleanup(lambda: (logger.removeHandler(handler), logger.setLevel(level)))
+    return notes
 
 
 class _Rows:
