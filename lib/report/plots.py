@@ -12,10 +12,13 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lib.report.text import relative
 from lib.setup.outputs import write_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Tables = Mapping[str, Any]
 
@@ -65,11 +68,9 @@ def _series(tables: Sequence[Tables]) -> dict[str, tuple[list[float], list[float
     return out
 
 
-def plot_runs(
-    tables_by_run: Mapping[str, Tables], path: str | Path, configs: Mapping[str, Mapping[str, Any]] | None = None
-) -> Path:
-    """Document vs measured, one PNG for a session's runs, on axes that compare models of
-    different sizes: relative depth l / (L - 1) and K / d_model. Returns the path written.
+def figure(tables_by_run: Mapping[str, Tables], configs: Mapping[str, Mapping[str, Any]] | None = None) -> Figure:
+    """Document vs measured for a session's runs, on axes that compare models of different sizes:
+    relative depth l / (L - 1) and K / d_model.
 
     configs: label -> the run's config (RunConfig.to_json), for the title; without, the labels name the runs.
     """
@@ -116,6 +117,16 @@ def plot_runs(
     fig.suptitle(title(list(tables_by_run), configs), fontsize=10, wrap=True)
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.04 + 0.02 * ((len(handles) + 1) // 2), 1, 0.96))
+    return fig
+
+
+def plot_runs(
+    tables_by_run: Mapping[str, Tables], path: str | Path, configs: Mapping[str, Mapping[str, Any]] | None = None
+) -> Path:
+    """The figure as a PNG at `path`, exactly (the caller prints it); returns it."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(tables_by_run, configs)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
