@@ -112,11 +112,14 @@ def format_tables(t: dict[str, Any]) -> str:
 
 
 def format_fragility(rows: Sequence[dict[str, Any]]) -> str:
-    """Fragility (lib/fragility/search.py) of the decidable claims as Markdown: k, its share, the first witnesses."""
+    """Fragility (lib/fragility/search.py) of the decidable claims at the terminal's width: k, its share, the
+    first witnesses."""
     from lib.report.summary import fragility_text
+    from lib.report.text import plain_table, width
 
     body = [(r["claim"], r["kind"], r["holds"], fragility_text(r)) for r in rows if r["holds"] is not None]
-    return _table("Fragility: positions dropped to flip each verdict", ("claim", "kind", "holds", "fragility"), body)
+    table = plain_table(("claim", "kind", "holds", "fragility"), body, width())
+    return "\n".join(["## Fragility: positions dropped to flip each verdict", "", *table, ""])
 
 
 def _ordered(tables: dict[str, Any]) -> dict[str, Any]:
@@ -134,17 +137,18 @@ def _one_line(message: Warning | str, category: type[Warning], *args: Any, **kwa
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "claims":
-        from lib.report.text import width
+        from lib.report.text import plain_table, width
         from lib.writeup import catalogue
 
-        listed = catalogue.plain(width(), args.section, args.verdict)
-        print(catalogue.markdown() if args.markdown else listed, end="")
+        listed = plain_table(catalogue.HEADER, catalogue.listing(args.section, args.verdict), width())
+        print(catalogue.markdown() if args.markdown else "\n".join(listed) + "\n", end="")
         return 0
     warnings.formatwarning = _one_line  # a cache warning is one line on the terminal, not a source excerpt
     if args.command == "compare":
         from lib.report.compare import main as compare
 
         return compare(args.baseline, args.current)
+    from lib.report.text import width, wrap
     from lib.session import Session
 
     values = {o.name.replace("-", "_"): getattr(args, o.name.replace("-", "_")) for o in OPTIONS}
@@ -159,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with session.processes():  # torchrun: every rank computes, rank 0 writes
             for name, config in session.runs.items():
                 if session.writer:
-                    print(f"dphi: {name}: {config.describe()}", file=sys.stderr)
+                    print("\n".join(wrap(f"dphi: {name}: {config.describe()}", "", width())), file=sys.stderr)
                     if name in skipped:
                         print(f"dphi: {name}: skipped (--skip-unavailable): {config.unavailable}", file=sys.stderr)
             measured = [name for name in session.runs if name not in skipped]

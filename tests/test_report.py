@@ -257,3 +257,21 @@ def test_the_figure_has_a_title_one_legend_and_a_band_for_the_windows(tmp_path):
     path = tmp_path / "out" / "fig2"  # written where it says, suffix or not, with nothing left beside it
     assert plot_runs({"m-w0": DOCUMENT_TABLES}, path) == path
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in path.parent.iterdir()] == ["fig2"]
+
+
+def test_the_fragility_table_fits_the_terminal(monkeypatch):
+    from lib.cli import format_fragility
+
+    monkeypatch.setenv("COLUMNS", "80")
+    flips = {"holds": True, "k": 3, "share": 0.003, "positions": [[0, 1], [2, 3], [4, 5], [6, 7]], "budget": 50}
+    rows = [
+        {"claim": "7B-largest-std-ratio-caused-by-outliers", "kind": "sentence", **flips, "fragile": True},
+        {"claim": "7A-mean_norm-layer-3", "kind": "cell", "holds": False, "k": None, "budget": 50},
+        {"claim": "setup-device-mps", "kind": "sentence", "holds": None},  # not decidable: not listed
+    ]
+    lines = format_fragility(rows).splitlines()
+    assert max(map(len, lines)) <= 80, max(lines, key=len)
+    assert " ".join(lines[2:4]).split() == ["claim", "kind", "holds", "fragility"]  # under its row at 80
+    assert "setup-device-mps" not in " ".join(lines)
+    said = " ".join(" ".join(lines).split())
+    assert "FRAGILE: flips at k=3 (0.3%) dropping (0, 1), (2, 3), (4, 5) …" in said and "no flip within 50" in said

@@ -58,6 +58,29 @@ def wrap(text: str, indent: str = "", columns: int = MIN_WIDTH, hang: str = "   
     return lines or [indent.rstrip()]
 
 
+NARROWEST_LAST = 30
+"""plain_table: below this many columns beside the others, the last column goes under its row."""
+
+
+def plain_table(header: Sequence[str], rows: Iterable[Sequence[Any]], columns: int = MIN_WIDTH) -> list[str]:
+    """A table for the terminal in `columns`: a header row, then the columns left-justified two spaces
+    apart, the last (the long text: a sentence, a fragility) wrapped in what is left of the line, or
+    under its row, indented, where that would be narrower than NARROWEST_LAST."""
+    body = [[str(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(r[i]) for r in body) for i in range(len(header) - 1)]
+    left = sum(widths) + 2 * len(widths)
+    beside = columns - left >= NARROWEST_LAST
+    lines = []
+    for row in body:
+        head = "  ".join(x.ljust(w) for x, w in zip(row, widths))
+        if beside:
+            last = wrap(row[-1], "", columns - left, hang="")
+            lines += [f"{head}  {last[0]}".rstrip(), *(" " * left + more for more in last[1:])]
+        else:
+            lines += [head.rstrip(), *(wrap(row[-1], "    ", columns, hang="") if row[-1] else [])]
+    return lines
+
+
 def relative(path: Any) -> str:
     """A path as a reader pastes it: relative to the working directory where it lies under it, else as given."""
     text = str(path)

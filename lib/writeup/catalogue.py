@@ -100,33 +100,16 @@ def markdown() -> str:
 
 
 UNDECIDED_WORD = "undecided"
-"""UNDECIDED in the plain listing, whose columns must fit 80."""
+"""UNDECIDED in the listing, whose columns must fit 80."""
 VERDICTS = (*WORDS.values(), "not tested", "not decidable", UNDECIDED_WORD)
-"""Every verdict the plain listing shows (its --verdict filter's choices)."""
+"""Every verdict the listing shows (its --verdict filter's choices)."""
 HEADER = ("id", "section", "kind", "on document", "sentence")
-"""The header row; "on document": the verdict on the write-up's own tables."""
-NARROWEST_SENTENCE = 30
-"""Below this many columns beside the others the sentence goes under its claim, indented."""
+"""The listing's header row; "on document": the verdict on the write-up's own tables."""
 
 
-def plain(columns: int = 80, section: str | None = None, verdict_is: str | None = None) -> str:
-    """A header row, then one claim a row (id, section, kind, verdict on the document, sentence), in
-    `columns`: the sentence wrapped in its column, or under its claim where the column would be narrow.
-    section, verdict_is: only the claims of that section, or with that verdict."""
-    import textwrap
-
+def listing(section: str | None = None, verdict_is: str | None = None) -> list[tuple[str, ...]]:
+    """`python -m lib claims`: one row a claim (HEADER's columns), only those of `section` or with the
+    verdict `verdict_is` where given; lib/report/text.py's plain_table prints it at the terminal's width."""
     word = lambda c: UNDECIDED_WORD if verdict(c)[0] == UNDECIDED else verdict(c)[0]  # noqa: E731
     shown = [(c, word(c)) for c in CLAIMS if section in (None, c.section)]
-    rows = [(c.id, c.section, kind(c), v, c.sentence) for c, v in shown if verdict_is in (None, v)]
-    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(4)]
-    left = sum(widths) + 2 * 4
-    beside = columns - left >= NARROWEST_SENTENCE
-    lines = []
-    for r in [HEADER, *rows]:
-        head = "  ".join(x.ljust(w) for x, w in zip(r[:4], widths))
-        if beside:
-            wrapped = textwrap.wrap(r[4], columns - left, break_on_hyphens=False) or [""]
-            lines += [f"{head}  {wrapped[0]}".rstrip(), *(" " * left + more for more in wrapped[1:])]
-        else:
-            lines += [head.rstrip(), *textwrap.wrap(r[4], columns, initial_indent="    ", subsequent_indent="    ")]
-    return "\n".join(lines) + "\n"
+    return [(c.id, c.section, kind(c), v, c.sentence) for c, v in shown if verdict_is in (None, v)]
