@@ -126,18 +126,22 @@ def _benchmarks_collected(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_report_header(config: pytest.Config) -> Generator[None, list[str | list[str]], list[str | list[str]]]:
-    """The run header, wrapped to the terminal's width. pytest-benchmark's header line (its settings) is
-    dropped unless the session may run a benchmark: the header is printed before collection, so the
-    paths given decide (`pytest benchmarks/` or the repository root keep it; claims/ and tests/ do not)."""
+    """The run header, every plugin's lines (pytest's own "plugins:" too) wrapped to the terminal's width.
+    pytest-benchmark's line (its settings) is dropped unless the session may run a benchmark: the header
+    is printed before collection, so the paths given decide (`pytest benchmarks/` or the repository root
+    keep it; claims/ and tests/ do not)."""
     from lib.report.text import wrap
     from lib.setup.provenance import version_line
 
     others = yield
-    if not _benchmarks_collected(config):
-        keep = lambda line: not line.startswith("benchmark: ")  # noqa: E731
-        others = [
-            p if isinstance(p, str) else list(filter(keep, p)) for p in others if not isinstance(p, str) or keep(p)
+    columns, benchmarks = _columns(config), _benchmarks_collected(config)
+
+    def fit(part: str | list[str]) -> list[str]:
+        kept = [
+            line for line in ([part] if isinstance(part, str) else part) if benchmarks or "benchmark: " != line[:11]
         ]
+        return [wrapped for line in kept for wrapped in wrap(line, "", columns)]
+
     runs = session(config).runs
     lines = [f"dphi: {version_line()}"] + ([f"dphi: {len(runs)} run(s)"] if len(runs) > 1 else [])
     for name, run in runs.items():
@@ -145,8 +149,7 @@ def pytest_report_header(config: pytest.Config) -> Generator[None, list[str | li
         if run.unavailable:
             lines.append(f"dphi: {name}: model-dependent tests will skip: {run.unavailable}")
     lines.append(f"dphi cache: {cache_dir(config.getoption('dphi_cache_dir'))}")
-    columns = _columns(config)
-    return [[wrapped for line in lines for wrapped in wrap(line, "", columns)], *others]  # pytest prints them reversed
+    return [fit(lines), *map(fit, others)]  # pytest prints the hooks' parts reversed: ours after its own
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -195,6 +195,8 @@ def test_a_claims_run_fits_80_columns_with_the_kernel_line_in_the_summary(tmp_pa
     assert out.returncode == 0, out.stdout[-3000:]
     ours = _ours(out.stdout)
     assert len(ours) > 10 and max(len(line) for line in ours) <= 80, max(ours, key=len)
+    every = out.stdout.splitlines()  # pytest's own header lines too ("plugins: ...")
+    assert max(len(line) for line in every) <= 80, max(every, key=len)
     assert not any(line.startswith("benchmark: ") for line in out.stdout.splitlines())  # no benchmark runs
     progress = out.stdout.split("collected", 1)[1].split("Experiment 7 claims", 1)[0]
     assert "attention kernel" not in progress  # not among the progress dots ...
