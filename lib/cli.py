@@ -19,6 +19,8 @@ from typing import Any
 from lib.errors import ConfigError, ResourceUnavailable
 from lib.setup.options import OPTIONS
 from lib.setup.outputs import check_output, write_atomic
+from lib.writeup.catalogue import VERDICTS
+from lib.writeup.claims import SECTIONS
 
 
 class _Version(argparse.Action):
@@ -52,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
     )
     claims = sub.add_parser("claims", help="list the claims: id, section, kind, verdict on the document, sentence")
     claims.add_argument("--markdown", action="store_true", help="the catalogue as Markdown (docs/claims.md)")
+    claims.add_argument("--section", choices=SECTIONS, help="only the claims of this section of the write-up")
+    claims.add_argument("--verdict", choices=VERDICTS, help="only the claims with this verdict on the document")
     compare = sub.add_parser(
         "compare",
         help="compare two --claims-json results: changed verdicts, then cells that moved; exit 1 when a verdict changed",
@@ -113,11 +117,14 @@ def format_tables(t: dict[str, Any]) -> str:
 
 
 def format_fragility(rows: Sequence[dict[str, Any]]) -> str:
-    """Fragility (lib/fragility/search.py) of the decidable claims as Markdown: k, its share, the first witnesses."""
+    """Fragility (lib/fragility/search.py) of the decidable claims at the terminal's width: k, its share, the
+    first witnesses."""
     from lib.report.summary import fragility_text
+    from lib.report.text import plain_table, width
 
     body = [(r["claim"], r["kind"], r["holds"], fragility_text(r)) for r in rows if r["holds"] is not None]
-    return _table("Fragility: positions dropped to flip each verdict", ("claim", "kind", "holds", "fragility"), body)
+    table = plain_table(("claim", "kind", "holds", "fragility"), body, width())
+    return "\n".join(["## Fragility: positions dropped to flip each verdict", "", *table, ""])
 
 
 def _ordered(tables: dict[str, Any]) -> dict[str, Any]:
@@ -135,15 +142,18 @@ def _one_line(message: Warning | str, category: type[Warning], *args: Any, **kwa
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "claims":
+        from lib.report.text import plain_table, width
         from lib.writeup import catalogue
 
-        print(catalogue.markdown() if args.markdown else catalogue.plain(), end="")
+        listed = plain_table(catalogue.HEADER, catalogue.listing(args.section, args.verdict), width())
+        print(catalogue.markdown() if args.markdown else "\n".join(listed) + "\n", end="")
         return 0
     warnings.formatwarning = _one_line  # a cache warning is one line on the terminal, not a source excerpt
     if args.command == "compare":
         from lib.report.compare import main as compare
 
         return compare(args.baseline, args.current, args.allow_unmatched)
+    from lib.report.text import width, wrap
     from lib.session import Session
 
     values = {o.name.replace("-", "_"): getattr(args, o.name.replace("-", "_")) for o in OPTIONS}
@@ -158,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with session.processes():  # torchrun: every rank computes, rank 0 writes
             for name, config in session.runs.items():
                 if session.writer:
-                    print(f"dphi: {name}: {config.describe()}", file=sys.stderr)
+                    print("\n".join(wrap(f"dphi: {name}: {config.describe()}", "", width())), file=sys.stderr)
                     if name in skipped:
                         print(f"dphi: {name}: skipped (--skip-unavailable): {config.unavailable}", file=sys.stderr)
             measured = [name for name in session.runs if name not in skipped]
@@ -189,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plot_out:
         from lib.report.plots import plot_runs
 
-        status |= _write(lambda: plot_runs(results, plot_out), "plot")
+        configs = {n: c.to_json() for n, c in session.runs.items()}
+        status |= _write(lambda: plot_runs(results, plot_out, configs), "plot")
     return 2 if status else 0
 
 

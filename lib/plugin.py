@@ -10,6 +10,7 @@ the figure, fragility rows). Tests never read `request.config` directly.
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from lib.tables.run import Run
 
 SESSION = pytest.StashKey["Session"]()
+NOTES = pytest.StashKey[list[str]]()
+"""What the run said while it measured (the attention kernel it took, lib/measure/kernels.py), for the summary."""
 
 
 def session(config: pytest.Config) -> Session:
@@ -126,10 +129,44 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(e)) from None
     config.stash[SESSION] = state
     config.pluginmanager.register(_Rows(state), "dphi-rows")
+    config.stash[NOTES] = _notes(config)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def _columns(config: pytest.Config) -> int:
+    """The terminal's width as pytest's writer sees it (COLUMNS first), at least 80."""
+    from lib.report.text import width
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return width(reporter._tw.fullwidth if reporter is not None else None)
+
+
+def _benchmarks_collected(config: pytest.Config) -> bool:
+    """Whether the session may run a benchmark: an argument names benchmarks/, or a directory above it."""
+    benchmarks = ROOT / "benchmarks"
+    for arg in config.args:
+        path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
+        if path == benchmarks or benchmarks in path.parents or path in benchmarks.parents:
+            return True
+    return False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_header(config: pytest.Config) -> Generator[None, list[str | list[str]], list[str | list[str]]]:
+    """The run header, every plugin's lines (pytest's own "plugins:" too) wrapped to the terminal's width.
+    pytest-benchmark's line (its settings) is dropped unless the session may run a benchmark: the header
+    is printed before collection, so the paths given decide (`pytest benchmarks/` or the repository root
+    keep it; claims/ and tests/ do not)."""
+    from lib.report.text import wrap
     from lib.setup.provenance import version_line
+
+    others = yield
+    columns, benchmarks = _columns(config), _benchmarks_collected(config)
+
+    def fit(part: str | list[str]) -> list[str]:
+        kept = [
+            line for line in ([part] if isinstance(part, str) else part) if benchmarks or "benchmark: " != line[:11]
+        ]
+        return [wrapped for line in kept for wrapped in wrap(line, "", columns)]
 
     runs = session(config).runs
     lines = [f"dphi: {version_line()}"] + ([f"dphi: {len(runs)} run(s)"] if len(runs) > 1 else [])
@@ -138,7 +175,7 @@ def pytest_report_header(config: pytest.Config) -> str:
         if run.unavailable:
             lines.append(f"dphi: {name}: model-dependent tests will skip: {run.unavailable}")
     lines.append(f"dphi cache: {cache_dir(config.getoption('dphi_cache_dir'))}")
-    return "\n".join(lines)
+    return [fit(lines), *map(fit, others)]  # pytest prints the hooks' parts reversed: ours after its own
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m deselected: the claims on the document's own tables need no run
@@ -207,26 +244,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """The files first (a Ctrl-C during the summary loses none of them), then the summary and the
     baseline's line."""
-    from lib.report.summary import terminal_summary
+    from lib.report.terminal import terminal_summary
+    from lib.report.text import wrap
 
     state = session(config)
+    columns = _columns(config)
     for line in sorted(state.snapshot_references):
-        terminalreporter.write_line(f"snapshots: {line}")
+        for wrapped in wrap(f"snapshots: {line}", "", columns):
+            terminalreporter.write_line(wrapped)
     rows = list(state.rows.values())
     if not rows:
         return
     written = write_outputs(config, state, rows) if any(config.getoption(n) for _, n in OUTPUTS) else []
     terminalreporter.section("Experiment 7 claims")
-    for line in terminal_summary(rows, verbose=config.getoption("verbose") > 0):
+    notes = [wrapped for note in config.stash[NOTES] for wrapped in wrap(note, "", columns)]
+    for line in [*notes, *([""] if notes else []), *terminal_summary(rows, config.getoption("verbose") > 0, columns)]:
         terminalreporter.write_line(line)
-    for line in written:
-        terminalreporter.write_line(line)
+    ending = list(written)
     if state.comparison is not None:  # a baseline session ends with one line: what it was compared with
         if state.comparison.unmatched and not config.getoption("dphi_allow_unmatched"):
-            terminalreporter.write_line("baseline rows without a counterpart (--allow-unmatched accepts them):")
-            for line in state.comparison.unmatched_lines():
-                terminalreporter.write_line(line)
-        terminalreporter.write_line(state.comparison.summary(state.baseline.path if state.baseline else ""))
+            ending += ["baseline rows without a counterpart (--allow-unmatched accepts them):"]
+            ending += state.comparison.unmatched_lines()
+        ending.append(state.comparison.summary(state.baseline.path if state.baseline else ""))
+    for line in ending:
+        for wrapped in wrap(line, line[: len(line) - len(line.lstrip())], columns):
+            terminalreporter.write_line(wrapped)
 
 
 def write_outputs(config: pytest.Config, state: Session, rows: list[Row]) -> list[str]:
@@ -236,7 +278,8 @@ def write_outputs(config: pytest.Config, state: Session, rows: list[Row]) -> lis
     import io
     import json
 
-    from lib.report.summary import json_document, markdown
+    from lib.report.markdown import markdown
+    from lib.report.summary import json_document
     from lib.setup.provenance import describe, meta
     from lib.setup.runs import label
 
@@ -270,7 +313,8 @@ def write_outputs(config: pytest.Config, state: Session, rows: list[Row]) -> lis
         if state.tables:
             from lib.report.plots import plot_runs
 
-            figure = plot_runs({n: state.tables[n] for n in runs if n in state.tables}, path.with_suffix(".png")).name
+            tables = {n: state.tables[n] for n in runs if n in state.tables}
+            figure = plot_runs(tables, path.with_suffix(".png"), runs).name
         write_atomic(path, markdown(rows, runs, figure, describe(provenance)))
         return f"claims report written to {path}" + (f" (figure: {figure})" if figure else "")
 
@@ -303,6 +347,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.comparison = compare(state.baseline, Result("", rows=list(state.rows.values())))
         if state.comparison.unmatched and not session.config.getoption("dphi_allow_unmatched"):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _notes(config: pytest.Config) -> list[str]:
+    """The lines logged to the "dphi" logger while the session runs, kept for the summary: printed as they
+    come they would land among the progress dots (lib/measure/kernels.py prints them itself elsewhere)."""
+    notes: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: notes.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("dphi")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    config.add_cleanup(lambda: (logger.removeHandler(handler), logger.setLevel(level)))
+    return notes
 
 
 class _Rows:

@@ -137,8 +137,10 @@ def test_baseline_rows_without_a_counterpart_fail_unless_allowed(embedded_cache,
     rows = json.loads(whole.read_text())["rows"]
     assert len(part.read_text().splitlines()) == len(rows) + 1 and part.read_text().startswith("section,kind")
     same = _claims(embedded_cache, *args, "--claims-baseline", str(whole))
-    last = same.stdout.strip().splitlines()[-2]  # pytest's own totals line follows
-    assert same.returncode == 0 and last.startswith(f"baseline {whole}: {len(rows)} row(s) compared, 0 verdict"), last
+    flat = " ".join(same.stdout.split())  # the line, wrapped to the terminal, then pytest's own totals
+    ending = flat[flat.rindex(f"baseline {whole}:") :]
+    assert same.returncode == 0 and ending.startswith(f"baseline {whole}: {len(rows)} row(s) compared, 0 verdict")
+    assert ending.split("tolerance ")[1].startswith("3 passed"), ending
     data = json.loads(whole.read_text())
     data["rows"].append({**data["rows"][0], "claim": "a-claim-since-removed"})
     whole.write_text(json.dumps(data))

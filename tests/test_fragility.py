@@ -312,8 +312,10 @@ def test_the_command_writes_a_fragility_key(tiny, shared_text, tmp_path, capsys)
 
 
 def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
+    from lib.report.markdown import markdown
     from lib.report.rows import Row
-    from lib.report.summary import fragility_text, markdown, terminal_summary
+    from lib.report.summary import fragility_text
+    from lib.report.terminal import terminal_summary
     from lib.writeup.judge import Verdict
 
     flips = {"holds": True, "k": 1, "share": 0.001, "positions": [[0, 0]], "budget": 50, "fragile": True}
@@ -330,7 +332,7 @@ def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
     assert "b (measured, r)" not in text
     assert "1 FRAGILE" in text.splitlines()[-2]
     assert "no flip within 50" in "\n".join(terminal_summary(rows, verbose=True))
-    assert "| FRAGILE: flips at k=1" in markdown(rows, {"r": {}})
+    assert "| a | r | holds (FRAGILE) |  | FRAGILE: flips at k=1" in markdown(rows, {"r": {}})  # the appendix
     assert rows[0].to_json()["fragility"] == flips
     assert "fragility" not in "\n".join(
         terminal_summary([Row("a", "7B", "measured", verdict=Verdict.from_text("holds"))], verbose=True)

@@ -1,6 +1,6 @@
-"""Results over time: baselines, `python -m lib compare`, provenance, the report's layout and
-width, snapshots on another device (lib/report/compare.py, lib/setup/provenance.py, lib/report/summary.py,
-lib/report/sections.py, lib/report/snapshot.py)."""
+"""Results over time: baselines, `python -m lib compare`, provenance, snapshots on another device
+(lib/report/compare.py, lib/setup/provenance.py, lib/report/snapshot.py). The report's layout and
+width: tests/test_report.py."""
 
 from __future__ import annotations
 
@@ -17,11 +17,7 @@ from test_claims_suite import ROOT, run_claims
 
 from lib.report import snapshot
 from lib.report.compare import load, main
-from lib.report.rows import Row
-from lib.report.sections import OUTSIDE, section_of
-from lib.report.summary import TERMINAL_WIDTH, json_document, markdown, terminal_summary
 from lib.setup.provenance import LIBRARIES, git_state, meta
-from lib.writeup.judge import Verdict
 
 
 def _write(path: Path, rows: list[dict], runs: dict | None = None) -> Path:
@@ -147,87 +143,6 @@ def test_meta_names_versions_commit_date_device_and_options(tmp_path):
     assert outside["commit"].startswith("unknown: ") and outside["dirty"] is None
 
 
-# ---------------------------------------------------------------- the report's sections and width
-def _report_rows() -> list[Row]:
-    return [
-        Row(
-            "7A-mean_norm-layer-3",
-            "7A",
-            "cell",
-            "17.6",
-            "18.9",
-            run="r-w0",
-            value=18.9,
-            verdict=Verdict.from_text("fails"),
-        ),
-        Row(
-            "7A-mean_norm-layer-4",
-            "7A",
-            "cell",
-            "18.3",
-            "18.31",
-            run="r-w0",
-            value=18.31,
-            verdict=Verdict.from_text("holds"),
-        ),
-        Row("7A-last-layer-largest", "7A", "measured", "last 354.1", "last 4.656", "Layer 11: 354", "", "r-w0"),
-        Row(
-            "7D-baseline-ppl", "7D", "cell", "29.79", "29.8", run="r-w0", value=29.8, verdict=Verdict.from_text("holds")
-        ),
-        Row("7D-harmful-noise", "7D", "measured", "", "x", run="r-w0", verdict=Verdict.from_text("skipped: follow-up")),
-        Row(
-            "7C-norm-dominance-causes-low-k", "7C", "measured", "", "y", run="r-w0", verdict=Verdict.from_text("holds")
-        ),
-    ]
-
-
-def test_report_has_a_section_per_table_with_document_measured_and_difference():
-    rows = _report_rows()
-    rows[2].verdict = Verdict.from_text("holds")
-    text = markdown(rows, {"r-w0": {"model": "m"}}, meta=["commit: abc"])
-    assert text.index("- commit: abc") < text.index("## Runs")  # provenance heads it
-    sections = re.findall(r"^## (.+)$", text, flags=re.M)
-    assert sections[1:] == [
-        "7A: norms of Δφ(l)",
-        "7D: low-rank inference",
-        "Follow-ups (7F-7H: the suite's experiments for sentences the write-up did not test)",
-        "Causes (sentences that need the suite's own measurements, lib/tables/causes.py)",
-        "Every claim test",
-    ]
-    seven_a = text[text.index("## 7A") : text.index("## 7D")]
-    assert "| Layer | mean_norm: document | measured | Δ | std_norm: document | measured | Δ |" in seven_a
-    assert f"| 3 | 17.6 | 18.9 | +1.3 {OUTSIDE} | 6.2 | — |  |" in seven_a  # 7.4% > the norm cells' 5%
-    assert "| 4 | 18.3 | 18.31 | +0.01 | 5.1 | — |  |" in seven_a
-    assert "| 7A-last-layer-largest | measured | r-w0 | Layer 11: 354 | last 354.1 | last 4.656 | holds |" in seven_a
-    assert "Totals: cells 1 fails, 1 holds; sentences 1 holds" in seven_a
-    assert "| baseline | 29.79 | 29.8 | +0.01 |" in text
-    assert section_of("7D-harmful-noise", "7D") == "follow-ups" and section_of("7A-last-layer-largest", "7A") == "7A"
-    document = json_document(rows, {"r-w0": {}}, {"date": "d"})
-    assert document["meta"] == {"date": "d"} and document["rows"][0]["claim"] == "7A-mean_norm-layer-3"
-
-
-def test_terminal_summary_fits_120_columns_and_keeps_numbers_whole():
-    long = "measured ratios " + ", ".join(f"{1000 + i * 1.2345:.4f}" for i in range(60))
-    rows = _report_rows()
-    rows[2].verdict, rows[2].measured = Verdict.from_text("fails"), long
-    rows.append(Row("7B-not-low-rank", "7B", "measured", "d", "m", run="r-w0", verdict=Verdict.from_text("holds")))
-    lines = terminal_summary(rows)
-    assert max(len(line) for line in lines) <= TERMINAL_WIDTH
-    assert lines[0] == "totals per section:" and any(line.startswith("  7A: cells 1 fails, 1 holds") for line in lines)
-    text = " ".join(lines)
-    assert all(
-        f"{1000 + i * 1.2345:.4f}" in text.split() or f"{1000 + i * 1.2345:.4f}," in text.split() for i in range(60)
-    )
-    assert "7A-mean_norm-layer-3 (cell, r-w0): fails" in text and "7B-not-low-rank" not in text  # holds: not listed
-    assert "7B-not-low-rank (measured, r-w0): holds" in " ".join(terminal_summary(rows, verbose=True))
-
-
-def test_the_claims_run_prints_within_120_columns(tmp_path, small_args):
-    out = run_claims(tmp_path, "claims/test_7b_layer_pca.py", "--claims-xfail", *small_args)
-    summary = out.stdout.split("Experiment 7 claims", 1)[1].split("short test summary", 1)[0].splitlines()[1:-1]
-    assert summary and max(len(line) for line in summary) <= TERMINAL_WIDTH, max(summary, key=len)
-
-
 # ---------------------------------------------------------------- snapshots on another device
 LAYER = {"layer": 3, "k50": 10, "k90": 40, "mean_norm": 17.6}
 
@@ -303,10 +218,8 @@ def test_a_run_without_its_own_snapshots_is_checked_against_the_cpu_ones_and_say
     own = tmp_path / "own"  # empty: the run has no snapshot of its own
     out = pytest_run(own, "-p", "pretend_device", "--require-snapshots")
     assert out.returncode == 0, out.stdout[-3000:]
-    assert (
-        "compared with the CPU snapshot" in out.stdout
-        and "within the device tolerance (rtol 0.001, K +-2)" in out.stdout
-    )
+    said = " ".join(out.stdout.split())  # the summary's lines wrap at the terminal's width
+    assert "compared with the CPU snapshot" in said and "within the device tolerance (rtol 0.001, K +-2)" in said
     norms = next(cpu.rglob("*-norms].json"))
     data = json.loads(norms.read_text())
     data["norms"][0]["mean_norm"] *= 1.01  # beyond the device tolerance

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from test_claims_suite import run_claims
 
 from lib.errors import ConfigError
+from lib.report.markdown import markdown, sentences, window_spread
 from lib.report.rows import Row
-from lib.report.summary import markdown, matrix, window_spread
 from lib.setup.corpus import hf_spec, resolve_dataset, select_tokens, window_text_tokens
 from lib.setup.runs import build_runs, labels, split
 from lib.tables.run import Shared
@@ -134,10 +134,10 @@ def _rows() -> list[Row]:
     return rows
 
 
-def test_matrix_counts_the_runs_where_a_claim_holds():
-    lines = matrix(_rows(), ["m-w0", "m-w1", "n-w0"])
+def test_a_sentence_row_counts_the_runs_where_it_holds():
+    lines = sentences(_rows(), ["m-w0", "m-w1", "n-w0"])
     row = next(line for line in lines if line.startswith("| 7A-last-layer-largest"))
-    assert row == "| 7A-last-layer-largest | measured | holds | does not hold | holds | 2 of 3 runs |"
+    assert row.endswith("|  | holds | does not hold | holds | 2 of 3 runs |")  # no document row here
 
 
 def test_window_spread_of_a_cell_beside_the_documents_value():
@@ -146,7 +146,7 @@ def test_window_spread_of_a_cell_beside_the_documents_value():
     assert lines[2] == "| 7A-mean_norm-layer-0 | m | 2 | 50.4 | 11 | 1.41 | 10–12 |"
     assert len(lines) == 3  # n has one window: no spread
     text = markdown(_rows(), runs, "report.png")
-    assert "## Claims across runs" in text and "![document vs measured](report.png)" in text
+    assert "| holds in |" in text and "![document vs measured](report.png)" in text
 
 
 def test_json_rows_carry_what_the_issue_asks():

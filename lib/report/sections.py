@@ -62,10 +62,13 @@ def _row_label(cell: Cell) -> tuple[str, str]:
     return ("K", str(doc_row["k"])) if "k" in doc_row else ("Layer", str(doc_row["layer"]))
 
 
-def grid(table: str, values: dict[str, float]) -> list[str]:
+def grid(table: str, values: dict[str, float], judged: set[str]) -> list[str]:
     """One write-up table as Markdown: per document column, document | measured | Δ (✗ outside the tolerance).
 
-    values: cell id -> measured value of one run (absent: not measured, shown as —).
+    values: cell id -> measured value of one run (absent: not measured, shown as —; a row with no
+    measured value, a layer or K a smaller model lacks, is left out: the write-up has it).
+    judged: the cells the run judged; a cell shown but not judged (another model, text or convention)
+    gets its Δ and no ✗: the tolerance is the write-up's, for the write-up's set-up.
     """
     cells = [c for c in CELLS if c.table == table]
     first, _ = _row_label(cells[0])
@@ -79,6 +82,8 @@ def grid(table: str, values: dict[str, float]) -> list[str]:
         header += [f"{col}: document", "measured", "Δ"]
     body = []
     for label, by_column in rows.items():
+        if all(values.get(c.id) is None for c in by_column.values()):
+            continue
         out = [label]
         for col in columns:
             cell = by_column.get(col)
@@ -89,7 +94,7 @@ def grid(table: str, values: dict[str, float]) -> list[str]:
             if value is None:
                 out += [num(cell.value), "—", ""]
                 continue
-            mark = "" if cell.within(value) else f" {OUTSIDE}"
+            mark = f" {OUTSIDE}" if cell.id in judged and not cell.within(value) else ""
             out += [num(cell.value), num(value), difference(value - cell.value) + mark]
         body.append(out)
     return markdown_table(header, body)
@@ -102,5 +107,6 @@ def tables_of(section: str) -> list[str]:
 
 LEGEND = (
     f"{OUTSIDE}: outside the cell's tolerance (lib/writeup/claims.py gives each with its reason); "
-    "Δ = measured − document. For another model, text or convention the cells are shown, not judged."
+    "Δ = measured − document. For another model, text or convention the cells are shown, not judged (no ✗); "
+    "rows it lacks (layers, K) are left out."
 )

@@ -1,37 +1,27 @@
-"""The claims summary: one row per claim test and run, in the terminal, as Markdown and as JSON.
+"""What a session's claim rows come to, for the terminal summary (lib/report/terminal.py) and the
+Markdown report (lib/report/markdown.py) alike: the verdict counts, and the claims to look at in the
+order a reader takes them in.
 
-The Markdown report follows the write-up: one section per table (lib/report/sections.py) with the
-document's values beside the measured ones, then the section's sentences and totals; the
-runs and the provenance (lib/setup/provenance.py) head it, every claim test is listed at the end.
-With several runs it adds a claim x run matrix ("holds in k of n runs") and, for every table
-cell, the spread of the measured value over the windows of each model and text.
-
-The terminal summary fits TERMINAL_WIDTH columns: totals per section, then the claims to look
-at (failing, not holding, changed against the baseline, contradicted or overstated by the
-document, FRAGILE under --fragility); `-v` lists every claim. Lines wrap between words, never inside a number.
+The claims to look at, each in the first group it belongs to (LOOK_AT):
+1. contradicted or overstated by the document (the write-up's own tables disagree with its sentence);
+2. changed against the --claims-baseline (a regression until someone accepts it);
+3. failures (a test that failed: an error, or a claim that does not hold without --claims-xfail);
+4. FRAGILE under --fragility (holds, but flips when at most 0.5% of the positions are dropped).
+Then the claims that do not hold on a run: on a model or text other than the write-up's these are the
+expected "does not carry over", so they are counted per section, and listed only on request.
 """
 
 from __future__ import annotations
 
-import statistics
-import textwrap
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from lib.report.rows import HELD, SHORT, Row
-from lib.report.sections import LEGEND, TITLES, grid, section_of, tables_of
-from lib.report.text import escape, markdown_table, num
+from lib.report.rows import HELD, Row
+from lib.report.sections import TITLES, section_of
+from lib.writeup.claims import CLAIMS
 from lib.writeup.judge import Status
 
-TERMINAL_WIDTH = 120
-"""The terminal summary's width: a common terminal's, and what a review diff shows unwrapped."""
-LOOK_AT = {
-    Status.FAILS: "fails",
-    Status.DOES_NOT_HOLD: "does not hold",
-    Status.CONTRADICTED: "contradicted by the document",
-    Status.OVERSTATED: "overstated by the document",
-}
-"""Verdicts the terminal summary always lists (with every claim changed against the baseline)."""
+_SENTENCES = {c.id: c.sentence for c in CLAIMS}
 
 
 def fragility_text(f: dict[str, Any] | None) -> str:
@@ -45,6 +35,26 @@ def fragility_text(f: dict[str, Any] | None) -> str:
     return ("FRAGILE: " if f.get("fragile") else "") + f"flips at k={f['k']} ({f['share']:.1%}) dropping {where}"
 
 
+def fragile(r: Row) -> bool:
+    """A claim that holds but flips when at most FRAGILE_SHARE of the positions are dropped (--fragility)."""
+    return bool(r.fragility and r.fragility.get("fragile")) and r.status in HELD
+
+
+LOOK_AT: dict[str, Callable[[Row], bool]] = {
+    "contradicted or overstated by the document": lambda r: r.status in (Status.CONTRADICTED, Status.OVERSTATED),
+    "changed against the baseline": lambda r: bool(r.baseline),
+    "failures": lambda r: r.status is Status.FAILS,
+    "FRAGILE (hold, but flip when at most 0.5% of the positions are dropped)": fragile,
+}
+"""The groups of claims a summary always shows, in its order; a claim goes to the first that takes it."""
+DOES_NOT_CARRY_OVER = "do not hold on a run (on another model or text: the finding does not carry over)"
+
+
+def sentence(claim_id: str) -> str:
+    """A claim's English sentence (claims.toml); empty for a table cell or a claim of another write-up."""
+    return _SENTENCES.get(claim_id, "")
+
+
 def counts(rows: Iterable[Row]) -> dict[str, int]:
     """Rows per verdict, in the order the verdicts first appear."""
     out: dict[str, int] = {}
@@ -54,82 +64,9 @@ def counts(rows: Iterable[Row]) -> dict[str, int]:
     return out
 
 
-def wrap(text: str, indent: str = "", width: int = TERMINAL_WIDTH) -> list[str]:
-    """text in lines of at most `width` columns, broken between words (numbers stay whole); a
-    continuation is indented 4 more. A single word longer than a line is the only thing cut."""
-    text = " ".join(str(text).split())
-    options = {"width": width, "initial_indent": indent, "subsequent_indent": indent + "    "}
-    lines = textwrap.wrap(text, break_long_words=False, break_on_hyphens=False, **options)
-    if any(len(line) > width for line in lines):
-        lines = textwrap.wrap(text, break_long_words=True, break_on_hyphens=False, **options)
-    return lines or [indent.rstrip()]
-
-
-def _entry(r: Row) -> list[str]:
-    """One claim in the terminal: what, where, verdict; then what the document and the run say."""
-    where = ", ".join(p for p in (r.kind, r.run) if p)
-    lines = wrap(f"{r.id} ({where}): {r.verdict_text}", "  ")
-    if r.kind == "cell":
-        lines += wrap(f"document {r.document}, measured {r.measured or '-'}", "      ")
-    else:
-        lines += wrap(f"document: {r.document or '-'}", "      ")
-        lines += wrap(f"measured: {r.measured}", "      ") if r.kind != "document" and r.measured else []
-    lines += wrap(f"baseline: {r.baseline}", "      ") if r.baseline else []
-    lines += wrap(f"against the baseline: {r.moved}", "      ") if r.moved else []
-    lines += wrap(f"fragility: {fragility_text(r.fragility)}", "      ") if fragility_text(r.fragility) else []
-    return lines
-
-
-def fragile(r: Row) -> bool:
-    """A claim that holds but flips when at most FRAGILE_SHARE of the positions are dropped (--fragility)."""
-    return bool(r.fragility and r.fragility.get("fragile")) and r.status in HELD
-
-
-def look_at(r: Row) -> bool:
-    """A claim the terminal summary always shows."""
-    return bool(r.baseline) or fragile(r) or r.status in LOOK_AT
-
-
-def terminal_summary(rows: list[Row], verbose: bool = False, collapse: int = 5) -> list[str]:
-    """Totals per section, then the claims to look at (every claim with verbose; skips sharing a
-    reason more than `collapse` times as one line), then the totals; no line over TERMINAL_WIDTH."""
-    sections: dict[str, list[Row]] = {}
-    for r in rows:
-        sections.setdefault(section_of(r.id, r.section), []).append(r)
-    lines = ["totals per section:"]
-    for name in (n for n in TITLES if n in sections):
-        lines += wrap(f"{name}: {totals(sections[name])}", "  ")
-    shown = [r for r in rows if verbose or look_at(r)]
-    reasons: dict[str, list[Row]] = {}
-    for r in shown:
-        if r.status is Status.SKIPPED and not r.baseline:
-            reasons.setdefault(r.verdict_text, []).append(r)
-    collapsed = {v for v, rs in reasons.items() if len(rs) > collapse}
-    title = (
-        "every claim"
-        if verbose
-        else "claims to look at (" + ", ".join(LOOK_AT.values()) + ", changed against the baseline, or FRAGILE)"
-    )
-    lines += ["", *wrap(f"{title}: {len(shown)}")]
-    for r in shown:
-        if r.verdict_text not in collapsed:
-            lines += _entry(r)
-    for v in sorted(collapsed):
-        lines += wrap(f"({len(reasons[v])} claims) {v}", "  ")
-    moved = [r for r in rows if r.moved]
-    if moved:
-        lines += ["", f"cells that moved beyond their tolerance against the baseline: {len(moved)}"]
-        for r in moved:
-            lines += wrap(f"{r.id} ({r.run}): {r.moved}", "  ")
-    summary = "totals: " + ", ".join(f"{n} {k}" for k, n in counts(rows).items())
-    n_fragile = sum(map(fragile, rows))
-    summary += (
-        f"; {n_fragile} FRAGILE (hold, but flip when at most 0.5% of the positions are dropped)" if n_fragile else ""
-    )
-    lines += ["", *wrap(summary)]
-    if not verbose:
-        lines.append("(-v lists every claim)")
-    return lines
+def count_text(rows: Iterable[Row]) -> str:
+    """'46 holds, 3 overstated by the document, ...'."""
+    return ", ".join(f"{n} {k}" for k, n in counts(rows).items())
 
 
 def totals(rows: list[Row]) -> str:
@@ -138,124 +75,37 @@ def totals(rows: list[Row]) -> str:
     for kind, name in (("cell", "cells"), ("measured", "sentences"), ("document", "on the document")):
         of_kind = [r for r in rows if r.kind == kind]
         if of_kind:
-            parts.append(f"{name} " + ", ".join(f"{n} {k}" for k, n in counts(of_kind).items()))
+            parts.append(f"{name} {count_text(of_kind)}")
     return "; ".join(parts)
 
 
-def matrix(rows: list[Row], runs: list[str]) -> list[str]:
-    """Markdown lines: one row per claim test (cells and sentences), one column per run."""
-    by_claim: dict[tuple[str, str], dict[str, Row]] = {}
-    for r in rows:
-        if r.run:
-            by_claim.setdefault((r.id, r.kind), {})[r.run] = r
-    body = []
-    for (claim, kind), cells in by_claim.items():
-        statuses = [cells[run].status if run in cells else None for run in runs]
-        held = sum(s in HELD for s in statuses)
-        body.append([claim, kind, *(SHORT[s] if s else "" for s in statuses), f"{held} of {len(runs)} runs"])
-    return markdown_table(["claim", "kind", *runs, "holds in"], body)
-
-
-def window_spread(rows: list[Row], runs: dict[str, dict[str, Any]]) -> list[str]:
-    """Markdown lines: each table cell's measured mean, sd and min-max over the windows of one
-    model, text and convention, beside the document's value (is 1000 tokens typical?)."""
-    groups: dict[tuple[str, str], list[float]] = {}
-    document: dict[str, str] = {}
-    for r in rows:
-        if r.kind == "cell" and r.value is not None and r.run in runs:
-            group = runs[r.run].get("group", r.run)
-            groups.setdefault((r.id, group), []).append(r.value)
-            document[r.id] = r.document
-    body = [
-        [cell, group, len(values), document[cell], num(statistics.mean(values), whole=False)]
-        + [
-            num(statistics.stdev(values), 3, whole=False),
-            f"{num(min(values), whole=False)}–{num(max(values), whole=False)}",
-        ]
-        for (cell, group), values in groups.items()
-        if len(values) >= 2
-    ]
-    return markdown_table(["cell", "runs", "windows", "document", "mean", "sd", "min–max"], body) if body else []
-
-
-def section_lines(name: str, rows: list[Row], runs: list[str]) -> list[str]:
-    """One section of the Markdown report: the write-up's tables per run, the sentences, the totals."""
-    lines = [f"## {TITLES[name]}", ""]
-    for table in tables_of(name):
-        for run in runs:
-            values = {r.id: r.value for r in rows if r.kind == "cell" and r.run == run and r.value is not None}
-            if values:
-                lines += [f"`{table}`" + (f", run {run}" if len(runs) > 1 else ""), "", *grid(table, values), ""]
-    sentences = [r for r in rows if r.kind != "cell"]
-    if sentences:
-        header = ["claim", "kind", "run", "original (exp7.ja.md)", "document", "measured", "verdict"]
-        body = [
-            [escape(r.id), r.kind, r.run, escape(r.ja), escape(r.document), escape(r.measured)]
-            + [escape(r.verdict_text + (f" (baseline: {r.baseline})" if r.baseline else ""))]
-            for r in sentences
-        ]
-        lines += [*markdown_table(header, body), ""]
-    moved = [r for r in rows if r.moved]
-    lines += [f"Against the baseline: {escape(r.id)} ({r.run}): {escape(r.moved)}" for r in moved]
-    lines += [""] if moved else []
-    return [*lines, f"Totals: {totals(rows)}", ""]
-
-
-RUN_COLUMNS = {
-    "run": None,
-    "model": "model",
-    "text": "dataset",
-    "positions": "n_tokens",
-    "dtype": "dtype",
-    "numerics": "numerics",
-    "position policy": "positions",
-    "PCA": "pca",
-    "window": "window",
-    "device": "device",
-}
-"""The Runs table: column -> the run config's field (RunConfig.to_json)."""
-
-
-def markdown(
-    rows: list[Row], runs: dict[str, dict[str, Any]], figure: str | None = None, meta: list[str] | None = None
-) -> str:
-    """The report: provenance, runs, totals, one section per write-up table (lib/report/sections.py), the
-    claim x run matrix and window spreads (several runs), and every claim test at the end.
-
-    runs: label -> the run's config (JSON), plus 'group' (the label without its window).
-    meta: the provenance lines (lib.setup.provenance.describe).
-    """
-    lines = ["# Experiment 7 claims report", ""]
-    lines += [f"- {line}" for line in meta or []] + ([""] if meta else [])
-    code = ("model", "dataset")  # names and paths in code spans
-    runs_body = [
-        [name, *(f"`{c.get(f)}`" if f in code else c.get(f, "") for f in list(RUN_COLUMNS.values())[1:])]
-        for name, c in runs.items()
-    ]
-    lines += ["## Runs", "", *markdown_table(list(RUN_COLUMNS), runs_body)]
-    lines += ["", "Totals: " + ", ".join(f"{n} {k}" for k, n in counts(rows).items()), ""]
-    if figure:
-        lines += [f"![document vs measured]({figure})", ""]
+def by_section(rows: Iterable[Row]) -> dict[str, list[Row]]:
+    """Rows per report section (lib/report/sections.py), in the report's order."""
     sections: dict[str, list[Row]] = {}
     for r in rows:
         sections.setdefault(section_of(r.id, r.section), []).append(r)
-    lines += [LEGEND, ""]
-    for name in (n for n in TITLES if n in sections):
-        lines += section_lines(name, sections[name], list(runs))
-    if len(runs) > 1:
-        lines += ["## Claims across runs", "", *matrix(rows, list(runs)), ""]
-        spread = window_spread(rows, runs)
-        if spread:
-            lines += ["## Table cells across token windows", "", *spread, ""]
-    fragility = any(r.fragility for r in rows)  # --fragility: one more column
-    header = ["claim", "section", "kind", "run", "original (exp7.ja.md)", "document", "measured", "verdict"]
-    body = [
-        [escape(r.id), r.section, r.kind, r.run, escape(r.ja), escape(r.document), escape(r.measured)]
-        + [escape(r.verdict_text), *([escape(fragility_text(r.fragility))] if fragility else [])]
-        for r in rows
-    ]
-    lines += ["## Every claim test", "", *markdown_table(header + (["fragility"] if fragility else []), body)]
-    return "\n".join(lines) + "\n"
+    return {name: sections[name] for name in TITLES if name in sections}
+
+
+def look_at(rows: Iterable[Row]) -> dict[str, list[Row]]:
+    """The claims a summary always shows, per LOOK_AT group (each claim in its first group; empty groups kept)."""
+    groups: dict[str, list[Row]] = {name: [] for name in LOOK_AT}
+    for r in rows:
+        name = next((name for name, belongs in LOOK_AT.items() if belongs(r)), None)
+        if name is not None:
+            groups[name].append(r)
+    return groups
+
+
+def not_carried_over(rows: list[Row]) -> dict[str, list[Row]]:
+    """The claims that do not hold on a run (and are in no LOOK_AT group), per report section."""
+    shown = {id(r) for group in look_at(rows).values() for r in group}
+    return by_section(r for r in rows if r.status is Status.DOES_NOT_HOLD and id(r) not in shown)
+
+
+def per_section(groups: dict[str, list[Row]]) -> str:
+    """'7A 2, 7B 4, conclusions 6'."""
+    return ", ".join(f"{name} {len(rs)}" for name, rs in groups.items())
 
 
 def json_document(rows: list[Row], runs: dict[str, dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,16 @@
-"""The report's two text helpers: one number formatter and one Markdown table."""
+"""The report's text helpers: one number formatter, one Markdown table, lines wrapped to a width, paths
+relative to the working directory."""
 
 from __future__ import annotations
 
+import os
+import textwrap
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
+
+MIN_WIDTH = 80
+"""The narrowest terminal the suite writes for: a narrower COLUMNS still gets 80 columns, as pytest does."""
 
 
 def num(value: float, digits: int = 4, sign: bool = False, grouping: bool = False, whole: bool = True) -> str:
@@ -30,3 +37,56 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], aligned
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
     line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in body)]
+
+
+def width(columns: int | None = None) -> int:
+    """The width to print at: `columns` (pytest's terminal writer's fullwidth), else the terminal's
+    (COLUMNS first, as shutil reads it), never under MIN_WIDTH."""
+    import shutil
+
+    return max(MIN_WIDTH, columns or shutil.get_terminal_size((MIN_WIDTH, 24)).columns)
+
+
+def wrap(text: str, indent: str = "", columns: int = MIN_WIDTH, hang: str = "    ") -> list[str]:
+    """text in lines of at most `columns`, broken between words (numbers stay whole); a continuation is
+    indented `hang` more. A single word longer than a line is the only thing cut."""
+    text = " ".join(str(text).split())
+    options = {"width": columns, "initial_indent": indent, "subsequent_indent": indent + hang}
+    lines = textwrap.wrap(text, break_long_words=False, break_on_hyphens=False, **options)
+    if any(len(line) > columns for line in lines):
+        lines = textwrap.wrap(text, break_long_words=True, break_on_hyphens=False, **options)
+    return lines or [indent.rstrip()]
+
+
+NARROWEST_LAST = 30
+"""plain_table: below this many columns beside the others, the last column goes under its row."""
+
+
+def plain_table(header: Sequence[str], rows: Iterable[Sequence[Any]], columns: int = MIN_WIDTH) -> list[str]:
+    """A table for the terminal in `columns`: a header row, then the columns left-justified two spaces
+    apart, the last (the long text: a sentence, a fragility) wrapped in what is left of the line, or
+    under its row, indented, where that would be narrower than NARROWEST_LAST."""
+    body = [[str(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(r[i]) for r in body) for i in range(len(header) - 1)]
+    left = sum(widths) + 2 * len(widths)
+    beside = columns - left >= NARROWEST_LAST
+    lines = []
+    for row in body:
+        head = "  ".join(x.ljust(w) for x, w in zip(row, widths))
+        if beside:
+            last = wrap(row[-1], "", columns - left, hang="")
+            lines += [f"{head}  {last[0]}".rstrip(), *(" " * left + more for more in last[1:])]
+        else:
+            lines += [head.rstrip(), *(wrap(row[-1], "    ", columns, hang="") if row[-1] else [])]
+    return lines
+
+
+def relative(path: Any) -> str:
+    """A path as a reader pastes it: relative to the working directory where it lies under it, else as given."""
+    text = str(path)
+    if not os.path.isabs(text):
+        return text
+    try:
+        return str(Path(text).relative_to(Path.cwd()))
+    except ValueError:
+        return text

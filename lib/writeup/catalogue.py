@@ -99,8 +99,17 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def plain() -> str:
-    """One line a claim: id, section, kind, verdict on the document, sentence."""
-    rows = [(c.id, c.section, kind(c), verdict(c)[0], c.sentence) for c in CLAIMS]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join([*(x.ljust(w) for x, w in zip(r[:4], widths)), r[4]]) for r in rows) + "\n"
+UNDECIDED_WORD = "undecided"
+"""UNDECIDED in the listing, whose columns must fit 80."""
+VERDICTS = (*WORDS.values(), "not tested", "not decidable", UNDECIDED_WORD)
+"""Every verdict the listing shows (its --verdict filter's choices)."""
+HEADER = ("id", "section", "kind", "on document", "sentence")
+"""The listing's header row; "on document": the verdict on the write-up's own tables."""
+
+
+def listing(section: str | None = None, verdict_is: str | None = None) -> list[tuple[str, ...]]:
+    """`python -m lib claims`: one row a claim (HEADER's columns), only those of `section` or with the
+    verdict `verdict_is` where given; lib/report/text.py's plain_table prints it at the terminal's width."""
+    word = lambda c: UNDECIDED_WORD if verdict(c)[0] == UNDECIDED else verdict(c)[0]  # noqa: E731
+    shown = [(c, word(c)) for c in CLAIMS if section in (None, c.section)]
+    return [(c.id, c.section, kind(c), v, c.sentence) for c, v in shown if verdict_is in (None, v)]

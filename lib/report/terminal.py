@@ -1,0 +1,85 @@
+"""The claims summary in the terminal, at the terminal's width (lib/report/text.py `width`).
+
+Totals per section; then the claims to look at, in the order of lib/report/summary.py (contradicted or
+overstated by the document, changed against the baseline, failures, FRAGILE); then the claims that do
+not hold on a run, counted per section; then the totals. `-v` lists every claim. Lines wrap between
+words, never inside a number.
+"""
+
+from __future__ import annotations
+
+from lib.report.rows import Row
+from lib.report.summary import (
+    DOES_NOT_CARRY_OVER,
+    by_section,
+    count_text,
+    fragile,
+    fragility_text,
+    look_at,
+    not_carried_over,
+    per_section,
+    totals,
+)
+from lib.report.text import MIN_WIDTH, wrap
+from lib.writeup.judge import Status
+
+
+def entry(r: Row, columns: int = MIN_WIDTH) -> list[str]:
+    """One claim: what, where, verdict; then what the document and the run say."""
+    where = ", ".join(p for p in (r.kind, r.run) if p)
+    lines = wrap(f"{r.id} ({where}): {r.verdict_text}", "  ", columns)
+    detail = lambda text: wrap(text, "      ", columns)  # noqa: E731
+    if r.kind == "cell":
+        lines += detail(f"document {r.document}, measured {r.measured or '-'}")
+    else:
+        lines += detail(f"document: {r.document or '-'}")
+        lines += detail(f"measured: {r.measured}") if r.kind != "document" and r.measured else []
+    lines += detail(f"baseline: {r.baseline}") if r.baseline else []
+    lines += detail(f"against the baseline: {r.moved}") if r.moved else []
+    lines += detail(f"fragility: {fragility_text(r.fragility)}") if fragility_text(r.fragility) else []
+    return lines
+
+
+def _collapsed(rows: list[Row], columns: int, collapse: int) -> list[str]:
+    """Entries, skips that share a reason more than `collapse` times as one line."""
+    reasons: dict[str, list[Row]] = {}
+    for r in rows:
+        if r.status is Status.SKIPPED and not r.baseline:
+            reasons.setdefault(r.verdict_text, []).append(r)
+    collapsed = {v for v, rs in reasons.items() if len(rs) > collapse}
+    lines = [line for r in rows if r.verdict_text not in collapsed for line in entry(r, columns)]
+    return lines + [line for v in sorted(collapsed) for line in wrap(f"({len(reasons[v])} claims) {v}", "  ", columns)]
+
+
+def terminal_summary(rows: list[Row], verbose: bool = False, columns: int = MIN_WIDTH, collapse: int = 5) -> list[str]:
+    """The summary's lines, none over `columns`: totals per section, the claims to look at (every claim
+    with verbose), the claims that do not carry over counted per section, the totals."""
+    lines = ["totals per section:"]
+    for name, of_section in by_section(rows).items():
+        lines += wrap(f"{name}: {totals(of_section)}", "  ", columns)
+    groups = look_at(rows)
+    shown = {id(r) for group in groups.values() for r in group}
+    for name, group in groups.items():
+        if group:
+            lines += ["", *wrap(f"{name}: {len(group)}", "", columns), *(x for r in group for x in entry(r, columns))]
+    rest = not_carried_over(rows)
+    if rest:
+        n = sum(map(len, rest.values()))
+        lines += ["", *wrap(f"{n} {DOES_NOT_CARRY_OVER}: {per_section(rest)}", "", columns)]
+        if verbose:
+            lines += [x for rs in rest.values() for r in rs for x in entry(r, columns)]
+            shown |= {id(r) for rs in rest.values() for r in rs}
+    if verbose:
+        others = [r for r in rows if id(r) not in shown]
+        lines += ["", f"every other claim: {len(others)}", *_collapsed(others, columns, collapse)]
+    moved = [r for r in rows if r.moved]
+    if moved:
+        lines += ["", *wrap(f"cells that moved beyond their tolerance against the baseline: {len(moved)}", "", columns)]
+        for r in moved:
+            lines += wrap(f"{r.id} ({r.run}): {r.moved}", "  ", columns)
+    n_fragile = sum(map(fragile, rows))
+    summary = "totals: " + count_text(rows) + (f"; {n_fragile} FRAGILE" if n_fragile else "")
+    lines += ["", *wrap(summary, "", columns)]
+    if not verbose:
+        lines.append("(-v lists every claim)")
+    return lines
