@@ -67,6 +67,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="baseline rows without a counterpart in the current result do not fail the comparison",
     )
+    compare.add_argument(
+        "--strict-baseline",
+        action="store_true",
+        help="every changed verdict fails, within the bootstrap's noise too (default: only changes beyond noise)",
+    )
     return p
 
 
@@ -152,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "compare":
         from lib.report.compare import main as compare
 
-        return compare(args.baseline, args.current, args.allow_unmatched)
+        return compare(args.baseline, args.current, args.allow_unmatched, args.strict_baseline)
     from lib.report.text import width, wrap
     from lib.session import Session
 
@@ -181,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
                 if session.fragility:
                     results[name]["fragility"] = session.fragility_of(name)
+                if session.bootstrap:
+                    results[name]["intervals"] = session.bootstrap_of(name)["intervals"]
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

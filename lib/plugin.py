@@ -21,7 +21,7 @@ import pytest
 from lib.errors import ConfigError, ResourceUnavailable
 from lib.report.rows import Row, claim_row
 from lib.setup.options import OPTIONS, ROOT, cache_dir
-from lib.setup.outputs import check_output, write_atomic
+from lib.setup.outputs import check_output
 from lib.writeup import judge as the_judge
 from lib.writeup.claims import Cell, Claim
 from lib.writeup.judge import Status, Verdict
@@ -96,6 +96,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default: they fail the session, as syrupy's unused snapshots do)",
     )
     group.addoption(
+        "--strict-baseline",
+        dest="dphi_strict_baseline",
+        action="store_true",
+        help="with --claims-baseline: every changed verdict fails, within the bootstrap's noise too "
+        "(default: a change within noise, where both results were bootstrapped, is reported, not failed)",
+    )
+    group.addoption(
         "--require-snapshots",
         dest="dphi_require_snapshots",
         action="store_true",
@@ -108,7 +115,7 @@ OUTPUTS = (
     ("--claims-csv", "dphi_claims_csv"),
     ("--claims-report", "dphi_claims_report"),
 )
-"""The files a session writes, by option: JSON first (cheapest, what a baseline reads), the report last."""
+"""The files a session writes, by option (lib/report/files.py writes the JSON first, the report last)."""
 
 
 def option_values(config: pytest.Config) -> dict[str, Any]:
@@ -220,13 +227,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         row.verdict = Verdict(Status.SKIPPED, reason=skip.removeprefix("Skipped: "))
     if row.kind in ("cell", "measured") and row.status is not Status.SKIPPED:  # a decided verdict on a run
         row.fragility = session(item.config).fragility_rows.get(row.run, {}).get(row.id)
+        row.interval, row.stability = session(item.config).uncertainty_of(row.run, row.id, row.kind)
     baseline = session(item.config).baseline
     if baseline is not None:
         runs = run_map(baseline.run_labels, list(session(item.config).runs))
         changed, moved = change_for(row, index(baseline.rows), runs)
         if moved is not None:
             row.moved = moved.movement()
-        if changed is not None:
+        if (
+            changed is not None
+            and changed.noise == "within noise"
+            and not item.config.getoption("dphi_strict_baseline")
+        ):
+            row.baseline = f"{changed.before.verdict_text} ({changed.verdict_line().split(' now ')[1].split(';')[0]})"
+        elif changed is not None:
             before = changed.before
             row.baseline = f"{before.verdict_text}; measured {before.measured or '-'} ({baseline.path})"
             report.outcome = "failed"
@@ -272,15 +286,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def write_outputs(config: pytest.Config, state: Session, rows: list[Row]) -> list[str]:
-    """Each promised file written on its own, atomically (a failure is one line; the others are still
-    written); the JSON's meta says whether the session ran to its end (`complete`)."""
-    import csv
-    import io
-    import json
-
-    from lib.report.markdown import markdown
-    from lib.report.summary import json_document
-    from lib.setup.provenance import describe, meta
+    """The claims files (lib/report/files.py); the JSON's meta says whether the session ran to its end."""
+    from lib.report.files import write_claims_files
+    from lib.setup.provenance import meta
     from lib.setup.runs import label
 
     options = {
@@ -289,43 +297,13 @@ def write_outputs(config: pytest.Config, state: Session, rows: list[Row]) -> lis
     }
     provenance = {**meta(options), "complete": state.complete, **({"stopped": state.stopped} if state.stopped else {})}
     runs = {name: {**r.to_json(), "group": label(r).rsplit("-w", 1)[0]} for name, r in state.runs.items()}
+    paths = {option: config.getoption(name) for option, name in OUTPUTS}
     lines = (
         []
         if state.complete
         else [f"claims: the session did not run to its end ({state.stopped}): files marked incomplete"]
     )
-
-    def claims_json(path: Path) -> str:
-        write_atomic(path, json.dumps(json_document(rows, runs, provenance), indent=1, ensure_ascii=False) + "\n")
-        return f"claims JSON written to {path}"
-
-    def claims_csv(path: Path) -> str:
-        out = io.StringIO()
-        table = [{**r.to_json(), "fragility": json.dumps(r.fragility) if r.fragility else ""} for r in rows]
-        writer = csv.DictWriter(out, fieldnames=list(table[0]) if table else ["claim"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(table)
-        write_atomic(path, out.getvalue())
-        return f"claims CSV written to {path}"
-
-    def claims_report(path: Path) -> str:
-        figure = None
-        if state.tables:
-            from lib.report.plots import plot_runs
-
-            tables = {n: state.tables[n] for n in runs if n in state.tables}
-            figure = plot_runs(tables, path.with_suffix(".png"), runs).name
-        write_atomic(path, markdown(rows, runs, figure, describe(provenance)))
-        return f"claims report written to {path}" + (f" (figure: {figure})" if figure else "")
-
-    writers = {"--claims-json": claims_json, "--claims-csv": claims_csv, "--claims-report": claims_report}
-    for option, name in OUTPUTS:
-        if config.getoption(name):
-            try:
-                lines.append(writers[option](Path(config.getoption(name))))
-            except OSError as e:
-                lines.append(f"error: {option} {config.getoption(name)!r} could not be written: {e}")
-    return lines
+    return lines + write_claims_files(paths, rows, runs, provenance, state.tables)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -431,6 +409,15 @@ def tables(dphi_run: Run, pytestconfig: pytest.Config, run: str) -> dict[str, An
             tables = state.tables_of(run)
     except ResourceUnavailable as e:
         pytest.skip(str(e))
+    if state.bootstrap and run not in state.bootstraps:
+        try:
+            with _terminal(pytestconfig):
+                state.bootstrap_of(run)
+        except Exception as e:  # a streamed run: the claims are judged all the same, without intervals
+            state.bootstraps[run] = {}
+            warnings.warn(
+                f"{run}: --bootstrap: {type(e).__name__}: {e}; the claims are judged without it", stacklevel=1
+            )
     if state.fragility and run not in state.fragility_rows:
         try:
             with _terminal(pytestconfig):

@@ -33,6 +33,12 @@ RUN_OPTIONS = tuple(o.name.replace("-", "_") for o in OPTIONS if o.run)
 """The option values that make a run's identity (RunConfig); the others are the session's settings."""
 
 
+def check_count(value: Any, option: str, least: int) -> int:
+    if not isinstance(value, int) or value < least:
+        raise ConfigError(f"{option} {value!r} is not allowed; expected a whole number of at least {least}")
+    return value
+
+
 def defaults() -> dict[str, Any]:
     """Every option's default value, by its name with underscores (`n_tokens`)."""
     return {o.name.replace("-", "_"): o.default for o in OPTIONS}
@@ -52,6 +58,9 @@ class Session:
     """The write-up whose claims are judged (--write-up; default exp7)."""
     follow_ups: bool = False
     fragility: bool = False
+    bootstrap: int = 0
+    """--bootstrap: the replicates of the positions' bootstrap (0: none)."""
+    bootstrap_block: int = 16
     skip_unavailable: bool = False
     """--skip-unavailable: a run whose model or text cannot be had is skipped, not an error."""
     baseline: Result | None = None
@@ -76,6 +85,8 @@ class Session:
     """pytest: which CPU snapshot a run on another device was compared with, for the summary."""
     _runs: dict[str, Run] = field(default_factory=dict, repr=False)
     _fragility: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    bootstraps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """label -> the run's bootstrap (lib/fragility/bootstrap.py bootstrap_of: intervals, stability), with --bootstrap."""
 
     @classmethod
     def from_options(
@@ -107,6 +118,8 @@ class Session:
             write_up,
             follow_ups=v["follow_ups"],
             fragility=v["fragility"],
+            bootstrap=check_count(v["bootstrap"], "--bootstrap", 0),
+            bootstrap_block=check_count(v["bootstrap_block"], "--bootstrap-block", 1),
             skip_unavailable=v["skip_unavailable"],
             writer=distributed.is_writer(),
         )
@@ -184,6 +197,33 @@ class Session:
             self._fragility[label] = fragility_of(self.run(label), self.follow_ups, self.write_up)
             self.fragility_rows[label] = {r["claim"]: r for r in self._fragility[label]}
         return self._fragility[label]
+
+    def bootstrap_of(self, label: str) -> dict[str, Any]:
+        """The run's bootstrap: {"intervals", "stability", "replicates", "block", "seed"}; once per session."""
+        from lib.fragility.bootstrap import bootstrap_of
+
+        if label not in self.bootstraps:
+            run = self.run(label)
+            self.bootstraps[label] = bootstrap_of(
+                run, self.bootstrap, self.bootstrap_block, write_up=self.write_up, follow_ups=self.follow_ups
+            )
+        return self.bootstraps[label]
+
+    def uncertainty_of(self, label: str, claim_id: str, kind: str) -> tuple[list[float] | None, float | None]:
+        """(a cell's 95% interval, a cell's or sentence's stability) on the run, where it was bootstrapped."""
+        b = self.bootstraps.get(label) or {}
+        stability = (b.get("stability") or {}).get(claim_id)
+        cell = next((c for c in self.write_up.cells if c.id == claim_id), None) if kind == "cell" else None
+        if cell is None or not b or label not in self.tables:
+            return None, stability
+        table, intervals = self.tables[label].get(cell.table), b["intervals"].get(cell.table)
+        if intervals is None or table is None:
+            return None, stability
+        if cell.match is None:  # a scalar ([lo, hi]) or a dict of columns
+            return (intervals if cell.column == "" else intervals.get(cell.column)), stability
+        key, want = cell.match
+        at = next((i for i, row in enumerate(table) if row[key] == want), None)
+        return (None if at is None else intervals[at].get(cell.column)), stability
 
     @contextlib.contextmanager
     def processes(self) -> Iterator[None]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from lib.errors import ConfigError
 from lib.report.rows import Row
+from lib.report.summary import STABLE
 
 Key = tuple[str, str, str]
 """(claim id, kind, run label)."""
@@ -91,7 +92,16 @@ class Change:
     before: Row
     after: Row
     tolerance: str = ""
-    """For a moved cell: the tolerance it moved beyond."""
+    """For a moved cell: the tolerance it moved beyond (or "intervals that do not overlap")."""
+
+    @property
+    def noise(self) -> str:
+        """A changed verdict: "beyond noise" where the claim is stable (>= STABLE of the bootstrap replicates)
+        in both results, "within noise" where it is not in one of them, "" where a result has no bootstrap."""
+        a, b = self.before.stability, self.after.stability
+        if a is None or b is None:
+            return ""
+        return "beyond noise" if min(a, b) >= STABLE else "within noise"
 
     def where(self) -> str:
         base_run, run = self.before.run, self.after.run
@@ -100,9 +110,14 @@ class Change:
 
     def verdict_line(self) -> str:
         before, after = self.before.status, self.after.status
+        noise = (
+            f" ({self.noise}: stability {self.before.stability:.2f} -> {self.after.stability:.2f})"
+            if self.noise
+            else ""
+        )
         return (
             f"{self.where()}: verdict {before.value if before else ''!r} in the baseline, "
-            f"{after.value if after else ''!r} now; measured: baseline {self.before.measured or '-'}, "
+            f"{after.value if after else ''!r} now{noise}; measured: baseline {self.before.measured or '-'}, "
             f"now {self.after.measured or '-'}"
         )
 
@@ -143,6 +158,11 @@ class Comparison:
     compared: int = 0
     """Current rows that had a baseline row."""
 
+    def failing(self, strict: bool = False) -> list[Change]:
+        """The changed verdicts that fail: beyond noise, or of a result without a bootstrap (every change
+        counts there, as before); strict: every change."""
+        return [c for c in self.verdicts if strict or c.noise != "within noise"]
+
     @property
     def only_baseline(self) -> int:
         return len(self.unmatched)
@@ -150,8 +170,10 @@ class Comparison:
     def summary(self, path: str) -> str:
         """The one line a baseline session ends with."""
         unmatched = f", {self.only_baseline} baseline row(s) without a counterpart" if self.unmatched else ""
+        within = sum(c.noise == "within noise" for c in self.verdicts)
+        noise = f" ({within} within noise)" if within else ""
         return (
-            f"baseline {path}: {self.compared} row(s) compared, {len(self.verdicts)} verdict(s) changed, "
+            f"baseline {path}: {self.compared} row(s) compared, {len(self.verdicts)} verdict(s) changed{noise}, "
             f"{len(self.cells)} cell(s) moved beyond their tolerance{unmatched}"
         )
 
@@ -175,7 +197,11 @@ def change_for(row: Row, baseline: dict[Key, Row], runs: dict[str, str]) -> tupl
     cell = None
     tol = cell_tolerances().get(row.id) if row.kind == "cell" else None
     a, b = before.value, row.value
-    if tol and a is not None and b is not None and moved(a, b, *tol):
+    if before.interval and row.interval and row.kind == "cell":  # both bootstrapped: intervals that do not overlap
+        lo, hi = max(before.interval[0], row.interval[0]), min(before.interval[1], row.interval[1])
+        if lo > hi:
+            cell = Change(before, row, f"the 95% intervals {before.interval} and {row.interval}, which do not overlap")
+    elif tol and a is not None and b is not None and moved(a, b, *tol):
         cell = Change(before, row, f"rtol={tol[0]:g} atol={tol[1]:g}")
     return verdict, cell
 
@@ -206,6 +232,10 @@ def report(baseline: Result, current: Result, comparison: Comparison) -> list[st
     paired = ", ".join(f"{b} -> {c}" if b != c else c for c, b in runs.items())
     lines += [f"runs compared: {paired or 'none in common'}"]
     lines += [f"options that differ: {d}" for d in [options_differ(baseline.meta, current.meta)] if d] + [""]
+    if not any(r.stability is not None for r in baseline.rows):
+        lines.append(
+            "the baseline has no bootstrap (--bootstrap): every changed verdict counts, cells by their tolerance"
+        )
     lines.append(f"changed verdicts: {len(comparison.verdicts)}")
     lines += [f"  {c.verdict_line()}" for c in comparison.verdicts]
     lines.append(f"cells that moved beyond their tolerance: {len(comparison.cells)}")
@@ -224,9 +254,9 @@ def options_differ(before: dict[str, Any], after: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
 
 
-def main(baseline_path: str, current_path: str, allow_unmatched: bool = False) -> int:
-    """`python -m lib compare A.json B.json`: 1 when a verdict changed or a baseline row has no counterpart
-    (unless allow_unmatched), 0 when neither, 2 on a bad or incomplete file."""
+def main(baseline_path: str, current_path: str, allow_unmatched: bool = False, strict: bool = False) -> int:
+    """`python -m lib compare A.json B.json`: 1 when a verdict changed beyond noise (strict: at all) or a
+    baseline row has no counterpart (unless allow_unmatched), 0 when neither, 2 on a bad or incomplete file."""
     import sys
 
     try:
@@ -237,4 +267,4 @@ def main(baseline_path: str, current_path: str, allow_unmatched: bool = False) -
     comparison = compare(baseline, current)
     print("\n".join(report(baseline, current, comparison)))
     print(comparison.summary(baseline.path))
-    return 1 if comparison.verdicts or (comparison.unmatched and not allow_unmatched) else 0
+    return 1 if comparison.failing(strict) or (comparison.unmatched and not allow_unmatched) else 0

@@ -27,6 +27,7 @@ from lib.report.summary import (
     not_carried_over,
     per_section,
     sentence,
+    unstable,
 )
 from lib.report.text import escape, markdown_table, num, relative
 from lib.writeup.claims import CLAIMS
@@ -54,6 +55,7 @@ def mark(r: Row) -> str:
     if r.status is None:
         return ""
     marks = ["FRAGILE"] if fragile(r) else []
+    marks += ["UNSTABLE"] if unstable(r) else []
     marks += ["changed against the baseline"] if r.baseline else []
     return SHORT[r.status] + (f" ({', '.join(marks)})" if marks else "")
 

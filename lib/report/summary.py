@@ -35,6 +35,15 @@ def fragility_text(f: dict[str, Any] | None) -> str:
     return ("FRAGILE: " if f.get("fragile") else "") + f"flips at k={f['k']} ({f['share']:.1%}) dropping {where}"
 
 
+STABLE = 0.95
+"""A claim that holds in fewer than this share of the bootstrap replicates is UNSTABLE (docs/uncertainty.md)."""
+
+
+def unstable(r: Row) -> bool:
+    """A claim that holds on all positions but not in at least STABLE of the bootstrap replicates (--bootstrap)."""
+    return r.stability is not None and r.stability < STABLE and r.status in HELD
+
+
 def fragile(r: Row) -> bool:
     """A claim that holds but flips when at most FRAGILE_SHARE of the positions are dropped (--fragility)."""
     return bool(r.fragility and r.fragility.get("fragile")) and r.status in HELD
@@ -45,6 +54,7 @@ LOOK_AT: dict[str, Callable[[Row], bool]] = {
     "changed against the baseline": lambda r: bool(r.baseline),
     "failures": lambda r: r.status is Status.FAILS,
     "FRAGILE (hold, but flip when at most 0.5% of the positions are dropped)": fragile,
+    "UNSTABLE (hold, but in fewer than 95% of the bootstrap replicates)": unstable,
 }
 """The groups of claims a summary always shows, in its order; a claim goes to the first that takes it."""
 DOES_NOT_CARRY_OVER = "do not hold on a run (on another model or text: the finding does not carry over)"

@@ -19,6 +19,7 @@ from lib.report.summary import (
     not_carried_over,
     per_section,
     totals,
+    unstable,
 )
 from lib.report.text import MIN_WIDTH, wrap
 from lib.writeup.judge import Status
@@ -77,8 +78,9 @@ def terminal_summary(rows: list[Row], verbose: bool = False, columns: int = MIN_
         lines += ["", *wrap(f"cells that moved beyond their tolerance against the baseline: {len(moved)}", "", columns)]
         for r in moved:
             lines += wrap(f"{r.id} ({r.run}): {r.moved}", "  ", columns)
-    n_fragile = sum(map(fragile, rows))
+    n_fragile, n_unstable = sum(map(fragile, rows)), sum(map(unstable, rows))
     summary = "totals: " + count_text(rows) + (f"; {n_fragile} FRAGILE" if n_fragile else "")
+    summary += f"; {n_unstable} UNSTABLE" if n_unstable else ""
     lines += ["", *wrap(summary, "", columns)]
     if not verbose:
         lines.append("(-v lists every claim)")

@@ -132,6 +132,23 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("cache-dir", None, f"on-disk cache (default: ${CACHE_ENV} or the user cache dir)", run=False),
     Option(
+        "bootstrap",
+        0,
+        "R > 0: a moving-block bootstrap of the positions, R replicates (docs/uncertainty.md): a 95% interval "
+        "for every cell, the stability of every verdict (UNSTABLE below 0.95); a baseline then fails only on "
+        "changes beyond that noise; needs the held capture",
+        type=int,
+        run=False,
+    ),
+    Option(
+        "bootstrap-block",
+        16,
+        "--bootstrap's block length in positions (neighbours share their context: Künsch 1989); blocks stay "
+        "within a chunk; the seed is fixed (0)",
+        type=int,
+        run=False,
+    ),
+    Option(
         "write-up",
         None,
         "the write-up whose claims are judged: a directory with write-up.toml and claims.toml "

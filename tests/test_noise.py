@@ -1,0 +1,59 @@
+"""Baselines that tell noise from change (issue 28): with --bootstrap, a changed verdict fails only beyond
+noise (stable in both results), a cell moves when the two 95% intervals do not overlap; UNSTABLE marks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lib.report.compare import main
+from lib.report.rows import Row
+from lib.report.summary import unstable
+from lib.writeup.judge import Status, Verdict
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text(json.dumps({"meta": {"complete": True}, "runs": {}, "rows": rows}))
+    return path
+
+
+def _row(claim: str, verdict: str, stability: float | None = None, kind: str = "measured", **more: object) -> dict:
+    row = {"claim": claim, "kind": kind, "run": "m-w0", "verdict": verdict, "measured": "m"}
+    return {**row, "stability": stability, **more}
+
+
+def test_a_flip_within_noise_passes_and_one_beyond_noise_fails(tmp_path, capsys):
+    before = _write(tmp_path / "a.json", [_row("c1", "holds", 0.99), _row("c2", "holds", 0.6)])
+    noisy = _write(tmp_path / "b.json", [_row("c1", "holds", 0.99), _row("c2", "does not hold (xfail)", 0.97)])
+    real = _write(tmp_path / "c.json", [_row("c1", "does not hold (xfail)", 0.98), _row("c2", "holds", 0.6)])
+    assert main(str(before), str(noisy)) == 0  # c2 was unstable in the baseline: within noise
+    assert "within noise" in capsys.readouterr().out
+    assert main(str(before), str(noisy), strict=True) == 1  # --strict-baseline: every change fails
+    assert main(str(before), str(real)) == 1  # c1 stable in both: beyond noise
+    assert "beyond noise" in capsys.readouterr().out
+
+
+def test_a_baseline_without_a_bootstrap_compares_as_before_and_says_so(tmp_path, capsys):
+    before = _write(tmp_path / "a.json", [_row("c1", "holds")])
+    after = _write(tmp_path / "b.json", [_row("c1", "does not hold (xfail)", 0.3)])
+    assert main(str(before), str(after)) == 1
+    assert "the baseline has no bootstrap" in capsys.readouterr().out
+
+
+def test_a_cell_moves_when_its_intervals_do_not_overlap(tmp_path, capsys):
+    cell = {"kind": "cell", "claim": "7A-mean_norm-layer-0"}  # tolerance: 5%
+    before = _write(tmp_path / "a.json", [_row(**cell, verdict="holds", value=50.0, interval=[45.0, 55.0])])
+    inside = _write(tmp_path / "b.json", [_row(**cell, verdict="holds", value=54.0, interval=[50.0, 58.0])])
+    apart = _write(tmp_path / "c.json", [_row(**cell, verdict="holds", value=50.5, interval=[55.5, 60.0])])
+    main(str(before), str(inside))
+    assert "cells that moved beyond their tolerance: 0" in capsys.readouterr().out  # 8% apart, within noise
+    main(str(before), str(apart))
+    assert "cells that moved beyond their tolerance: 1" in capsys.readouterr().out  # 1% apart, intervals apart
+
+
+def test_unstable_marks_a_claim_that_holds_in_too_few_replicates():
+    def row(status: Status, stability: float | None) -> Row:
+        return Row("c", "7A", "measured", run="m-w0", verdict=Verdict(status), stability=stability)
+
+    assert unstable(row(Status.HOLDS, 0.9)) and not unstable(row(Status.HOLDS, 0.95))
+    assert not unstable(row(Status.DOES_NOT_HOLD, 0.5)) and not unstable(row(Status.HOLDS, None))
