@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _python(*args: str, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DPHI_CACHE_DIR": str(cache)}
+    env = {**os.environ, "DPHI_CACHE_DIR": str(cache), "COLUMNS": "200"}  # a temporary path on one line
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 

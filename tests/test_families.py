@@ -348,12 +348,14 @@ FUSED = {"gpt2", "gpt_neox", "llama", "llama_gqa", "mistral", "qwen2", "phi", "o
 
 @pytest.mark.parametrize("numerics", ["raw", "compat"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_kernel_each_family_gets(family, numerics, family_dir, make_config, text_file, store, capsys):
+def test_kernel_each_family_gets(family, numerics, family_dir, make_config, text_file, store, capsys, caplog):
     """--attention sdpa runs fused where Hugging Face has SDPA attention and the probe agrees, and says
-    which kernel runs, on one line."""
+    which kernel runs, on one line (on stderr, or to the "dphi" logger where a front end collects it)."""
     run = Run(make_config(family_dir(family), text_file, n_tokens=N_TOKENS, numerics=numerics), store)
-    run.bridge
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dphi: attention kernel")]
+    with caplog.at_level("INFO", logger="dphi"):
+        run.bridge
+    said = capsys.readouterr().err.splitlines() + [r.getMessage() for r in caplog.records]
+    lines = [line for line in said if line.startswith("dphi: attention kernel")]
     assert len(lines) == 1
     assert lines[0].startswith(
         "dphi: attention kernel sdpa: fused on all 2 layers" if family in FUSED else "dphi: attention kernel eager: "
