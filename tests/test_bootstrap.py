@@ -168,7 +168,7 @@ def test_coverage_on_gaussian_writes_of_known_covariance():
     (binomial(100, 0.95): fewer than 90 has probability ~2%; more than 100 seeds would slow the suite).
     Independent positions: blocks of 1 (the default 16 gives 400 / 16 = 25 blocks, and its intervals
     cover 87 and 92 times here: docs/uncertainty.md). The replicates' moments are the engine's: counts from block_counts, sums sum_i w_i x_i x_i^T,
-    spectra from the batched eigvalsh, intervals from `interval`."""
+    spectra from spectra.spectra, intervals from `interval`."""
     true_ratio = float(VARIANCES[:K_FIXED].sum() / VARIANCES.sum())
     g = torch.Generator().manual_seed(0)
     big = torch.randn(2_000_000, D, generator=g, dtype=torch.float64) * VARIANCES.sqrt()
@@ -221,7 +221,7 @@ def base_of(run: Run) -> Base:
 
 def test_all_ones_weights_reproduce_every_table(embedded_run):
     """Every table of the embedded model, 7D's perplexities included, under all-ones weights through
-    the bootstrap's path (refit=False, spectra batched): exactly the run's."""
+    the bootstrap's path (refit=False, spectra from spectra.spectra): exactly the run's."""
     run = embedded_run
     inputs = base_of(run).inputs
     ones = torch.ones(run.stats.norms.shape[1], dtype=torch.long)

@@ -125,7 +125,7 @@ def replicate_tables(
 ) -> tuple[dict[str, Any], Context]:
     """The tables `wanted` under one replicate's counts, through their registry entries (the run's
     identity, which reads no position, from `tables`), and the context. directions: the writes whose
-    bases some table reads with directions (eigh); the others' spectra come from one batched eigvalsh
+    bases some table reads with directions (eigh); the others' spectra come from one spectra.spectra call
     per write (Context.spectra)."""
     c = Context(inputs, counts=counts, directions=directions, refit=False)
     before = set(inputs.memo)

@@ -74,7 +74,9 @@ def reweighted(moments: Moments, x: torch.Tensor, delta: torch.Tensor) -> Moment
 
 def spectra(moments: Sequence[Moments], centred: bool = True) -> torch.Tensor:
     """(len(moments), d) float64 explained variance of each, non-increasing: `pca(m, vectors=False)`'s,
-    by one batched eigvalsh over the stacked (B, d, d) covariances (the bootstrap's K values)."""
+    from the stacked (B, d, d) covariances (the bootstrap's K values): one batched eigvalsh on a GPU,
+    one per matrix on the CPU, where torch's batched eigvalsh of 12 768x768 matrices took 2.7 s
+    against 0.28 s for the loop (2026-12-03, torch 2.13, 2 threads)."""
     n = torch.tensor([float(m.count) for m in moments], dtype=torch.float64)[:, None, None]  # (B, 1, 1)
     outer = torch.stack([m.outer for m in moments])  # (B, d, d), upper triangle
     if centred:
@@ -84,6 +86,8 @@ def spectra(moments: Sequence[Moments], centred: bool = True) -> torch.Tensor:
         cov = (outer - n * mean[:, :, None] * mean[:, None, :]) / (n - 1)
     else:
         cov = outer / n
+    if cov.device.type == "cpu":  # one LAPACK call per matrix: torch's batched CPU path is ~10x slower (2.13)
+        return torch.stack([torch.linalg.eigvalsh(c, UPLO="U") for c in cov]).flip(-1).clamp_min(0)
     return torch.linalg.eigvalsh(cov, UPLO="U").flip(-1).clamp_min(0)
 
 

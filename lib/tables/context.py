@@ -308,8 +308,8 @@ class Context:
         return fitted
 
     def spectra(self, key: str) -> None:
-        """Every layer's spectrum of one write in one batched eigvalsh (spectra.spectra), kept as `pca`
-        keeps a spectrum: the bootstrap's K values without one LAPACK call per layer from Python."""
+        """Every layer's spectrum of one write in one call (spectra.spectra), kept as `pca`
+        keeps a spectrum: the bootstrap's K values, batched on a GPU."""
         layers = [i for i in range(self.n_layers) if ("spectrum", key, i, self.key) not in self.inputs.memo]
         if not layers:
             return
