@@ -27,6 +27,7 @@ ENV_VARS: dict[str, str] = {
     "DPHI_BENCH_DEVICE": "benchmarks: the device of the pipeline benchmarks (cpu, cuda, mps or auto; default cpu)",
     "DPHI_BENCH_TEXT": "benchmarks: the text the pipeline benchmarks read (default: the WikiText-2 test text)",
     "DPHI_BENCH_FULL": "benchmarks: 1 (`make bench BENCH_FULL=1`) adds the full sweep: the model families, scaling to the whole text, two processes",
+    "DPHI_BENCH_REPLICATES": "benchmarks: the bootstrap benchmark's replicates (default 200, as `--bootstrap 200`)",
     "DPHI_BENCH_SMALL": "benchmarks: 1 runs the model-family benchmarks on small shapes (a quick check that they run)",
     "DPHI_SCALING_SIZES": "benchmarks: the positions of the scaling sweep, comma-separated (`all`: the whole text)",
 }

@@ -42,16 +42,53 @@ class Moments:
         return cls(x.shape[0], x.sum(0), add_gram_(outer, x))
 
 
-def add_gram_(acc: torch.Tensor, x: torch.Tensor, block: int = GRAM_BLOCK) -> torch.Tensor:
-    """acc += x^T x on and above the diagonal blocks (the strictly lower blocks are left as is).
+def add_gram_(
+    acc: torch.Tensor, x: torch.Tensor, block: int = GRAM_BLOCK, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """acc += x^T diag(w) x (w: `weights`, (n,); ones when None) on and above the diagonal blocks (the
+    strictly lower blocks are left as is).
 
     x: (n, d), acc: (d, d), same dtype. x^T x is symmetric, so one row panel of column
     blocks per step, (b, n) @ (n, d - i), skips the strictly lower blocks; `pca` reads
     the upper triangle only.
     """
+    left = x if weights is None else x * weights[:, None]  # (n, d)
     for i, j in gram_blocks(x.shape[1], block):
-        acc[i:j, i:].addmm_(x[:, i:j].T, x[:, i:])
+        acc[i:j, i:].addmm_(left[:, i:j].T, x[:, i:])
     return acc
+
+
+def reweighted(moments: Moments, x: torch.Tensor, delta: torch.Tensor) -> Moments:
+    """The moments with x_i's weight changed by delta_i: count + sum delta, total + sum delta_i x_i,
+    outer + sum delta_i x_i x_i^T (upper triangle). x: (m, d), delta: (m,) float64 integers.
+
+    Frequency weights w on the positions are the run's sums plus (w_i - 1) x_i's terms where w_i != 1.
+    delta = -1 (a drop set) gives the float64 sums minus the dropped vectors' contributions bit for bit:
+    (-x)^T x is -(x^T x) exactly, rounding being symmetric.
+    """
+    x = x.to("cpu", torch.float64)
+    outer = add_gram_(torch.zeros_like(moments.outer), x, weights=delta)
+    count = moments.count + int(delta.sum())
+    return Moments(count, moments.total + (x * delta[:, None]).sum(0), moments.outer + outer)
+
+
+def spectra(moments: Sequence[Moments], centred: bool = True) -> torch.Tensor:
+    """(len(moments), d) float64 explained variance of each, non-increasing: `pca(m, vectors=False)`'s,
+    from the stacked (B, d, d) covariances (the bootstrap's K values): one batched eigvalsh on a GPU,
+    one per matrix on the CPU, where torch's batched eigvalsh of 12 768x768 matrices took 2.7 s
+    against 0.28 s for the loop (2026-12-03, torch 2.13, 2 threads)."""
+    n = torch.tensor([float(m.count) for m in moments], dtype=torch.float64)[:, None, None]  # (B, 1, 1)
+    outer = torch.stack([m.outer for m in moments])  # (B, d, d), upper triangle
+    if centred:
+        if bool((n < 2).any()):
+            raise ValueError("centred PCA needs at least 2 samples")
+        mean = torch.stack([m.total for m in moments]) / n[..., 0]  # (B, d)
+        cov = (outer - n * mean[:, :, None] * mean[:, None, :]) / (n - 1)
+    else:
+        cov = outer / n
+    if cov.device.type == "cpu":  # one LAPACK call per matrix: torch's batched CPU path is ~10x slower (2.13)
+        return torch.stack([torch.linalg.eigvalsh(c, UPLO="U") for c in cov]).flip(-1).clamp_min(0)
+    return torch.linalg.eigvalsh(cov, UPLO="U").flip(-1).clamp_min(0)
 
 
 def gram_blocks(d: int, block: int = GRAM_BLOCK) -> list[tuple[int, int]]:

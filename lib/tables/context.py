@@ -1,18 +1,29 @@
-"""What a table's builder reads (lib/tables/registry.py): one run's statistics, with some positions
-left out or none, and the bases fitted from them, each fitted once.
+"""What a table's builder reads (lib/tables/registry.py): one run's statistics under a weight per
+position, and the bases fitted from them, each fitted once.
 
 `Inputs` is what every context of one run shares: the statistics, the held capture (if any), the
-model and the selection, and a memo of small results. `Context(inputs, drop)` is the run without the
-positions `drop` (flat indices; none for Run.tables). Leaving a position out (DESIGN.md, "Fragility")
-removes it from every statistic computed from the capture: its vectors from the moments (downdated:
-the float64 sums minus its contributions, followups.without), its norms from 7A, its rows from the 7C sample,
-its next-token NLL from the perplexity averages. It stays in the context of the forward passes, so
-no other position's Δφ changes and the projected passes differ only by their bases. A drop set is a
-0/1 weight per position; issue 28 generalises it to counts.
+model and the selection, and a memo of small results. `Context(inputs, counts=w)` is the run with
+position i counted w_i times (flat indices; every position once for Run.tables). One weighting
+serves both uses (DESIGN.md, "Fragility" and "Uncertainty"): a drop set is a 0/1 weight
+(`Context(inputs, drop)`, the fragility search), a bootstrap replicate a count per position
+(lib/fragility/bootstrap.py). A weight reaches every statistic computed from the capture:
+
+- the moments: sum_i w_i x_i and sum_i w_i x_i x_i^T, count sum_i w_i, computed as the run's sums
+  plus (w_i - 1) x_i's contributions at the positions whose weight is not 1 (spectra.reweighted:
+  for a drop set, the float64 sums minus the dropped vectors' contributions, as before);
+- 7A's norms, the 7C sample and the NLL averages: each position's entry repeated w_i times, so every
+  mean and std a table takes is the frequency-weighted one (std: sum w (n - mean)^2 / (sum w - 1),
+  ddof=1's analogue), through the tables' own code; a drop set filters them, as before.
+
+A position stays in the context of the forward passes, so no other position's Δφ changes. The
+projected passes (7D, 7F, 7H) are run again with the bases of the weighted statistics (`refit`, the
+fragility search: a reported flip is exact), or their per-prediction NLL of the full fit is
+reweighted (the bootstrap: bases held at the full-data fit).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,9 +33,9 @@ import torch
 
 from lib.measure.capture import KEYS, Stats, sample_positions
 from lib.measure.lowrank import Projection, lowrank_nll, mean_nll
-from lib.measure.spectra import Moments, Pca, pca
+from lib.measure.spectra import Moments, Pca, pca, reweighted, spectra
 from lib.tables.causes import sample_where, unembedding_directions
-from lib.tables.followups import recapture, without
+from lib.tables.followups import recapture
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -66,7 +77,8 @@ class Inputs:
     attention: str = "sdpa"
     progress: Progress = no_progress
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
-    """Small results keyed with their drop set (tables, spectra), computed once whichever reads them first."""
+    """Small results keyed with their weights (Context.key: tables, spectra), computed once whichever
+    reads them first; ("nll", desc): the full fit's per-prediction NLL of each projected pass."""
 
     @cached_property
     def vectors(self) -> dict[str, torch.Tensor]:
@@ -102,43 +114,82 @@ class Inputs:
         return torch.zeros_like(self.stats.total[0])
 
 
-class Context:
-    """One run without the positions `drop`: its statistics and bases, each computed when first read.
+def counts_key(counts: torch.Tensor | None) -> tuple[Any, ...]:
+    """The memo key of a weighting: () for every position once, the sorted dropped positions for 0/1
+    weights (the fragility search's drop sets), ("counts", digest) for counts."""
+    if counts is None:
+        return ()
+    if bool(((counts == 0) | (counts == 1)).all()):
+        return tuple((counts == 0).nonzero().flatten().tolist())
+    return ("counts", hashlib.sha256(counts.numpy().tobytes()).hexdigest()[:16])
 
+
+class Context:
+    """One run under a weight per position: its statistics and bases, each computed when first read.
+
+    drop: positions weighted 0 (the others 1); counts: (n_positions,) integer weights (a bootstrap
+    replicate); neither: every position once. All-ones weights are the run itself (one memo key).
     directions: the writes whose per-layer PCA is fitted with directions (eigh) whenever it is read;
     the others give their spectrum alone (eigvalsh, ~3x faster) until a table asks for directions.
     Run.tables fits Δφ's and the FFN's with directions (the causes read them all, and 7B and its
     spectra have always come from those fits); a drop set fits spectra first, since most claims read K.
+    refit: the projected passes run with this context's bases (True), or the full fit's per-prediction
+    NLL is reweighted (False: the bootstrap).
     """
 
     def __init__(
-        self, inputs: Inputs, drop: Sequence[int] = (), directions: tuple[str, ...] = ("delta_phi", "ffn")
+        self,
+        inputs: Inputs,
+        drop: Sequence[int] = (),
+        directions: tuple[str, ...] = ("delta_phi", "ffn"),
+        counts: torch.Tensor | None = None,
+        refit: bool = True,
     ) -> None:
-        self.inputs, self.drop, self.directions = inputs, tuple(sorted(drop)), directions
+        n = inputs.stats.norms.shape[1]
+        if counts is None and drop:
+            counts = torch.ones(n, dtype=torch.long)
+            counts[list(drop)] = 0
+        if counts is not None:
+            counts = torch.as_tensor(counts, dtype=torch.long)
+            if counts.shape != (n,) or bool((counts < 0).any()):
+                raise ValueError(f"weights must be {n} non-negative counts, got shape {tuple(counts.shape)}")
+            if bool((counts == 1).all()):
+                counts = None
+        self.inputs, self.counts, self.directions, self.refit = inputs, counts, directions, refit
+        self.key = counts_key(counts)
+        self.drop: tuple[int, ...] = self.key if counts is None or self.key[:1] != ("counts",) else ()
+        """The positions weighted 0 where every other is weighted 1 (a drop set); () otherwise."""
         self.centred = inputs.centred
         self.n_layers = inputs.stats.total.shape[1]
-        self._own: dict[tuple[Any, ...], Any] = {}  # large results (directions, downdated moments): this context's
+        self._own: dict[tuple[Any, ...], Any] = {}  # large results (directions, reweighted moments): this context's
 
     def once(self, key: tuple[Any, ...], compute: Callable[[], Any], shared: bool = False) -> Any:
-        """compute() once per context (shared: once per run and drop set, in Inputs.memo)."""
-        memo, key = (self.inputs.memo, (*key, self.drop)) if shared else (self._own, key)
+        """compute() once per context (shared: once per run and weighting, in Inputs.memo)."""
+        memo, key = (self.inputs.memo, (*key, self.key)) if shared else (self._own, key)
         if key not in memo:
             memo[key] = compute()
         return memo[key]
 
     # the statistics
     def moments(self, key: str, layer: int) -> Moments:
-        """One layer's moments of one write, downdated without the dropped positions (followups.without)."""
-        if not self.drop:
-            return self.inputs.stats.moments(key, layer)
-        x = lambda: self.inputs.vectors[key][layer, list(self.drop)]  # noqa: E731  (k, d_model)
-        return self.once(("moments", key, layer), lambda: without(self.inputs.stats.moments(key, layer), x()))
+        """One layer's moments of one write under the weights: the run's sums plus (w_i - 1) x_i's
+        contributions where w_i != 1 (spectra.reweighted)."""
+        full = self.inputs.stats.moments(key, layer)
+        if self.counts is None:
+            return full
+
+        def compute() -> Moments:
+            changed = (self.counts != 1).nonzero().flatten()  # (m,)
+            delta = (self.counts[changed] - 1).double()  # (m,)
+            return reweighted(full, self.inputs.vectors[key][layer, changed], delta)  # x: (m, d_model)
+
+        return self.once(("moments", key, layer), compute)
 
     def stats_of(self, n_keys: int) -> Stats:
-        """Stats without the dropped positions, holding the moments of KEYS[:n_keys] only: 1 (Δφ) for the
-        shared basis, 3 where a table reads the attention's and the FFN's (moments(key) of a key left
-        out raises an IndexError, never a wrong value)."""
-        if not self.drop:
+        """Stats under the weights, holding the moments of KEYS[:n_keys] only: 1 (Δφ) for the shared
+        basis, 3 where a table reads the attention's and the FFN's (moments(key) of a key left out
+        raises an IndexError, never a wrong value)."""
+        if self.counts is None:
             return self.inputs.stats
 
         def compute() -> Stats:
@@ -156,42 +207,57 @@ class Context:
 
     @property
     def light(self) -> Stats:
-        """Stats without moments (empty: reading them raises) where positions are dropped: norms, the 7C
-        sample and the NLL filtered, for the tables that read nothing else."""
-        if not self.drop:
+        """Stats without moments (empty: reading them raises) under weights: norms, the 7C sample and
+        the NLL with each position's entry repeated w_i times, for the tables that read nothing else."""
+        if self.counts is None:
             return self.inputs.stats
         return self.once(("light",), self._light)
 
     def _light(self) -> Stats:
-        st, drop = self.inputs.stats, torch.tensor(self.drop, dtype=torch.long)
+        st = self.inputs.stats
         empty = st.total[:, :, :0]  # (3, n_layers, 0)
         return Stats(
-            st.count - len(drop),
+            len(self.index),
             empty,
             empty[..., None],
-            st.norms[:, self.keep],
-            st.sample[:, self.keep[sample_positions(st.norms.shape[1], st.sample.shape[1])]],
-            st.nll[self.kept_predictions],
+            st.norms[:, self.index],  # (n_layers, sum w)
+            st.sample[:, self.sample_index],  # (n_layers, sum of the sampled positions' w, d_model)
+            st.nll[self.prediction_index],
         )
 
     @cached_property
-    def keep(self) -> torch.Tensor:
-        """(n_positions,) bool: the positions not dropped."""
-        keep = torch.ones(self.inputs.stats.norms.shape[1], dtype=torch.bool)
-        keep[list(self.drop)] = False
-        return keep
+    def index(self) -> torch.Tensor:
+        """(sum w,) long: position i repeated w_i times, in position order (a drop set: the kept positions)."""
+        n = self.inputs.stats.norms.shape[1]
+        if self.counts is None:
+            return torch.arange(n)
+        return torch.arange(n).repeat_interleave(self.counts)
 
     @cached_property
-    def kept_predictions(self) -> torch.Tensor:
-        """(n_predicted,) bool: the predictions made at positions not dropped."""
-        keep = torch.ones(len(self.inputs.stats.nll), dtype=torch.bool)
-        predicted = self.inputs.predicted[list(self.drop)]
-        keep[predicted[predicted >= 0]] = False
-        return keep
+    def sample_index(self) -> torch.Tensor:
+        """Stats.sample's rows, row j repeated as often as its position (sample_positions) is counted."""
+        st = self.inputs.stats
+        positions = sample_positions(st.norms.shape[1], st.sample.shape[1])
+        rows = torch.arange(len(positions))
+        return rows if self.counts is None else rows.repeat_interleave(self.counts[positions])
+
+    @cached_property
+    def prediction_index(self) -> torch.Tensor:
+        """Stats.nll's predictions, each repeated as often as the position that makes it is counted (a
+        prediction made at no counted position, BOS's where it is not counted, once)."""
+        n_predicted = len(self.inputs.stats.nll)
+        if self.counts is None:
+            return torch.arange(n_predicted)
+        weight = torch.ones(n_predicted, dtype=torch.long)
+        predicted = self.inputs.predicted  # (n_positions,)
+        made = predicted >= 0
+        weight[predicted[made]] = self.counts[made]
+        return torch.arange(n_predicted).repeat_interleave(weight)
 
     @property
     def kept(self) -> list[int]:
-        return self.keep.nonzero().flatten().tolist()
+        """The counted positions, position i w_i times."""
+        return self.index.tolist()
 
     @property
     def baseline_nll(self) -> float:
@@ -199,24 +265,23 @@ class Context:
 
     @property
     def where(self) -> Selection | Where:
-        """(chunk, position) of each kept position (`.where`), as causes.locate reads it."""
-        if not self.drop:
+        """(chunk, position) of each counted position (`.where`, position i w_i times), as causes.locate reads it."""
+        if self.counts is None:
             return self.inputs.selection
         where = self.inputs.selection.where
         return Where([where[i] for i in self.kept])
 
     @property
     def sample_where(self) -> list[tuple[int, int]]:
-        """(chunk, position) of each row of light.sample: the run's sample rows of the kept positions."""
-        if not self.drop:
-            return sample_where(self.inputs.stats, self.inputs.selection)
-        where, st = self.inputs.selection.where, self.inputs.stats
-        sampled = set(sample_positions(len(where), st.sample.shape[1]).tolist())
-        return [where[i] for i in self.kept if i in sampled]
+        """(chunk, position) of each row of light.sample."""
+        run = sample_where(self.inputs.stats, self.inputs.selection)
+        if self.counts is None:
+            return run
+        return [run[j] for j in self.sample_index.tolist()]
 
     def vectors_at(self, wanted: dict[int, list[int]]) -> dict[tuple[int, int], torch.Tensor]:
-        """Δφ at a few positions {layer: [positions]} (indices among the kept positions), keyed (layer,
-        position): from the held capture, else recaptured (followups.recapture)."""
+        """Δφ at a few positions {layer: [positions]} (indices into `kept`), keyed (layer, position):
+        from the held capture, else recaptured (followups.recapture)."""
         if self.inputs.capture is None:
             i = self.inputs
             if i.bridge is None:
@@ -228,12 +293,12 @@ class Context:
     # the bases
     def pca(self, key: str, layer: int, vectors: bool = False) -> Pca:
         """The layer's PCA of one write: with directions where asked or where `directions` says, else its
-        spectrum alone. Spectra are kept per drop set for the run (small: two (d,) tensors), directions
+        spectrum alone. Spectra are kept per weighting for the run (small: two (d,) tensors), directions
         for this context only."""
         vectors = vectors or key in self.directions
         if ("pca", key, layer) in self._own:
             return self._own[("pca", key, layer)]
-        spectrum = ("spectrum", key, layer, self.drop)
+        spectrum = ("spectrum", key, layer, self.key)
         if not vectors and spectrum in self.inputs.memo:
             return self.inputs.memo[spectrum]
         fitted = pca(self.moments(key, layer), self.centred, vectors)
@@ -241,6 +306,22 @@ class Context:
             self._own[("pca", key, layer)] = fitted
         self.inputs.memo.setdefault(spectrum, Pca(fitted.mean, None, fitted.variance))
         return fitted
+
+    def spectra(self, key: str) -> None:
+        """Every layer's spectrum of one write in one call (spectra.spectra), kept as `pca`
+        keeps a spectrum: the bootstrap's K values, batched on a GPU."""
+        layers = [i for i in range(self.n_layers) if ("spectrum", key, i, self.key) not in self.inputs.memo]
+        if not layers:
+            return
+        moments = [self.moments(key, i) for i in layers]
+        for i, m, variance in zip(layers, moments, spectra(moments, self.centred)):
+            mean = m.total / m.count if self.centred else torch.zeros_like(m.total)
+            self.inputs.memo[("spectrum", key, i, self.key)] = Pca(mean, None, variance)
+
+    @property
+    def with_directions(self) -> tuple[str, ...]:
+        """The writes some layer's PCA of which was fitted with directions in this context."""
+        return tuple(k for k in KEYS if any(("pca", k, i) in self._own for i in range(self.n_layers)))
 
     def bases(self, key: str) -> list[Pca]:
         """Every layer's PCA of one write, with directions."""
@@ -258,12 +339,30 @@ class Context:
             raise KeyError("the projected passes need the run's K list")
         return list(self.inputs.ks)
 
-    def nll_means(self, variants: Sequence[Projection], desc: str) -> list[float]:
-        """Each variant's mean next-token NLL over the predictions made at kept positions."""
+    def nll_means(self, variants: Callable[[Context], Sequence[Projection]], desc: str) -> list[float]:
+        """Each variant's mean next-token NLL over the counted predictions (each w_i times).
+
+        variants(c): the projections built from a context's bases: this one's (the run; `refit`), or
+        the run's own (the full fit, whose per-prediction NLL is kept in Inputs.memo and reweighted).
+        """
         i = self.inputs
         if i.bridge is None:
             raise KeyError("the projected passes (7D, 7F, 7H) need the model")
-        nll = lowrank_nll(i.bridge, i.selection, variants, i.batch_size, i.progress(desc), i.attention)
-        if not self.drop:
-            return mean_nll(nll, i.selection)
-        return nll[:, self.kept_predictions].mean(1).tolist()
+        if self.counts is None:
+            return mean_nll(self.per_prediction(variants, desc), i.selection)
+        if self.refit:
+            nll = lowrank_nll(i.bridge, i.selection, variants(self), i.batch_size, i.progress(desc), i.attention)
+        else:
+            nll = Context(i).per_prediction(variants, desc)
+        return nll[:, self.prediction_index].mean(1).tolist()
+
+    def per_prediction(self, variants: Callable[[Context], Sequence[Projection]], desc: str) -> torch.Tensor:
+        """(n_variants, n_predicted) the run's per-prediction NLL of one set of projected passes, kept
+        in Inputs.memo (the bootstrap reweights it)."""
+        assert self.counts is None, "the full fit's passes only"
+        i = self.inputs
+
+        def compute() -> torch.Tensor:
+            return lowrank_nll(i.bridge, i.selection, variants(self), i.batch_size, i.progress(desc), i.attention)
+
+        return self.once(("nll", desc), compute, shared=True)

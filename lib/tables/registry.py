@@ -6,9 +6,11 @@ search's sources and recorded reads (lib/fragility), the snapshots (claims/test_
 the order of `python -m lib tables --json` (`write_up_order`). Adding a table is one entry here
 plus its function (docs/adding-a-table.md).
 
-A builder takes a Context (lib/tables/context.py): the run's statistics, with some positions left
-out or none, and the bases fitted from them once; so the same builder serves Run.tables and the
-fragility search's recomputations.
+A builder takes a Context (lib/tables/context.py): the run's statistics under a weight per position
+(every position once, a drop set, a bootstrap replicate's counts), and the bases fitted from them
+once; so the same builder serves Run.tables, the fragility search's and the bootstrap's recomputations.
+A builder of projected passes gives them as a function of the context whose bases they use
+(`c.nll_means(lambda f: ..., desc)`): the bootstrap holds the bases at the full-data fit.
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def _balanced(c: Context) -> Pca:
 
 
 def _lowrank(c: Context) -> list[dict[str, Any]]:
-    nll = c.nll_means(projections(c.bases("delta_phi"), c.shared, c.ks), "7D low-rank passes")
+    nll = c.nll_means(lambda f: projections(f.bases("delta_phi"), f.shared, f.ks), "7D low-rank passes")
     return lowrank_table(c.baseline_nll, nll, c.ks)
 
 
@@ -169,12 +171,13 @@ def _unembedding(c: Context) -> dict[str, Any]:
 
 def _site_only(c: Context, site: str) -> list[dict[str, Any]]:
     """7F: one write projected at every layer with its own layers' bases (site_only_projections)."""
-    variants = site_only_projections(c.bases(site), c.ks, site)
+    variants = lambda f: site_only_projections(f.bases(site), f.ks, site)  # noqa: E731
     return ppl_rows(c.baseline_nll, c.nll_means(variants, f"7F {site}-only passes"), c.ks)
 
 
 def _shared_ablation(c: Context) -> list[dict[str, Any]]:
-    nll = c.nll_means(shared_ablation_projections(c.shared, c.n_layers, c.ks), "7H shared-ablation passes")
+    variants = lambda f: shared_ablation_projections(f.shared, f.n_layers, f.ks)  # noqa: E731
+    nll = c.nll_means(variants, "7H shared-ablation passes")
     return shared_ablation_table(c.baseline_nll, nll, c.ks)
 
 
