@@ -225,9 +225,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     elif row.verdict is None:  # a fixture skipped the test before the judge decided (follow-ups not computed)
         skip = report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else ""
         row.verdict = Verdict(Status.SKIPPED, reason=skip.removeprefix("Skipped: "))
+    if row.kind in ("cell", "measured") and row.run:  # a cell's interval is shown where it is not judged too
+        interval, stability = session(item.config).uncertainty_of(row.run, row.id, row.kind)
+        row.interval = interval if row.value is not None else None
     if row.kind in ("cell", "measured") and row.status is not Status.SKIPPED:  # a decided verdict on a run
         row.fragility = session(item.config).fragility_rows.get(row.run, {}).get(row.id)
-        row.interval, row.stability = session(item.config).uncertainty_of(row.run, row.id, row.kind)
+        row.stability = stability
     baseline = session(item.config).baseline
     if baseline is not None:
         runs = run_map(baseline.run_labels, list(session(item.config).runs))

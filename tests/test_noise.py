@@ -57,3 +57,35 @@ def test_unstable_marks_a_claim_that_holds_in_too_few_replicates():
 
     assert unstable(row(Status.HOLDS, 0.9)) and not unstable(row(Status.HOLDS, 0.95))
     assert not unstable(row(Status.DOES_NOT_HOLD, 0.5)) and not unstable(row(Status.HOLDS, None))
+
+
+def test_every_judged_claim_of_the_embedded_model_has_a_stability(tmp_path):
+    """`pytest claims/ --bootstrap R`: every cell and sentence judged on the run carries its stability,
+    every cell shown its 95% interval (in the JSON and beside the value in the report), and
+    `python -m lib tables --bootstrap R --json` writes the key `intervals` parallel to the tables."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DPHI_CACHE_DIR": str(tmp_path / "cache")}
+    out, report, tables = tmp_path / "claims.json", tmp_path / "report.md", tmp_path / "tables.json"
+    args = ["--model", "tiny-wikitext", "--device", "cpu", "--bootstrap", "10"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "claims/", *args, "--claims-xfail", "-p", "no:cacheprovider", "-q"]
+        + ["--claims-json", str(out), "--claims-report", str(report)],
+        cwd=root, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    judged = [r for r in rows if r["kind"] in ("cell", "measured") and not r["verdict"].startswith("skipped")]
+    assert judged and all(0.0 <= r["stability"] <= 1.0 for r in judged)
+    shown = [r for r in rows if r["kind"] == "cell" and r["value"] is not None]
+    assert shown and all(r["interval"][0] <= r["interval"][1] for r in shown)
+    assert "14.45 [" in report.read_text()  # layer 0's mean norm, its interval beside it
+    cmd = [sys.executable, "-m", "lib", "tables", *args, "--json", str(tables)]
+    assert subprocess.run(cmd, cwd=root, env=env, capture_output=True, timeout=900).returncode == 0
+    data = json.loads(tables.read_text())
+    assert (
+        len(data["intervals"]["norms"]) == len(data["norms"]) and len(data["intervals"]["norms"][0]["mean_norm"]) == 2
+    )

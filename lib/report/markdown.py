@@ -169,7 +169,8 @@ def section_lines(name: str, rows: list[Row], runs: list[str]) -> list[str]:
                 marked = {r.id for r in cells if judged(r)}
                 named = len(runs) > 1 or len(tables_of(name)) > 1
                 title = f"`{table}`" + (f", run {run}" if len(runs) > 1 else "")
-                lines += [*_table(title if named else "", grid(table, values, marked)), ""]
+                bands = {r.id: r.interval for r in cells if r.interval}
+                lines += [*_table(title if named else "", grid(table, values, marked, bands)), ""]
     lines += sentences(rows, runs)
     moved = [r for r in rows if r.moved]
     lines += [f"Against the baseline: {escape(r.id)} ({r.run}): {escape(r.moved)}" for r in moved]

@@ -62,11 +62,14 @@ def _row_label(cell: Cell) -> tuple[str, str]:
     return ("K", str(doc_row["k"])) if "k" in doc_row else ("Layer", str(doc_row["layer"]))
 
 
-def grid(table: str, values: dict[str, float], judged: set[str]) -> list[str]:
+def grid(
+    table: str, values: dict[str, float], judged: set[str], intervals: dict[str, list[float]] | None = None
+) -> list[str]:
     """One write-up table as Markdown: per document column, document | measured | Δ (✗ outside the tolerance).
 
     values: cell id -> measured value of one run (absent: not measured, shown as —; a row with no
     measured value, a layer or K a smaller model lacks, is left out: the write-up has it).
+    intervals: cell id -> its 95% interval (--bootstrap), shown beside the measured value.
     judged: the cells the run judged; a cell shown but not judged (another model, text or convention)
     gets its Δ and no ✗: the tolerance is the write-up's, for the write-up's set-up.
     """
@@ -95,7 +98,9 @@ def grid(table: str, values: dict[str, float], judged: set[str]) -> list[str]:
                 out += [num(cell.value), "—", ""]
                 continue
             mark = f" {OUTSIDE}" if cell.id in judged and not cell.within(value) else ""
-            out += [num(cell.value), num(value), difference(value - cell.value) + mark]
+            band = (intervals or {}).get(cell.id)  # --bootstrap: the 95% interval beside the value
+            shown = num(value) + (f" [{num(band[0])}, {num(band[1])}]" if band else "")
+            out += [num(cell.value), shown, difference(value - cell.value) + mark]
         body.append(out)
     return markdown_table(header, body)
 
