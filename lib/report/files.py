@@ -21,7 +21,8 @@ def claims_csv(rows: list[Row]) -> str:
     """The rows for a spreadsheet or pandas: the JSON's columns, fragility as JSON text."""
     out = io.StringIO()
     table = [{**r.to_json(), "fragility": json.dumps(r.fragility) if r.fragility else ""} for r in rows]
-    writer = csv.DictWriter(out, fieldnames=list(table[0]) if table else ["claim"], lineterminator="\n")
+    columns = list(dict.fromkeys(k for row in table for k in row)) or ["claim"]  # --bootstrap: some rows more
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(table)
     return out.getvalue()

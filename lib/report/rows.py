@@ -24,6 +24,8 @@ SHORT = {
     Status.FAILS: "fails",
 }
 """A verdict in one word or two, for the claim x run matrix."""
+OPTIONAL = ("interval", "stability")
+"""Row fields a claims JSON row carries only where they have a value (--bootstrap)."""
 HELD = (Status.HOLDS, Status.OVERSTATED)
 """Verdicts that count as "holds" (an overstated sentence's qualified reading holds)."""
 
@@ -82,6 +84,9 @@ class Row:
     def to_json(self) -> dict[str, Any]:
         """The claims JSON's row: the fields in their order, `claim` for id (last), the verdict as text."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "id"}
+        for name in OPTIONAL:  # absent without --bootstrap: the rows of a session without it are as before
+            if data[name] is None:
+                del data[name]
         return {**data, "verdict": self.verdict_text, "claim": self.id}
 
     @classmethod
