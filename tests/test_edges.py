@@ -149,3 +149,53 @@ def test_baseline_rows_without_a_counterpart_fail_unless_allowed(embedded_cache,
     allowed = _claims(embedded_cache, *args, "--claims-baseline", str(whole), "--allow-unmatched")
     assert allowed.returncode == 0, allowed.stdout[-2000:]
     assert main(["compare", str(whole), str(whole)]) == 0
+
+
+def test_a_run_waiting_on_another_process_lock_says_so(tmp_path, capsys):
+    import threading
+
+    from filelock import FileLock
+
+    from lib.measure.store import Store
+
+    store = Store(tmp_path)
+    path = store.path("tables", "k")
+    held, release = threading.Event(), threading.Event()
+
+    def other() -> None:  # another worker holds the entry's lock, then finishes
+        with FileLock(str(path) + ".lock"):
+            held.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    held.wait(5)
+    threading.Timer(0.3, release.set).start()
+    with store._lock(path):
+        pass
+    worker.join()
+    assert "waiting for another process computing" in capsys.readouterr().err
+
+
+def test_compare_names_the_options_the_two_results_differ_in(tmp_path, capsys):
+    def result(name: str, model: str) -> Path:
+        row = {"claim": "c", "kind": "measured", "run": "r", "verdict": "holds"}
+        meta = {"complete": True, "options": {"model": model, "n_tokens": 1000}}
+        (tmp_path / name).write_text(json.dumps({"meta": meta, "runs": {}, "rows": [row]}))
+        return tmp_path / name
+
+    assert main(["compare", str(result("a.json", "gpt2")), str(result("b.json", "tiny-wikitext"))]) == 0
+    assert "options that differ: model: gpt2 -> tiny-wikitext" in capsys.readouterr().out
+
+
+def test_one_claims_file_that_fails_loses_no_other(tmp_path):
+    from lib.report.files import write_claims_files
+    from lib.report.rows import Row
+    from lib.writeup.judge import Status, Verdict
+
+    (tmp_path / "file").write_text("")
+    rows = [Row("c", "7A", "measured", run="r", verdict=Verdict(Status.HOLDS))]
+    paths = {"--claims-report": str(tmp_path / "file" / "r.md"), "--claims-json": str(tmp_path / "c.json")}
+    lines = write_claims_files(paths, rows, {"r": {}}, {"complete": True}, {})
+    assert lines[0].startswith("claims JSON written to") and lines[1].startswith("error: --claims-report")
+    assert json.loads((tmp_path / "c.json").read_text())["rows"][0]["claim"] == "c"
