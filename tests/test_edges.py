@@ -151,32 +151,6 @@ def test_baseline_rows_without_a_counterpart_fail_unless_allowed(embedded_cache,
     assert main(["compare", str(whole), str(whole)]) == 0
 
 
-def test_a_run_waiting_on_another_process_lock_says_so(tmp_path, capsys):
-    import threading
-
-    from filelock import FileLock
-
-    from lib.measure.store import Store
-
-    store = Store(tmp_path)
-    path = store.path("tables", "k")
-    held, release = threading.Event(), threading.Event()
-
-    def other() -> None:  # another worker holds the entry's lock, then finishes
-        with FileLock(str(path) + ".lock"):
-            held.set()
-            release.wait(5)
-
-    worker = threading.Thread(target=other)
-    worker.start()
-    held.wait(5)
-    threading.Timer(0.3, release.set).start()
-    with store._lock(path):
-        pass
-    worker.join()
-    assert "waiting for another process computing" in capsys.readouterr().err
-
-
 def test_compare_names_the_options_the_two_results_differ_in(tmp_path, capsys):
     def result(name: str, model: str) -> Path:
         row = {"claim": "c", "kind": "measured", "run": "r", "verdict": "holds"}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from lib.setup.options import CACHE_ENV
 from lib.setup.provenance import versions
@@ -125,13 +124,7 @@ class Store:
         """The entry's file lock; none when the lock file itself cannot be made (the write will fail and say so)."""
         lock = FileLock(str(path) + ".lock")
         try:
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:  # another process computes this entry: say so, then wait for it (and read it)
-                print(
-                    f"dphi: waiting for another process computing {path.name} (lock {path.name}.lock)", file=sys.stderr
-                )
-                lock.acquire()
+            lock.acquire()
         except OSError:
             yield
             return
