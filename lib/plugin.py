@@ -242,7 +242,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             and changed.noise == "within noise"
             and not item.config.getoption("dphi_strict_baseline")
         ):
-            row.baseline = f"{changed.before.verdict_text} ({changed.verdict_line().split(' now ')[1].split(';')[0]})"
+            a, b = changed.before.stability, row.stability
+            row.baseline = f"{changed.before.verdict_text} (within noise: stability {a:.2f} -> {b:.2f})"
         elif changed is not None:
             before = changed.before
             row.baseline = f"{before.verdict_text}; measured {before.measured or '-'} ({baseline.path})"

@@ -22,7 +22,7 @@ from lib.measure.store import Store
 from lib.setup.config import RunConfig, check_batch_size
 from lib.setup.model_source import EMBEDDED, HUB_ALIASES
 from lib.setup.options import OPTIONS, cache_dir
-from lib.setup.runs import build_runs, check_windows, labels
+from lib.setup.runs import build_runs, check_count, check_windows, labels
 from lib.tables.run import Run, Shared
 from lib.writeup.write_up import WriteUp, load_write_up
 
@@ -31,12 +31,6 @@ if TYPE_CHECKING:
 
 RUN_OPTIONS = tuple(o.name.replace("-", "_") for o in OPTIONS if o.run)
 """The option values that make a run's identity (RunConfig); the others are the session's settings."""
-
-
-def check_count(value: Any, option: str, least: int) -> int:
-    if not isinstance(value, int) or value < least:
-        raise ConfigError(f"{option} {value!r} is not allowed; expected a whole number of at least {least}")
-    return value
 
 
 def defaults() -> dict[str, Any]:

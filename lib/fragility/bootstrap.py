@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lib.errors import ConfigError
-from lib.fragility.search import cell_value, claims_digest, judged
+from lib.fragility.search import cache_meta, cell_value, judged
 from lib.measure.capture import KEYS
 from lib.tables.context import Context, Inputs
 from lib.tables.registry import STAGES, TABLES, table
@@ -191,13 +191,9 @@ def bootstrap_of(
     """The bootstrap of one run: {"intervals": bootstrap's, "stability": {claim id: share or None},
     "replicates": R, "block": b, "seed": s}; cached in the run's store (stage "bootstrap"); needs the
     held capture. follow_ups: the follow-up tables and sentences too."""
-    from lib.tables.followups import FOLLOWUPS_VERSION
-    from lib.tables.run import TABLES_VERSION
-
-    meta = {"stage": "bootstrap", "version": BOOTSTRAP_VERSION, "tables_version": TABLES_VERSION}
-    meta.update(replicates=replicates, block=block, seed=seed, claims=claims_digest(write_up), **run.config.identity())
-    if follow_ups:
-        meta.update(follow_ups=True, followups_version=FOLLOWUPS_VERSION)
+    meta = cache_meta(
+        "bootstrap", BOOTSTRAP_VERSION, run, write_up, follow_ups, replicates=replicates, block=block, seed=seed
+    )
 
     def compute() -> dict[str, Any]:
         tables = {**run.tables, **(run.followups if follow_ups else {})}

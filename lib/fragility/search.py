@@ -369,18 +369,29 @@ def fragility_rows(
     return [searcher.search(c) for c in judged(follow_ups, write_up)]
 
 
+def cache_meta(
+    stage: str, version: int, run: Run, write_up: WriteUp, follow_ups: bool, **params: Any
+) -> dict[str, Any]:
+    """What a cached search over a run's positions (fragility, the bootstrap) depends on: its version and
+    parameters, the tables' version, the claims (claims_digest) and the run's identity; the follow-ups' too."""
+    from lib.tables.followups import FOLLOWUPS_VERSION
+    from lib.tables.run import TABLES_VERSION
+
+    meta = {"stage": stage, "version": version, "tables_version": TABLES_VERSION, **params}
+    meta.update(claims=claims_digest(write_up), **run.config.identity())
+    if follow_ups:
+        meta.update(follow_ups=True, followups_version=FOLLOWUPS_VERSION)
+    return meta
+
+
 def fragility_of(run: Run, follow_ups: bool = False, write_up: WriteUp = EXP7_WRITE_UP) -> list[dict[str, Any]]:
     """Drop-k fragility of every claim of one run (fragility_rows), the follow-up sentences too with
     follow_ups (their tables computed first); cached beside the tables; needs the held capture."""
     from hypothesis.database import DirectoryBasedExampleDatabase
 
-    from lib.tables.followups import FOLLOWUPS_VERSION
-    from lib.tables.run import TABLES_VERSION
-
-    meta = {"stage": "fragility", "version": FRAGILITY_VERSION, "tables_version": TABLES_VERSION}
-    meta.update(budget_share=BUDGET_SHARE, examples=EXAMPLES, claims=claims_digest(write_up), **run.config.identity())
-    if follow_ups:
-        meta.update(follow_ups=True, followups_version=FOLLOWUPS_VERSION)
+    meta = cache_meta(
+        "fragility", FRAGILITY_VERSION, run, write_up, follow_ups, budget_share=BUDGET_SHARE, examples=EXAMPLES
+    )
 
     def compute() -> dict[str, Any]:
         cfg = run.bridge.cfg

@@ -37,10 +37,15 @@ def split(name: str, value: str) -> list[str]:
     return values
 
 
+def check_count(value: Any, option: str, least: int) -> int:
+    """A whole-number option (--windows, --bootstrap, ...) of at least `least`, or ConfigError naming it."""
+    if not isinstance(value, int) or value < least:
+        raise ConfigError(f"{option} {value!r} is not allowed; expected a whole number of at least {least}")
+    return value
+
+
 def check_windows(windows: int) -> int:
-    if not isinstance(windows, int) or windows < 1:
-        raise ConfigError(f"--windows {windows!r} is not allowed; expected a whole number of at least 1")
-    return windows
+    return check_count(windows, "--windows", 1)
 
 
 def build_runs(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
