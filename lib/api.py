@@ -15,17 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lib.errors import ConfigError
-from lib.report.rows import Row, claim_row
+from lib.report.rows import Row
 from lib.session import Session
 from lib.setup.provenance import meta
-from lib.writeup import judge
-from lib.writeup.claims import Claim
 
 if TYPE_CHECKING:
     import pandas
-
-
-FOLLOW_UPS = "a follow-up experiment (7F-7H), computed on request only: pass follow_ups=True"
 
 
 @dataclass
@@ -53,38 +48,25 @@ class Results:
         return pandas.DataFrame([r.to_json() for r in self.rows])
 
 
-def run(**options: Any) -> Results:
-    """Measure and judge, as `pytest claims/ --claims-xfail` does: `options` are the command line's
-    (model, dataset, n_tokens, device, windows, follow_ups, fragility, write_up, cache_dir, ...; lists as
-    comma-separated text). ConfigError names a bad value before any model work, or a run that cannot
-    be had (unless skip_unavailable=True)."""
-    session = Session.from_options(options)
+def run(*, baseline: str | None = None, strict_baseline: bool = False, **options: Any) -> Results:
+    """Measure and judge, as `pytest claims/` does, through the same Session (lib/session.py): the same
+    rows, with their intervals, stability and fragility where asked, and the baseline's judgement.
+    `options` are the command line's (model, dataset, n_tokens, device, windows, follow_ups, fragility,
+    bootstrap, write_up, cache_dir, ...; lists as comma-separated text); baseline, strict_baseline: a kept
+    claims JSON, as --claims-baseline and --strict-baseline. ConfigError names a bad value before any
+    model work, or a run that cannot be had (unless skip_unavailable=True)."""
+    session = Session.from_options(options, baseline=baseline, strict_baseline=strict_baseline)
     skipped = session.check_available()
-    write_up, document = session.write_up, session.write_up.document
+    write_up = session.write_up
     results = Results({}, {}, provenance={**meta(dict(options)), "complete": True})
     for label, config in session.runs.items():
         results.runs[label] = config.to_json()
-        if label in skipped:
-            continue
-        session.check_window_fits(label)
-        tables = session.tables_of(label)
-        if session.follow_ups:
-            tables = {**tables, **session.followups_of(label)}
-        results.tables[label] = tables
-        fragility = session.fragility_rows.get(label, {}) if session.fragility and session.fragility_of(label) else {}
-        for item in [*write_up.claims, *write_up.cells]:
-            row = claim_row(item, label, document)
-            if isinstance(item, Claim) and item.followup and not session.follow_ups:
-                row.record(judge.Verdict(judge.Status.SKIPPED, reason=FOLLOW_UPS))
-            else:
-                row.record(judge.on_run(item, lambda t=tables: t, config.to_json(), document))
-            if row.status is not judge.Status.SKIPPED:
-                row.fragility = fragility.get(item.id)
-            results.rows.append(row)
-    for claim in (c for c in write_up.claims if not c.followup):  # as the suite: follow-ups are run-only
-        row = claim_row(claim)
-        row.record(judge.on_document(claim, document))
-        results.rows.append(row)
+        if label not in skipped:
+            m = session.measure(label)
+            results.tables[label] = {**m.tables, **m.followups}
+        results.rows += [session.judged_row(item, label) for item in [*write_up.claims, *write_up.cells]]
+    # as the suite: the follow-ups are judged on runs only
+    results.rows += [session.judged_row(claim) for claim in write_up.claims if not claim.followup]
     return results
 
 

@@ -40,10 +40,14 @@ def parser() -> argparse.ArgumentParser:
     tables = sub.add_parser("tables", help="compute (or read from the cache) and print tables 7A-7E")
     for o in OPTIONS:
         if o.flag:
-            tables.add_argument(f"--{o.name}", action="store_true", help=o.help)
+            tables.add_argument(f"--{o.name}", action="store_true", help=o.argparse_help)
         else:
             tables.add_argument(
-                f"--{o.name}", default=o.default, type=o.type, choices=None if o.listed else o.choices, help=o.help
+                f"--{o.name}",
+                default=o.default,
+                type=o.type,
+                choices=None if o.listed else o.choices,
+                help=o.argparse_help,
             )
     tables.add_argument("--json", type=Path, default=None, help="also write the tables as JSON to this path")
     tables.add_argument(
@@ -180,14 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in measured:  # the exact check of the last window's tokens, before any capture
                 session.check_window_fits(name)
             for name in measured:
-                results[name] = {
-                    **session.tables_of(name),
-                    **(session.followups_of(name) if session.follow_ups else {}),
-                }
-                if session.fragility:
-                    results[name]["fragility"] = session.fragility_of(name)
-                if session.bootstrap:
-                    results[name]["intervals"] = session.bootstrap_of(name)["intervals"]
+                m = session.measure(name)
+                results[name] = {**m.tables, **m.followups}
+                if m.fragility is not None:
+                    results[name]["fragility"] = m.fragility
+                if m.bootstrap is not None:
+                    results[name]["intervals"] = m.bootstrap["intervals"]
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

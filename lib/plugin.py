@@ -11,27 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.report.rows import Row, claim_row
+from lib.report.rows import Row
+from lib.session import FOLLOW_UPS, Measured, Session
 from lib.setup.options import OPTIONS, ROOT, cache_dir
 from lib.setup.outputs import check_output
-from lib.writeup import judge as the_judge
 from lib.writeup.claims import Cell, Claim
 from lib.writeup.judge import Status, Verdict
 
 if TYPE_CHECKING:
-    from lib.session import Session
     from lib.setup.config import RunConfig
     from lib.tables.run import Run
 
 SESSION = pytest.StashKey["Session"]()
+ROW = pytest.StashKey[Row]()
+"""A claim test's row, on its item from the moment the judge is asked (Judge._decide)."""
 NOTES = pytest.StashKey[list[str]]()
 """What the run said while it measured (the attention kernel it took, lib/measure/kernels.py), for the summary."""
 
@@ -44,7 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dphi", "Experiment 7 (residual-stream Δφ PCA) run options")
     for option in OPTIONS:
         if option.flag:
-            group.addoption(f"--{option.name}", dest=option.dest, action="store_true", help=option.help)
+            group.addoption(f"--{option.name}", dest=option.dest, action="store_true", help=option.argparse_help)
             continue
         group.addoption(
             f"--{option.name}",
@@ -52,7 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             default=option.default,
             type=option.type,
             choices=None if option.listed else option.choices,
-            help=f"{option.help} (default: {option.default})",
+            help=option.argparse_help,
         )
     group.addoption(
         "--claims-xfail",
@@ -123,10 +123,12 @@ def option_values(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from lib.session import Session
-
     try:
-        state = Session.from_options(option_values(config), baseline=config.getoption("dphi_claims_baseline"))
+        state = Session.from_options(
+            option_values(config),
+            baseline=config.getoption("dphi_claims_baseline"),
+            strict_baseline=config.getoption("dphi_strict_baseline"),
+        )
         for option, name in OUTPUTS:  # every file the session promises, checked before any model work
             if config.getoption(name):
                 check_output(config.getoption(name), option)
@@ -134,6 +136,7 @@ def pytest_configure(config: pytest.Config) -> None:
             check_output(Path(config.getoption("dphi_claims_report")).with_suffix(".png"), "--claims-report's figure")
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
+    state.terminal = lambda: _terminal(config)
     config.stash[SESSION] = state
     config.pluginmanager.register(_Rows(state), "dphi-rows")
     config.stash[NOTES] = _notes(config)
@@ -207,54 +210,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """The one place a claim test's outcome is decided: its row, with the verdict of its deciding
-    phase, checked against the --claims-baseline. A verdict that differs from the baseline's turns
-    the report into a failure naming both; the row travels in the report (pytest-xdist too)."""
-    from lib.report.compare import change_for, index, run_map
-    from lib.report.rows import Row
-    from lib.writeup.judge import Status, Verdict
-
+    """A claim test's row (lib/session.py Session.complete_row) with the verdict of its deciding phase;
+    a verdict that changed against the --claims-baseline turns the report into a failure naming both.
+    The row is serialised once, into the report (pytest-xdist hands it to the controller)."""
     report = yield
-    props = [v for k, v in report.user_properties if k == "claim"]
-    decided = report.when == "call" or report.outcome != "passed"
-    if not props or not decided:
+    row = item.stash.get(ROW, None)
+    if row is None or not (report.when == "call" or report.outcome != "passed"):
         return report
-    row = Row.from_json(props[-1])
-    if report.outcome == "failed":  # a claim that does not hold without --claims-xfail, or an error
+    if report.outcome == "failed" and row.status is not Status.DOES_NOT_HOLD:  # an error, not a verdict
         row.verdict = Verdict(Status.FAILS)
-    elif row.verdict is None:  # a fixture skipped the test before the judge decided (follow-ups not computed)
+    elif row.verdict is None:  # a fixture skipped the test before the judge decided
         skip = report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else ""
         row.verdict = Verdict(Status.SKIPPED, reason=skip.removeprefix("Skipped: "))
-    if row.kind in ("cell", "measured") and row.run:  # a cell's interval is shown where it is not judged too
-        interval, stability = session(item.config).uncertainty_of(row.run, row.id, row.kind)
-        row.interval = interval if row.value is not None else None
-    if row.kind in ("cell", "measured") and row.status is not Status.SKIPPED:  # a decided verdict on a run
-        row.fragility = session(item.config).fragility_rows.get(row.run, {}).get(row.id)
-        row.stability = stability
-    baseline = session(item.config).baseline
-    if baseline is not None:
-        runs = run_map(baseline.run_labels, list(session(item.config).runs))
-        changed, moved = change_for(row, index(baseline.rows), runs)
-        if moved is not None:
-            row.moved = moved.movement()
-        if (
-            changed is not None
-            and changed.noise == "within noise"
-            and not item.config.getoption("dphi_strict_baseline")
-        ):
-            a, b = changed.before.stability, row.stability
-            row.baseline = f"{changed.before.verdict_text} (within noise: stability {a:.2f} -> {b:.2f})"
-        elif changed is not None:
-            before = changed.before
-            row.baseline = f"{before.verdict_text}; measured {before.measured or '-'} ({baseline.path})"
-            report.outcome = "failed"
-            report.longrepr = (
-                f"{row.id}: verdict changed against the baseline {baseline.path}: "
-                f"{before.verdict_text!r} (measured {before.measured or '-'}) -> "
-                f"{row.verdict_text!r} (measured {row.measured or '-'})"
-            )
-            if hasattr(report, "wasxfail"):
-                del report.wasxfail
+    failure = session(item.config).complete_row(row)
+    if failure is not None:
+        report.outcome, report.longrepr = "failed", failure
+        if hasattr(report, "wasxfail"):
+            del report.wasxfail
     report.user_properties = [*report.user_properties, ("claim_outcome", row.to_json())]
     return report
 
@@ -387,67 +359,50 @@ def dphi_run(pytestconfig: pytest.Config, run: str, run_config: RunConfig) -> Ru
     """Model, tokens, captured Δφ and tables of the session's config, filled from the cache."""
     if run_config.unavailable:
         pytest.skip(run_config.unavailable)
-    try:  # a window that does not fit stops the session before any capture
-        session(pytestconfig).check_window_fits(run)
+    return session(pytestconfig).run(run)
+
+
+def _measured(config: pytest.Config, run: str) -> Measured:
+    """The run's measurements (Session.measure); a window or an analysis that cannot fit stops the session."""
+    try:
+        return session(config).measure(run)
     except ConfigError as e:
         pytest.exit(f"error: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
-    return session(pytestconfig).run(run)
+    except ResourceUnavailable as e:
+        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="session")
 def followup_tables(dphi_run: Run, pytestconfig: pytest.Config, run: str) -> dict[str, Any]:
     """The follow-up experiments 7F-7H of the session's run (lib/tables/followups.py), only with --follow-ups."""
     if not session(pytestconfig).follow_ups:
-        pytest.skip("a follow-up experiment (7F-7H), computed on request only: rerun with --follow-ups")
-    with _terminal(pytestconfig):
-        return session(pytestconfig).followups_of(run)
+        pytest.skip(FOLLOW_UPS)
+    return _measured(pytestconfig, run).followups
 
 
 @pytest.fixture(scope="session")
 def tables(dphi_run: Run, pytestconfig: pytest.Config, run: str) -> dict[str, Any]:
-    """Tables 7A-7E of the session's run (JSON-shaped, see lib/tables/run.py); with --fragility, the
-    run's fragility rows are searched once here (a failed search warns: the claims are judged all the same)."""
-    state = session(pytestconfig)
-    try:
-        with _terminal(pytestconfig):
-            tables = state.tables_of(run)
-    except ResourceUnavailable as e:
-        pytest.skip(str(e))
-    if state.bootstrap and run not in state.bootstraps:
-        try:
-            with _terminal(pytestconfig):
-                state.bootstrap_of(run)
-        except Exception as e:  # a streamed run: the claims are judged all the same, without intervals
-            state.bootstraps[run] = {}
-            warnings.warn(
-                f"{run}: --bootstrap: {type(e).__name__}: {e}; the claims are judged without it", stacklevel=1
-            )
-    if state.fragility and run not in state.fragility_rows:
-        try:
-            with _terminal(pytestconfig):
-                state.fragility_of(run)
-        except Exception as e:  # a streamed run, or the search failed: the claims are judged all the same
-            state.fragility_rows[run] = {}
-            warnings.warn(
-                f"{run}: --fragility: {type(e).__name__}: {e}; the claims are judged without it", stacklevel=1
-            )
-    return tables
+    """Tables 7A-7E of the session's run (JSON-shaped, see lib/tables/run.py), measured once with what the
+    session asks of every run (follow-ups, bootstrap, fragility: lib/session.py Session.measure)."""
+    return _measured(pytestconfig, run).tables
 
 
 class Judge:
-    """Records a claim test's row, asks the judge, and turns its verdict into the test's outcome."""
+    """Asks the session for a claim test's row and verdict, and turns the verdict into the test's outcome."""
 
     def __init__(self, request: pytest.FixtureRequest, lenient: bool) -> None:
         self.request, self.lenient = request, lenient
-        self.write_up = session(request.config).write_up.document
+        self.session = session(request.config)
 
-    def _decide(self, row: Row, decide: Callable[[], Verdict]) -> None:
-        """The row is recorded first, so a test that raises or a fixture that skips still has one."""
-        properties = self.request.node.user_properties
-        properties.append(("claim", row.to_json()))
-        at, verdict = len(properties) - 1, decide()
+    def _decide(self, item: Claim | Cell, label: str = "") -> None:
+        """The row is kept on the test item first, so a test that raises still has one (lib/plugin.py
+        pytest_runtest_makereport completes it)."""
+        row = self.request.node.stash[ROW] = self.session.row(item, label)
+        try:
+            verdict = self.session.verdict(item, label)
+        except ConfigError as e:
+            pytest.exit(f"error: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
         row.record(verdict)
-        properties[at] = ("claim", row.to_json())
         if verdict.status is Status.SKIPPED:
             pytest.skip(verdict.reason)
         if verdict.status is Status.CONTRADICTED:
@@ -457,22 +412,14 @@ class Judge:
         if verdict.status in (Status.DOES_NOT_HOLD, Status.FAILS):
             pytest.fail(verdict.reason, pytrace=False)
 
-    def on_run(self, item: Claim | Cell, row: Row) -> None:
-        def tables() -> dict[str, Any]:  # a follow-up's tables are computed on request (--follow-ups), else skip
-            tables, followup = self.request.getfixturevalue("tables"), isinstance(item, Claim) and item.followup
-            return {**tables, **self.request.getfixturevalue("followup_tables")} if followup else tables
-
-        config = self.request.getfixturevalue("run_config").to_json()
-        self._decide(row, lambda: the_judge.on_run(item, tables, config, self.write_up))
-
     def cell(self, cell: Cell) -> None:
-        self.on_run(cell, claim_row(cell, self.request.getfixturevalue("run"), self.write_up))
+        self._decide(cell, self.request.getfixturevalue("run"))
 
     def sentence(self, claim: Claim) -> None:
-        self.on_run(claim, claim_row(claim, self.request.getfixturevalue("run"), self.write_up))
+        self._decide(claim, self.request.getfixturevalue("run"))
 
     def document(self, claim: Claim) -> None:
-        self._decide(claim_row(claim), lambda: the_judge.on_document(claim, self.write_up))
+        self._decide(claim)
 
 
 @pytest.fixture

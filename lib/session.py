@@ -12,18 +12,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lib.errors import ConfigError, ResourceUnavailable
 from lib.measure import distributed
 from lib.measure.store import Store
+from lib.report.rows import Row, claim_row
 from lib.setup.config import RunConfig, check_batch_size
-from lib.setup.model_source import EMBEDDED, HUB_ALIASES
+from lib.setup.model_source import EMBEDDED, HUB_ALIASES, model_shape
 from lib.setup.options import OPTIONS, cache_dir
 from lib.setup.runs import build_runs, check_count, check_windows, labels
 from lib.tables.run import Run, Shared
+from lib.writeup import judge
+from lib.writeup.claims import Cell, Claim
+from lib.writeup.judge import Status, Verdict
 from lib.writeup.write_up import WriteUp, load_write_up
 
 if TYPE_CHECKING:
@@ -33,9 +37,30 @@ RUN_OPTIONS = tuple(o.name.replace("-", "_") for o in OPTIONS if o.run)
 """The option values that make a run's identity (RunConfig); the others are the session's settings."""
 
 
+FOLLOW_UPS = "a follow-up experiment (7F-7H), computed on request only: --follow-ups (lib.run: follow_ups=True)"
+
+
 def defaults() -> dict[str, Any]:
     """Every option's default value, by its name with underscores (`n_tokens`)."""
     return {o.name.replace("-", "_"): o.default for o in OPTIONS}
+
+
+@dataclass
+class Measured:
+    """One run's measurements (Session.measure): what the claims, the tables command and lib.run read."""
+
+    tables: dict[str, Any]
+    """Tables 7A-7E and the causes (lib/tables/registry.py stage "tables"), JSON-shaped."""
+    followups: dict[str, Any] = field(default_factory=dict)
+    """The follow-up tables 7F-7H with --follow-ups; empty without."""
+    bootstrap: dict[str, Any] | None = None
+    """With --bootstrap: lib/fragility/bootstrap.py bootstrap_of (intervals, stability, replicates, block, seed)."""
+    fragility: list[dict[str, Any]] | None = None
+    """With --fragility: one row per claim and cell (lib/fragility/search.py fragility_rows)."""
+
+    @property
+    def fragility_by_id(self) -> dict[str, dict[str, Any]]:
+        return {r["claim"]: r for r in self.fragility or ()}
 
 
 @dataclass
@@ -59,16 +84,18 @@ class Session:
     """--skip-unavailable: a run whose model or text cannot be had is skipped, not an error."""
     baseline: Result | None = None
     """The --claims-baseline result (lib/report/compare.py), or None."""
+    strict_baseline: bool = False
+    """--strict-baseline: every changed verdict fails, within the bootstrap's noise too."""
     writer: bool = True
     """Rank 0 (or the only process): prints and writes; under torchrun the other ranks only compute."""
     shared: Shared = field(default_factory=Shared)
     """Models and tokenized texts shared by the runs."""
-    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """label -> the tables of every run whose tables were read in this session (the report's figure)."""
-    fragility_rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    """label -> claim or cell id -> its fragility row (lib/fragility/search.py), with --fragility."""
-    rows: dict[str, Any] = field(default_factory=dict)
-    """pytest: test id -> the claim row (lib/report) of every claim test that ran, for the summary."""
+    measured: dict[str, Measured] = field(default_factory=dict)
+    """label -> the run's measurements (`measure`), for every run measured in this session."""
+    terminal: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    """Around long work: pytest's plugin suspends its output capture there, so progress bars show."""
+    rows: dict[str, Row] = field(default_factory=dict)
+    """pytest: test id -> the claim row of every claim test that ran, for the summary."""
     complete: bool = True
     """pytest: whether the session ran to its end (an interrupted one's claims JSON says so)."""
     stopped: str | None = None
@@ -78,17 +105,21 @@ class Session:
     snapshot_references: set[str] = field(default_factory=set)
     """pytest: which CPU snapshot a run on another device was compared with, for the summary."""
     _runs: dict[str, Run] = field(default_factory=dict, repr=False)
-    _fragility: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
-    bootstraps: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """label -> the run's bootstrap (lib/fragility/bootstrap.py bootstrap_of: intervals, stability), with --bootstrap."""
 
     @classmethod
     def from_options(
-        cls, values: Mapping[str, Any], *, baseline: str | None = None, shared_store: bool = False
+        cls,
+        values: Mapping[str, Any],
+        *,
+        baseline: str | None = None,
+        strict_baseline: bool = False,
+        shared_store: bool = False,
     ) -> Session:
         """Validate `values` (option names with underscores; missing ones take their defaults), build
         the runs, open the cache and load the baseline; ConfigError names the first bad value.
 
+        baseline, strict_baseline: a kept claims JSON every row is judged against (--claims-baseline,
+        --strict-baseline).
         shared_store: the cache of a torchrun launch (rank 0 reads and writes, lib/measure/distributed.py).
         """
         unknown = set(values) - set(defaults())
@@ -115,6 +146,7 @@ class Session:
             bootstrap=check_count(v["bootstrap"], "--bootstrap", 0),
             bootstrap_block=check_count(v["bootstrap_block"], "--bootstrap-block", 1),
             skip_unavailable=v["skip_unavailable"],
+            strict_baseline=strict_baseline,
             writer=distributed.is_writer(),
         )
         session.check_sizes()
@@ -160,10 +192,24 @@ class Session:
         for label, config in self.runs.items():
             if config.unavailable or config.window != self.windows - 1:
                 continue
+            self.check_held(label)
             run = self.run(label)
             with contextlib.suppress(ResourceUnavailable):
                 if not run.cached(self.follow_ups):
                     run.check_sizes(self.windows)
+
+    def check_held(self, label: str) -> None:
+        """--bootstrap and --fragility re-weight every position's Δφ, so the run must hold them in memory
+        (lib/tables/run.py STREAM_ABOVE, HOLD_BYTES): ConfigError before any model work where it would
+        stream them (decided from the model's config.json)."""
+        asked = [name for name, on in (("--bootstrap", self.bootstrap), ("--fragility", self.fragility)) if on]
+        config, run = self.runs[label], self.run(label)
+        shape = model_shape(config.model, config.model_revision) if asked else None
+        if shape is not None and not run.held(shape.n_layers, shape.d_model):
+            raise ConfigError(
+                f"{' and '.join(asked)} need every position's Δφ held in memory (at most {run.stream_above:,} "
+                f"positions and {run.hold_bytes / 2**30:.0f} GiB); got --n-tokens {config.n_tokens:,}: lower it"
+            )
 
     def check_window_fits(self, label: str) -> None:
         """ConfigError when the session's last token window does not fit this run's text (counted
@@ -173,44 +219,101 @@ class Session:
         if config.window < last and not self.run(label).cached(self.follow_ups):
             Run(dataclasses.replace(config, window=last), self.store, shared=self.shared).selection
 
-    def tables_of(self, label: str) -> dict[str, Any]:
-        """Tables 7A-7E and the causes of the run (computed or read from the cache); kept for the report."""
-        self.tables[label] = self.run(label).tables
-        return self.tables[label]
+    def measure(self, label: str) -> Measured:
+        """The run's measurements, made once per session under one policy: its tables (computed or read
+        from the cache), the follow-ups with --follow-ups, the bootstrap with --bootstrap, the fragility
+        search with --fragility. Every front door reads them from here. A window that does not fit the
+        text is a ConfigError before any capture; an analysis the run cannot hold was refused by
+        `check_sizes`; anything else that goes wrong propagates (it is a bug, not a missing number)."""
+        if label not in self.measured:
+            self.check_window_fits(label)
+            run = self.run(label)
+            with self.terminal():
+                tables = run.tables
+                followups = run.followups if self.follow_ups else {}
+                boot = self._bootstrap(run) if self.bootstrap else None
+                fragility = self._fragility(run) if self.fragility else None
+            self.measured[label] = Measured(tables, followups, boot, fragility)
+        return self.measured[label]
 
-    def followups_of(self, label: str) -> dict[str, Any]:
-        """The follow-up tables 7F-7H of the run (computed on request only)."""
-        return self.run(label).followups
-
-    def fragility_of(self, label: str) -> list[dict[str, Any]]:
-        """The run's fragility rows (lib/fragility/search.py), one per claim and cell; searched once per
-        session, and kept by id in `fragility_rows`."""
-        from lib.fragility.search import fragility_of
-
-        if label not in self._fragility:
-            self._fragility[label] = fragility_of(self.run(label), self.follow_ups, self.write_up)
-            self.fragility_rows[label] = {r["claim"]: r for r in self._fragility[label]}
-        return self._fragility[label]
-
-    def bootstrap_of(self, label: str) -> dict[str, Any]:
-        """The run's bootstrap: {"intervals", "stability", "replicates", "block", "seed"}; once per session."""
+    def _bootstrap(self, run: Run) -> dict[str, Any]:
         from lib.fragility.bootstrap import bootstrap_of
 
-        if label not in self.bootstraps:
-            run = self.run(label)
-            self.bootstraps[label] = bootstrap_of(
-                run, self.bootstrap, self.bootstrap_block, write_up=self.write_up, follow_ups=self.follow_ups
-            )
-        return self.bootstraps[label]
+        return bootstrap_of(
+            run, self.bootstrap, self.bootstrap_block, write_up=self.write_up, follow_ups=self.follow_ups
+        )
 
-    def uncertainty_of(self, label: str, claim_id: str, kind: str) -> tuple[list[float] | None, float | None]:
+    def _fragility(self, run: Run) -> list[dict[str, Any]]:
+        from lib.fragility.search import fragility_of
+
+        return fragility_of(run, self.follow_ups, self.write_up)
+
+    @property
+    def tables(self) -> dict[str, dict[str, Any]]:
+        """label -> tables 7A-7E and the causes, of every run measured in this session (the report's figure)."""
+        return {label: m.tables for label, m in self.measured.items()}
+
+    def row(self, item: Claim | Cell, label: str = "") -> Row:
+        """The row a claim test starts from, before its verdict: on the run `label`, or with no label on
+        the write-up's own tables."""
+        return claim_row(item, label, self.write_up.document)
+
+    def verdict(self, item: Claim | Cell, label: str = "") -> Verdict:
+        """The one judge's verdict of a cell or sentence on the run `label` (measured on first need), or
+        with no label a sentence on the write-up's own tables. A run whose model or text cannot be had, a
+        follow-up not asked for, and tables that cannot be made here are undecided, with the reason."""
+        document = self.write_up.document
+        if not label:
+            assert isinstance(item, Claim), item
+            return judge.on_document(item, document)
+        config = self.runs[label]
+        if config.unavailable:
+            return Verdict(Status.SKIPPED, reason=config.unavailable)
+        followup = isinstance(item, Claim) and item.followup
+        if followup and not self.follow_ups:
+            return Verdict(Status.SKIPPED, reason=FOLLOW_UPS)
+
+        def tables() -> dict[str, Any]:
+            m = self.measure(label)
+            return {**m.tables, **m.followups} if followup else m.tables
+
+        try:
+            return judge.on_run(item, tables, config.to_json(), document)
+        except ResourceUnavailable as e:
+            return Verdict(Status.SKIPPED, reason=str(e))
+
+    def judged_row(self, item: Claim | Cell, label: str = "") -> Row:
+        """row(), its verdict recorded, completed: what every front door reports for one claim test."""
+        row = self.row(item, label)
+        row.record(self.verdict(item, label))
+        self.complete_row(row)
+        return row
+
+    def complete_row(self, row: Row) -> str | None:
+        """A decided row, completed once: a cell's interval (shown where the cell is not judged too), a
+        decided verdict's stability and fragility, the baseline's judgement (lib/report/compare.py).
+        Returns why the row fails against the baseline, or None."""
+        measured = self.measured.get(row.run) if row.run else None
+        if measured is not None and row.kind in ("cell", "measured"):
+            interval, stability = self._uncertainty(measured, row.id, row.kind)
+            row.interval = interval if row.value is not None else None
+            if row.status is not Status.SKIPPED:
+                row.stability = stability
+                row.fragility = measured.fragility_by_id.get(row.id) if measured.fragility is not None else None
+        if self.baseline is None:
+            return None
+        from lib.report.compare import judge_against
+
+        return judge_against(row, self.baseline, list(self.runs), strict=self.strict_baseline)
+
+    def _uncertainty(self, measured: Measured, claim_id: str, kind: str) -> tuple[list[float] | None, float | None]:
         """(a cell's 95% interval, a cell's or sentence's stability) on the run, where it was bootstrapped."""
-        b = self.bootstraps.get(label) or {}
+        b = measured.bootstrap or {}
         stability = (b.get("stability") or {}).get(claim_id)
         cell = next((c for c in self.write_up.cells if c.id == claim_id), None) if kind == "cell" else None
-        if cell is None or not b or label not in self.tables:
+        if cell is None or not b:
             return None, stability
-        table, intervals = self.tables[label].get(cell.table), b["intervals"].get(cell.table)
+        table, intervals = measured.tables.get(cell.table), b["intervals"].get(cell.table)
         if intervals is None or table is None:
             return None, stability
         if cell.match is None:  # a scalar ([lo, hi]) or a dict of columns

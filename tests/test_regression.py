@@ -49,11 +49,9 @@ def test_baseline_with_a_planted_change_fails_and_names_it(tmp_path, small_args)
     assert "moved beyond their tolerance against the baseline" not in same.stdout
 
     planted = data["rows"]
-    sentence = next(
-        r for r in planted if r["kind"] == "measured" and r["verdict"] in ("holds", "does not hold (xfail)")
-    )
+    sentence = next(r for r in planted if r["kind"] == "measured" and r["verdict"] in ("holds", "does not hold"))
     before = sentence["verdict"]
-    sentence["verdict"] = "holds" if before != "holds" else "does not hold (xfail)"
+    sentence["verdict"] = "holds" if before != "holds" else "does not hold"
     sentence["measured"] = "planted 123.456"
     cell = next(r for r in planted if r["kind"] == "cell" and r["value"])
     cell["value"] *= 1.5  # beyond every cell's tolerance (at most 20% relative)
@@ -73,6 +71,28 @@ def test_baseline_with_a_planted_change_fails_and_names_it(tmp_path, small_args)
     assert run_claims(tmp_path, *tests, "--claims-baseline", str(tmp_path / "absent.json")).returncode == 4  # usage
 
 
+def test_claims_xfail_is_presentation_not_a_verdict(tmp_path, small_args, capsys):
+    """A result kept without --claims-xfail and one with it hold the same verdicts ("does not hold" is
+    the verdict; xfail is how pytest shows it): the baseline compares clean, compare lists the flag as
+    presentation."""
+    tests = ["claims/test_7a_norms.py", "claims/test_7d_lowrank.py", *small_args]
+    strict, lenient = tmp_path / "strict.json", tmp_path / "lenient.json"
+    out = run_claims(tmp_path, *tests, "--claims-json", str(strict))
+    assert out.returncode == 1, out.stdout[-3000:]  # claims that do not hold fail without the flag
+    rows = json.loads(strict.read_text())["rows"]
+    assert any(r["verdict"] == "does not hold" for r in rows) and not any(r["verdict"] == "fails" for r in rows)
+    out = run_claims(
+        tmp_path, *tests, "--claims-xfail", "--claims-json", str(lenient), "--claims-baseline", str(strict)
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "0 verdict(s) changed" in out.stdout
+    assert main(str(strict), str(lenient)) == 0
+    printed = capsys.readouterr().out
+    shown = next(line for line in printed.splitlines() if line.startswith("presentation options that differ"))
+    assert "claims_xfail: False -> True" in shown
+    assert "\noptions that differ" not in printed  # nothing that decides a verdict differs
+
+
 # ---------------------------------------------------------------- python -m lib compare
 def test_compare_exit_codes(tmp_path, capsys):
     a = _write(tmp_path / "a.json", [_row("c1", "holds"), _row("c2", "fails"), _row("d1", "holds", "", "document")])
@@ -80,7 +100,7 @@ def test_compare_exit_codes(tmp_path, capsys):
         tmp_path / "same.json", [_row("c1", "holds"), _row("c2", "fails"), _row("d1", "holds", "", "document")]
     )
     skipped_other_reason = _write(tmp_path / "s.json", [_row("c1", "holds"), _row("c2", "fails: other words")])
-    changed = _write(tmp_path / "b.json", [_row("c1", "does not hold (xfail)"), _row("c2", "fails")])
+    changed = _write(tmp_path / "b.json", [_row("c1", "does not hold"), _row("c2", "fails")])
     assert main(str(a), str(same)) == 0
     # a verdict is its class, not its reason's wording; the baseline's d1 has no counterpart there
     assert main(str(a), str(skipped_other_reason), allow_unmatched=True) == 0
@@ -89,7 +109,7 @@ def test_compare_exit_codes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert (
         "changed verdicts: 1" in out
-        and "c1 [measured, m-w0]: verdict 'holds' in the baseline, 'does not hold (xfail)' now" in out
+        and "c1 [measured, m-w0]: verdict 'holds' in the baseline, 'does not hold' now" in out
     )
     assert main(str(a), str(tmp_path / "missing.json")) == 2
     (tmp_path / "bad.json").write_text('{"rows": 3}')

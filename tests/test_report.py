@@ -50,10 +50,10 @@ def _report_rows() -> list[Row]:
         _sentence("7A-last-layer-largest", "holds", kind="document", document="last 354.1"),
         _cell("7D-baseline-ppl", 29.8, "holds"),
         _sentence("7D-harmful-noise", "skipped: follow-up", measured="x"),
-        _sentence("7C-norm-dominance-causes-low-k", "does not hold (xfail)", measured="K90 38 raw, 50 balanced"),
+        _sentence("7C-norm-dominance-causes-low-k", "does not hold", measured="K90 38 raw, 50 balanced"),
         _sentence("7E-attention-consistently-lower", "contradicted by the document", kind="document"),
         _sentence("7B-not-low-rank", "fails", measured="median K90 2"),
-        _sentence("7B-layer-0-comparatively-low", "does not hold (xfail)", baseline="holds; measured 22 (b.json)"),
+        _sentence("7B-layer-0-comparatively-low", "does not hold", baseline="holds; measured 22 (b.json)"),
     ]
 
 
@@ -90,12 +90,12 @@ def test_report_has_a_section_per_table_with_document_measured_and_difference():
 def test_report_opens_with_the_counts_then_what_to_look_at_in_order():
     text = markdown(_report_rows(), {"r-w0": {"model": "m"}})
     head = text[: text.index("## ")]
-    assert head.splitlines()[2].startswith("Verdicts: 2 fails, 4 holds, 2 skipped, 2 does not hold (xfail)")
+    assert head.splitlines()[2].startswith("Verdicts: 2 fails, 4 holds, 2 skipped, 2 does not hold")
     order = [
         "**Contradicted or overstated by the document: 1**",
         "- **7E-attention-consistently-lower** (7E, on the document): in layer 2 attention needs K = 97",
         "**Changed against the baseline: 1**",
-        "- **7B-layer-0-comparatively-low** (7B, r-w0): now does not hold (xfail), measured -; baseline: holds;",
+        "- **7B-layer-0-comparatively-low** (7B, r-w0): now does not hold, measured -; baseline: holds;",
         "**Failures: 2**",
         "- **7A-mean_norm-layer-3** (7A, r-w0): measured 18.9",
         "- **7B-not-low-rank** (7B, r-w0): measured median K90 2",

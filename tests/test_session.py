@@ -89,11 +89,11 @@ def _cli_flags() -> dict[str, str]:
 
 def test_session_options_are_declared_once_for_both_front_ends():
     """Every option of the table, flags included, reaches pytest and `python -m lib tables` with the
-    same help (pytest appends the default)."""
+    same help, with its default, escaped for argparse (tests/test_help.py runs it)."""
     pytest_flags, cli_flags = _pytest_flags(), _cli_flags()
     for o in OPTIONS:
-        assert cli_flags[f"--{o.name}"] == o.help
-        assert pytest_flags[f"--{o.name}"].startswith(o.help)
+        assert cli_flags[f"--{o.name}"] == pytest_flags[f"--{o.name}"] == o.argparse_help
+        assert o.argparse_help.startswith(o.help.replace("%", "%%"))
     assert {"--refresh", "--follow-ups", "--fragility"} <= {f"--{o.name}" for o in OPTIONS if o.flag}
 
 

@@ -206,6 +206,28 @@ def change_for(row: Row, baseline: dict[Key, Row], runs: dict[str, str]) -> tupl
     return verdict, cell
 
 
+def judge_against(row: Row, baseline: Result, runs: list[str], strict: bool = False) -> str | None:
+    """One row against the baseline, as a --claims-baseline session judges each claim test: a moved cell
+    gets `row.moved`, a changed verdict `row.baseline` (the baseline's verdict and measured value). Returns
+    the failure message where the verdict changed beyond noise (strict: at all), else None."""
+    changed, moved = change_for(row, index(baseline.rows), run_map(baseline.run_labels, runs))
+    if moved is not None:
+        row.moved = moved.movement()
+    if changed is None:
+        return None
+    before = changed.before
+    if changed.noise == "within noise" and not strict:
+        a, b = before.stability, row.stability
+        row.baseline = f"{before.verdict_text} (within noise: stability {a:.2f} -> {b:.2f})"
+        return None
+    row.baseline = f"{before.verdict_text}; measured {before.measured or '-'} ({baseline.path})"
+    return (
+        f"{row.id}: verdict changed against the baseline {baseline.path}: "
+        f"{before.verdict_text!r} (measured {before.measured or '-'}) -> "
+        f"{row.verdict_text!r} (measured {row.measured or '-'})"
+    )
+
+
 def compare(baseline: Result, current: Result) -> Comparison:
     runs = run_map(baseline.run_labels, current.run_labels)
     base = index(baseline.rows)
@@ -231,7 +253,12 @@ def report(baseline: Result, current: Result, comparison: Comparison) -> list[st
     runs = run_map(baseline.run_labels, current.run_labels)
     paired = ", ".join(f"{b} -> {c}" if b != c else c for c, b in runs.items())
     lines += [f"runs compared: {paired or 'none in common'}"]
-    lines += [f"options that differ: {d}" for d in [options_differ(baseline.meta, current.meta)] if d] + [""]
+    lines += [f"options that differ: {d}" for d in [options_differ(baseline.meta, current.meta)] if d]
+    lines += [
+        f"presentation options that differ (how verdicts are shown, not the verdicts): {d}"
+        for d in [options_differ(baseline.meta, current.meta, presentation=True)]
+        if d
+    ] + [""]
     if not any(r.stability is not None for r in baseline.rows):
         lines.append(
             "the baseline has no bootstrap (--bootstrap): every changed verdict counts, cells by their tolerance"
@@ -248,10 +275,17 @@ def report(baseline: Result, current: Result, comparison: Comparison) -> list[st
     return lines
 
 
-def options_differ(before: dict[str, Any], after: dict[str, Any]) -> str:
-    """'model: gpt2 -> tiny-wikitext, n_tokens: 1000 -> 500': the session options two results differ in."""
+PRESENTATION = ("claims_xfail", "claims_report", "claims_json", "claims_csv", "claims_baseline")
+"""Options that change how verdicts are shown or where they are written, never a verdict: --claims-xfail
+shows "does not hold" as xfail instead of a failure; the row's verdict is the same."""
+
+
+def options_differ(before: dict[str, Any], after: dict[str, Any], presentation: bool = False) -> str:
+    """'model: gpt2 -> tiny-wikitext, n_tokens: 1000 -> 500': the session options two results differ in;
+    presentation: only the PRESENTATION ones (else: only the others)."""
     a, b = before.get("options") or {}, after.get("options") or {}
-    return ", ".join(f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
+    keys = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k) and (k in PRESENTATION) == presentation]
+    return ", ".join(f"{k}: {a.get(k)} -> {b.get(k)}" for k in keys)
 
 
 def main(baseline_path: str, current_path: str, allow_unmatched: bool = False, strict: bool = False) -> int:

@@ -41,6 +41,12 @@ class Option:
     """A switch without a value (`--refresh`): False unless given."""
 
     @property
+    def argparse_help(self) -> str:
+        """`help` as argparse wants it (its `%` formats: a literal one doubled), with the default."""
+        shown = self.help if self.flag else f"{self.help} (default: {self.default})"
+        return shown.replace("%", "%%")
+
+    @property
     def dest(self) -> str:
         return "dphi_" + self.name.replace("-", "_")
 
