@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lib.report.text import width, wrap
     from lib.session import Session
 
-    values = {o.name.replace("-", "_"): getattr(args, o.name.replace("-", "_")) for o in OPTIONS}
+    values = {o.key: getattr(args, o.key) for o in OPTIONS}
     results: dict[str, dict[str, Any]] = {}
     json_out = plot_out = None
     try:

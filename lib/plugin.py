@@ -119,7 +119,7 @@ OUTPUTS = (
 
 
 def option_values(config: pytest.Config) -> dict[str, Any]:
-    return {o.name.replace("-", "_"): config.getoption(o.dest) for o in OPTIONS}
+    return {o.key: config.getoption(o.dest) for o in OPTIONS}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -33,16 +33,16 @@ from lib.writeup.write_up import WriteUp, load_write_up
 if TYPE_CHECKING:
     from lib.report.compare import Comparison, Result
 
-RUN_OPTIONS = tuple(o.name.replace("-", "_") for o in OPTIONS if o.run)
+RUN_OPTIONS = tuple(o.key for o in OPTIONS if o.run)
 """The option values that make a run's identity (RunConfig); the others are the session's settings."""
 
 
-FOLLOW_UPS = "a follow-up experiment (7F-7H), computed on request only: --follow-ups (lib.run: follow_ups=True)"
+FOLLOW_UPS = "a follow-up experiment (7F-7H), computed on request only: rerun with --follow-ups"
 
 
 def defaults() -> dict[str, Any]:
     """Every option's default value, by its name with underscores (`n_tokens`)."""
-    return {o.name.replace("-", "_"): o.default for o in OPTIONS}
+    return {o.key: o.default for o in OPTIONS}
 
 
 @dataclass
@@ -198,11 +198,12 @@ class Session:
                 if not run.cached(self.follow_ups):
                     run.check_sizes(self.windows)
 
-    def check_held(self, label: str) -> None:
-        """--bootstrap and --fragility re-weight every position's Δφ, so the run must hold them in memory
-        (lib/tables/run.py STREAM_ABOVE, HOLD_BYTES): ConfigError before any model work where it would
-        stream them (decided from the model's config.json)."""
+    def check_held(self, label: str, *needs: str) -> None:
+        """--bootstrap and --fragility re-weight every position's Δφ (and `needs` name what else reads
+        them), so the run must hold them in memory (lib/tables/run.py STREAM_ABOVE, HOLD_BYTES):
+        ConfigError before any model work where it would stream them (decided from the model's config.json)."""
         asked = [name for name, on in (("--bootstrap", self.bootstrap), ("--fragility", self.fragility)) if on]
+        asked += needs
         config, run = self.runs[label], self.run(label)
         shape = model_shape(config.model, config.model_revision) if asked else None
         if shape is not None and not run.held(shape.n_layers, shape.d_model):

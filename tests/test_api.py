@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 import lib
+import lib.api
+import lib.writeup.judge
 from lib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,3 +78,50 @@ def test_run_names_a_bad_value_before_any_model_work(cache):
         lib.run(model="tiny-wikitext", device="cpu", positions="some", cache_dir=str(cache))
     with pytest.raises(ConfigError, match="unknown options"):
         lib.run(modle="tiny-wikitext", cache_dir=str(cache))
+
+
+def test_a_notebook_gets_frames_tensors_and_a_short_repr(cache):
+    """to_pandas() with a column per thing a user filters on, each table as a DataFrame, the captured Δφ
+    as tensors from the cache, and a repr of one line."""
+    result = lib.run(model="tiny-wikitext", device="cpu", cache_dir=str(cache), bootstrap=3)
+    frame = result.to_pandas()
+    assert list(frame.columns) == list(lib.api.COLUMNS)
+    sentences = frame[frame.kind == "measured"]
+    assert (sentences.sentence.str.len() > 0).all()
+    assert set(frame.status.dropna()) <= {s.value for s in lib.writeup.judge.Status}
+    held = frame[frame.status == "holds"]
+    assert len(held) and held.holds.all()
+    cells = frame[(frame.kind == "cell") & frame.interval_lo.notna()]
+    assert len(cells) and (cells.interval_lo <= cells.interval_hi).all()
+
+    pca = result.table("layer_pca")
+    assert list(pca.layer) == list(range(6)) and {"k50", "k90"} <= set(pca.columns)
+    assert result.table("shared_pca").shape[0] == 1
+    with pytest.raises(KeyError, match="no table 'layer_pac'"):
+        result.table("layer_pac")
+
+    total, attn, ffn = (result.delta_phi(layer=2, write=w) for w in ("total", "attn", "ffn"))
+    assert total.shape == (1000, 128) and attn.shape == ffn.shape == total.shape
+    norms = total.double().norm(dim=-1)
+    assert abs(norms.mean().item() - pca_norm(result, 2)) < 1e-4 * pca_norm(result, 2)
+    with pytest.raises(ValueError, match="write 'mlp' is not allowed; allowed: total, attn, ffn"):
+        result.delta_phi(write="mlp")
+    with pytest.raises(ValueError, match="layer 6 is not allowed"):
+        result.delta_phi(layer=6)
+
+    shown = repr(result)
+    assert "\n" not in shown and len(shown) < 200 and shown.startswith("Results(1 run(s): tiny-wikitext-w0;")
+
+
+def pca_norm(result: lib.api.Results, layer: int) -> float:
+    return next(r["mean_norm"] for r in result.tables["tiny-wikitext-w0"]["norms"] if r["layer"] == layer)
+
+
+def test_the_api_page_lists_every_option_lib_run_takes():
+    from lib.setup.options import OPTIONS
+
+    page = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")
+    missing = [o.key for o in OPTIONS if f"`{o.key}`" not in page]
+    assert not missing, f"docs/python-api.md does not list {missing}"
+    for keyword in ("baseline", "strict_baseline"):
+        assert f"`{keyword}`" in page

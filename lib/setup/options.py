@@ -47,8 +47,14 @@ class Option:
         return shown.replace("%", "%%")
 
     @property
+    def key(self) -> str:
+        """The name with underscores (`n_tokens`): a RunConfig field, a Session.from_options and lib.run keyword."""
+        return self.name.replace("-", "_")
+
+    @property
     def dest(self) -> str:
-        return "dphi_" + self.name.replace("-", "_")
+        """pytest's and argparse's destination."""
+        return "dphi_" + self.key
 
 
 def batch_size_value(text: str) -> int | str:
