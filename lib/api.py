@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from lib.errors import ConfigError
 from lib.report.rows import SHORT, Row
 from lib.session import Session
+from lib.setup.progress import set_quiet
 from lib.setup.provenance import meta
 
 if TYPE_CHECKING:
@@ -140,14 +141,15 @@ def _pandas(what: str) -> Any:
     return pandas
 
 
-def run(*, baseline: str | None = None, strict_baseline: bool = False, **options: Any) -> Results:
+def run(*, baseline: str | None = None, strict_baseline: bool = False, quiet: bool = False, **options: Any) -> Results:
     """Measure and judge, as `pytest claims/` does, through the same Session (lib/session.py): the same
     rows, with their intervals, stability and fragility where asked, and the baseline's judgement.
     `options` are the command line's (model, dataset, n_tokens, device, windows, follow_ups, fragility,
     bootstrap, write_up, cache_dir, ...; lists as comma-separated text); baseline, strict_baseline: a kept
-    claims JSON, as --claims-baseline and --strict-baseline. ConfigError names a bad value before any
+    claims JSON, as --claims-baseline and --strict-baseline; quiet: no progress on stderr. ConfigError names a bad value before any
     model work, or a run that cannot be had (unless skip_unavailable=True)."""
     session = Session.from_options(options, baseline=baseline, strict_baseline=strict_baseline)
+    set_quiet(quiet)
     skipped = session.check_available()
     write_up = session.write_up
     results = Results({}, {}, provenance={**meta(dict(options)), "complete": True}, session=session)

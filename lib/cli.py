@@ -19,6 +19,7 @@ from typing import Any
 from lib.errors import ConfigError, ResourceUnavailable
 from lib.setup.options import OPTIONS
 from lib.setup.outputs import check_output, write_atomic
+from lib.setup.progress import set_quiet
 from lib.writeup.catalogue import VERDICTS
 from lib.writeup.claims import SECTIONS
 
@@ -50,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
                 help=o.argparse_help,
             )
     tables.add_argument("--json", type=Path, default=None, help="also write the tables as JSON to this path")
+    tables.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress (a bar on a terminal, else one line per long stage)"
+    )
     tables.add_argument(
         "--plot",
         type=Path,
@@ -166,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lib.session import Session
 
     values = {o.key: getattr(args, o.key) for o in OPTIONS}
+    set_quiet(args.quiet)
     results: dict[str, dict[str, Any]] = {}
     json_out = plot_out = None
     try:

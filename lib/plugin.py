@@ -22,6 +22,7 @@ from lib.report.rows import Row
 from lib.session import FOLLOW_UPS, Measured, Session
 from lib.setup.options import OPTIONS, ROOT, cache_dir
 from lib.setup.outputs import check_output
+from lib.setup.progress import set_quiet
 from lib.writeup.claims import Cell, Claim
 from lib.writeup.judge import Status, Verdict
 
@@ -137,6 +138,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
     state.terminal = lambda: _terminal(config)
+    set_quiet(config.getoption("verbose") < 0)  # -q: no progress lines either
     config.stash[SESSION] = state
     config.pluginmanager.register(_Rows(state), "dphi-rows")
     config.stash[NOTES] = _notes(config)

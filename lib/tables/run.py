@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +12,7 @@ from lib.measure.store import Store
 from lib.setup.config import CAPTURE_INDEPENDENT
 from lib.setup.corpus import Selection, check_text_size, load_text, select_tokens, tokenize
 from lib.setup.model_source import model_shape
+from lib.setup.progress import progress
 from lib.tables import registry
 from lib.tables.context import Context, Inputs
 from lib.tables.core import lowrank_ks
@@ -39,12 +38,6 @@ STREAM_ABOVE = 20_000
 HOLD_BYTES = 4 * 2**30
 """Nor when Δφ, Δφ_attn and Δφ_ffn of every layer (float32) would take more than this: larger
 models stream sooner (GPT-2 small holds up to 20,000 positions, GPT-2 XL up to ~4,600)."""
-
-
-def _tqdm(desc: str) -> Callable[[list], Iterable]:
-    from tqdm.auto import tqdm
-
-    return lambda it: tqdm(it, desc=desc, file=sys.stderr, leave=False, disable=None)
 
 
 class Shared:
@@ -152,7 +145,7 @@ class Run:
         def compute() -> dict[str, torch.Tensor]:
             check_memory(self.bridge, self.selection, self.batch_size, held=True)
             return capture_tensors(
-                self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ"), self.config.attention
+                self.bridge, self.selection, self.batch_size, progress("capture Δφ"), self.config.attention
             ).tensors()
 
         t = self.store.get_or_compute("capture", self.config.capture_key, meta, compute)
@@ -169,7 +162,7 @@ class Run:
         def compute() -> dict[str, torch.Tensor]:
             check_memory(self.bridge, self.selection, self.batch_size, held=False)
             return capture_stats(
-                self.bridge, self.selection, self.batch_size, _tqdm("capture Δφ statistics"), self.config.attention
+                self.bridge, self.selection, self.batch_size, progress("capture Δφ statistics"), self.config.attention
             ).tensors()
 
         return Stats.from_tensors(self.store.get_or_compute("stats", self.config.capture_key, meta, compute))
@@ -189,7 +182,7 @@ class Run:
             capture=vars(self).get("capture"),
             batch_size=self.batch_size,
             attention=self.config.attention,
-            progress=_tqdm,
+            progress=progress,
         )
         return Context(inputs)
 
