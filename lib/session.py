@@ -218,7 +218,7 @@ class Session:
         config = self.runs[label]
         last = self.windows - 1
         if config.window < last and not self.run(label).cached(self.follow_ups):
-            Run(dataclasses.replace(config, window=last), self.store, shared=self.shared).selection
+            Run(dataclasses.replace(config, window=last), self.store, shared=self.shared).check_selection()
 
     def measure(self, label: str) -> Measured:
         """The run's measurements, made once per session under one policy: its tables (computed or read

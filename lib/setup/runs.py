@@ -19,6 +19,8 @@ from lib.setup.corpus import KNOWN_TEXTS
 from lib.setup.device import check_dtype
 from lib.setup.options import DEFAULT_DATASET, OPTIONS, option
 
+LABELLED = ("numerics", "positions", "pca", "dtype")
+"""The conventions a run label names where they differ from their option's default (lib/setup/options.py)."""
 LISTS = tuple(o.name for o in OPTIONS if o.listed)
 """Options that take a comma-separated list; the session runs their product."""
 
@@ -78,18 +80,9 @@ def label(config: RunConfig) -> str:
     parts = [Path(config.model).name if local else config.model.split("/")[-1]]
     if config.dataset != DEFAULT_DATASET and KNOWN_TEXTS.get(config.dataset_revision) != "wikitext-2-raw-test":
         parts.append(KNOWN_TEXTS.get(config.dataset_revision) or Path(config.dataset).stem.replace(":", "-"))
-    if config.n_tokens != 1000:
+    if config.n_tokens != option("n-tokens").default:
         parts.append(f"n{config.n_tokens}")
-    parts += [
-        v
-        for v, default in (
-            (config.numerics, "compat"),
-            (config.positions, "all"),
-            (config.pca, "centred"),
-            (config.dtype, "float32"),
-        )
-        if v != default
-    ]
+    parts += [getattr(config, o) for o in LABELLED if getattr(config, o) != option(o).default]
     parts.append(f"w{config.window}")
     return "-".join(parts)
 

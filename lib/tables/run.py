@@ -125,6 +125,10 @@ class Run:
     def bridge(self) -> TransformerBridge:
         return self.shared.bridge(self.config)
 
+    def check_selection(self) -> Selection:
+        """The run's tokens, selected: ConfigError where its window does not fit its text (counted exactly)."""
+        return self.selection
+
     @cached_property
     def selection(self) -> Selection:
         tokenizer = self.bridge.tokenizer
