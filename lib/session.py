@@ -22,8 +22,8 @@ from lib.measure.store import Store
 from lib.report.rows import Row, claim_row
 from lib.setup.config import RunConfig, check_batch_size
 from lib.setup.model_source import EMBEDDED, HUB_ALIASES, model_shape
-from lib.setup.options import OPTIONS, cache_dir
-from lib.setup.runs import build_runs, check_count, check_windows, labels
+from lib.setup.options import OPTIONS, cache_dir, validate
+from lib.setup.runs import build_runs, labels
 from lib.tables.run import Run, Shared
 from lib.writeup import judge
 from lib.writeup.claims import Cell, Claim
@@ -125,9 +125,8 @@ class Session:
         unknown = set(values) - set(defaults())
         if unknown:
             raise ConfigError(f"unknown options {sorted(unknown)}; known: {sorted(defaults())}")
-        v = {**defaults(), **values}
-        check_batch_size(v["batch_size"])
-        windows = check_windows(v["windows"])
+        v = validate({**defaults(), **values})
+        windows = v["windows"]
         configs = build_runs({k: v[k] for k in RUN_OPTIONS}, windows)
         store_type = distributed.SharedStore if shared_store else Store
         store = store_type(cache_dir(v["cache_dir"]), refresh=v["refresh"])
@@ -143,8 +142,8 @@ class Session:
             write_up,
             follow_ups=v["follow_ups"],
             fragility=v["fragility"],
-            bootstrap=check_count(v["bootstrap"], "--bootstrap", 0),
-            bootstrap_block=check_count(v["bootstrap_block"], "--bootstrap-block", 1),
+            bootstrap=v["bootstrap"],
+            bootstrap_block=v["bootstrap_block"],
             skip_unavailable=v["skip_unavailable"],
             strict_baseline=strict_baseline,
             writer=distributed.is_writer(),

@@ -157,6 +157,6 @@ def test_a_dtype_list_runs_each_and_the_report_compares_their_verdicts(make_mode
     text = report.read_text()
     assert "| holds in |" in text and "of 2 runs" in text  # each sentence once, a verdict per run
     with pytest.raises(ConfigError, match=r"--dtype 'float8' is not allowed"):
-        from lib.setup.runs import split
+        from lib.setup.options import split
 
         split("dtype", "float32,float8")

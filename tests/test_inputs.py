@@ -50,7 +50,10 @@ def test_dataset_path_that_does_not_exist(make_model, make_config, tmp_path):
 
 @pytest.mark.parametrize("n_tokens", [1, 0, -5])
 def test_too_few_tokens(make_model, make_config, text_file, n_tokens):
-    with pytest.raises(ConfigError, match=rf"--n-tokens {n_tokens} is too small; it must be at least 2"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"--n-tokens {n_tokens} is not allowed; expected a whole number of at least 2 \(PCA needs two positions\)",
+    ):
         make_config(make_model(), text_file, n_tokens=n_tokens)
 
 

@@ -13,7 +13,8 @@ from lib.errors import ConfigError
 from lib.report.markdown import markdown, sentences, window_spread
 from lib.report.rows import Row
 from lib.setup.corpus import hf_spec, resolve_dataset, select_tokens, window_text_tokens
-from lib.setup.runs import build_runs, labels, split
+from lib.setup.options import split
+from lib.setup.runs import build_runs, labels
 from lib.tables.run import Shared
 from lib.writeup.judge import Verdict
 

@@ -118,3 +118,17 @@ def test_the_plugin_keeps_no_state_in_module_globals():
 def test_the_root_conftest_only_registers_the_plugin():
     text = (ROOT / "conftest.py").read_text()
     assert len(text.splitlines()) < 40 and 'pytest_plugins = ["lib.plugin"]' in text
+
+
+@pytest.mark.parametrize("o", [o for o in OPTIONS if o.choices or o.check], ids=lambda o: o.name)
+def test_every_declared_constraint_is_checked_once_at_the_boundary(o, tmp_path):
+    """Each option's constraint is declared in its entry (choices, check) and one loop applies it: a bad
+    value is one ConfigError naming the option and the value, before any run is built."""
+    from lib.setup.options import validate
+
+    bad = "nonsense" if o.choices else -5
+    with pytest.raises(ConfigError, match=rf"^--{o.name} '?{bad}'?"):
+        validate({o.key: bad})
+    with pytest.raises(ConfigError, match=rf"^--{o.name} '?{bad}'?"):
+        Session.from_options({o.key: bad, "cache_dir": str(tmp_path)})
+    assert validate({o.key: o.default})[o.key] is not None or o.default is None

@@ -8,13 +8,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from lib.errors import ConfigError
 from lib.setup.corpus import KNOWN_TEXTS, resolve_dataset
 from lib.setup.device import check_dtype, resolve_device
 from lib.setup.model_source import resolve_model
-from lib.setup.options import option
+from lib.setup.options import k_list, option, validate, whole_or_auto
 
-DEFAULT_KS = tuple(int(k) for k in option("ks").default.split(","))
+DEFAULT_KS = k_list("ks", option("ks").default)
 """7D's K list as the option table gives it (d_model is added to it)."""
 CAPTURE_INDEPENDENT = ("pca", "ks")
 """Fields that change the tables but not the captured Δφ."""
@@ -128,19 +127,10 @@ def build_config(
     Raises ConfigError naming the bad value and what is allowed. A model or dataset that
     cannot be had here (offline) does not raise: its revision says 'unavailable: why'.
     """
-    if n_tokens < 2:
-        raise ConfigError(f"--n-tokens {n_tokens} is too small; it must be at least 2 (PCA needs two positions)")
-    for name, value in (
-        ("numerics", numerics),
-        ("positions", positions),
-        ("pca", pca),
-        ("attention", attention),
-        ("dtype", dtype),
-    ):
-        allowed = option(name).choices or ()
-        if value not in allowed:
-            raise ConfigError(f"--{name} {value!r} is not allowed; allowed: {', '.join(allowed)}")
-    k_list = parse_ks(ks)
+    given = validate(
+        {"n_tokens": n_tokens, "numerics": numerics, "positions": positions, "pca": pca, "attention": attention}
+        | {"dtype": dtype, "ks": ks}
+    )
     resolved_device = resolve_device(device)
     check_dtype(resolved_device, dtype)
     model_path, model_revision = resolve_model(model)
@@ -157,7 +147,7 @@ def build_config(
         positions=positions,
         pca=pca,
         attention=attention,
-        ks=k_list,
+        ks=given["ks"],
     )
 
 
@@ -170,27 +160,11 @@ current CUDA card) and 4 (mps shares memory with the system), chosen conservativ
 
 
 def check_batch_size(batch_size: int | str, device: str = "cpu") -> int:
-    """--batch-size: a whole number of at least 1, or 'auto' (AUTO_BATCH_SIZE for the resolved device).
+    """--batch-size (its option's constraint: a whole number of at least 1, or auto), resolved: auto is
+    AUTO_BATCH_SIZE for the resolved device.
 
     Never changes a number: batches hold whole chunks (or whole projections) of equal length
     without padding, so each sequence's pass is the same computation.
     """
-    if batch_size == "auto":
-        return AUTO_BATCH_SIZE.get(device, 1)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"--batch-size {batch_size!r} is not allowed; expected a whole number of at least 1, or auto")
-    return batch_size
-
-
-def parse_ks(ks: str | tuple[int, ...]) -> tuple[int, ...]:
-    """'8,16,32' -> (8, 16, 32): positive, sorted, distinct."""
-    if isinstance(ks, tuple):
-        values = ks
-    else:
-        try:
-            values = tuple(int(k) for k in ks.split(",") if k.strip())
-        except ValueError:
-            raise ConfigError(f"--ks {ks!r} is not a list of whole numbers; expected e.g. 8,16,32") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"--ks {ks!r}: expected one or more positive whole numbers, e.g. 8,16,32")
-    return tuple(sorted(set(values)))
+    value = whole_or_auto("batch-size", batch_size)
+    return AUTO_BATCH_SIZE.get(device, 1) if value == "auto" else int(value)

@@ -7,16 +7,54 @@ ambiguous the default is its most plausible reading and the alternative is an op
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lib.errors import ConfigError
 
 DEFAULT_MODEL = "gpt2"  # GPT-2 small (Hub: openai-community/gpt2), the write-up's model
 DEFAULT_DATASET = "wikitext-2-raw-v1"  # WikiText-2 raw, test split, through `datasets`
 CACHE_ENV = "DPHI_CACHE_DIR"
 DTYPES = ("float32", "bfloat16", "float16")
 """--dtype: the forward passes' dtype (float32 as the write-up). Statistics are float64 on the CPU whatever it is."""
+
+
+Check = Callable[[str, Any], Any]
+"""An option's constraint: (its name, a value) -> the value accepted, or ConfigError naming both."""
+
+
+def at_least(least: int, why: str = "") -> Check:
+    """A whole number of at least `least`."""
+
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(f"--{name} {value!r} is not allowed; expected a whole number of at least {least}{why}")
+        return value
+
+    return check
+
+
+def whole_or_auto(name: str, value: Any) -> int | str:
+    """A whole number of at least 1, or auto (resolved per device: lib/setup/config.py AUTO_BATCH_SIZE)."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ConfigError(f"--{name} {value!r} is not allowed; expected a whole number of at least 1, or auto")
+
+
+def k_list(name: str, value: Any) -> tuple[int, ...]:
+    """'8,16,32' (or a tuple) -> (8, 16, 32): positive whole numbers, sorted, each once."""
+    if isinstance(value, tuple):
+        values = value
+    else:
+        try:
+            values = tuple(int(k) for k in str(value).split(",") if k.strip())
+        except ValueError:
+            raise ConfigError(f"--{name} {value!r} is not a list of whole numbers; expected e.g. 8,16,32") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"--{name} {value!r}: expected one or more positive whole numbers, e.g. 8,16,32")
+    return tuple(sorted(set(values)))
 
 
 @dataclass(frozen=True)
@@ -39,6 +77,8 @@ class Option:
     """Part of a run's identity (a RunConfig field); False: a setting of the session (lib/session.py)."""
     flag: bool = False
     """A switch without a value (`--refresh`): False unless given."""
+    check: Check | None = None
+    """Its constraint beyond `choices`, declared here once; `validate` applies every one."""
 
     @property
     def argparse_help(self) -> str:
@@ -82,7 +122,13 @@ OPTIONS: tuple[Option, ...] = (
         "a comma-separated list runs each",
         listed=True,
     ),
-    Option("n-tokens", 1000, "number of token positions collected (the write-up: 1000)", type=int),
+    Option(
+        "n-tokens",
+        1000,
+        "number of token positions collected (the write-up: 1000)",
+        type=int,
+        check=at_least(2, " (PCA needs two positions)"),
+    ),
     Option(
         "windows",
         1,
@@ -90,6 +136,7 @@ OPTIONS: tuple[Option, ...] = (
         "window 0 is the text's start (the write-up's), window w follows the text tokens of windows 0..w-1",
         type=int,
         run=False,
+        check=at_least(1),
     ),
     Option(
         "numerics",
@@ -133,6 +180,7 @@ OPTIONS: tuple[Option, ...] = (
         "ks",
         "8,16,32,64,128,256,512",
         "7D's K list, comma-separated; d_model is always added and values above it dropped",
+        check=k_list,
     ),
     Option(
         "batch-size",
@@ -141,6 +189,7 @@ OPTIONS: tuple[Option, ...] = (
         "8 on cuda, 4 on mps); never changes a number",
         type=batch_size_value,
         run=False,
+        check=whole_or_auto,
     ),
     Option("cache-dir", None, f"on-disk cache (default: ${CACHE_ENV} or the user cache dir)", run=False),
     Option(
@@ -151,6 +200,7 @@ OPTIONS: tuple[Option, ...] = (
         "changes beyond that noise; needs the held capture",
         type=int,
         run=False,
+        check=at_least(0),
     ),
     Option(
         "bootstrap-block",
@@ -159,6 +209,7 @@ OPTIONS: tuple[Option, ...] = (
         "within a chunk; the seed is fixed (0)",
         type=int,
         run=False,
+        check=at_least(1),
     ),
     Option(
         "write-up",
@@ -207,6 +258,38 @@ def option(name: str) -> Option:
         if o.name == name:
             return o
     raise KeyError(name)
+
+
+def split(name: str, value: str) -> list[str]:
+    """'a, b,a' -> ['a', 'b']: the values of a list option, in order, each once, each allowed."""
+    values = list(dict.fromkeys(v.strip() for v in str(value).split(",") if v.strip()))
+    if not values:
+        raise ConfigError(f"--{name} {value!r}: expected one value or a comma-separated list")
+    allowed = option(name).choices
+    bad = [v for v in values if allowed and v not in allowed]
+    if bad:
+        raise ConfigError(
+            f"--{name} {bad[0]!r} is not allowed; allowed: {', '.join(allowed or ())} (or a comma-separated list of them)"
+        )
+    return values
+
+
+def validate(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option's constraint, in one loop (scikit-learn's _parameter_constraints): `values` by
+    Option.key -> the values accepted (a K list parsed; list options as given, each of their values
+    checked). ConfigError names the first bad value and what is allowed. Keys that are no option pass."""
+    accepted = dict(values)
+    for o in OPTIONS:
+        if o.key not in values:
+            continue
+        value = values[o.key]
+        if o.listed:
+            split(o.name, value)
+        elif o.choices and value not in o.choices:
+            raise ConfigError(f"--{o.name} {value!r} is not allowed; allowed: {', '.join(o.choices)}")
+        if o.check is not None:
+            accepted[o.key] = o.check(o.name, value)
+    return accepted
 
 
 def cache_dir(value: str | None) -> str:

@@ -13,41 +13,15 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from lib.errors import ConfigError
 from lib.setup.config import RunConfig, build_config
 from lib.setup.corpus import KNOWN_TEXTS
 from lib.setup.device import check_dtype
-from lib.setup.options import DEFAULT_DATASET, OPTIONS, option
+from lib.setup.options import DEFAULT_DATASET, OPTIONS, option, split, validate
 
 LABELLED = ("numerics", "positions", "pca", "dtype")
 """The conventions a run label names where they differ from their option's default (lib/setup/options.py)."""
 LISTS = tuple(o.name for o in OPTIONS if o.listed)
 """Options that take a comma-separated list; the session runs their product."""
-
-
-def split(name: str, value: str) -> list[str]:
-    """'a, b,a' -> ['a', 'b']: the values of a list option, in order, each once, each allowed."""
-    values = list(dict.fromkeys(v.strip() for v in str(value).split(",") if v.strip()))
-    if not values:
-        raise ConfigError(f"--{name} {value!r}: expected one value or a comma-separated list")
-    allowed = option(name).choices
-    bad = [v for v in values if allowed and v not in allowed]
-    if bad:
-        raise ConfigError(
-            f"--{name} {bad[0]!r} is not allowed; allowed: {', '.join(allowed or ())} (or a comma-separated list of them)"
-        )
-    return values
-
-
-def check_count(value: Any, option: str, least: int) -> int:
-    """A whole-number option (--windows, --bootstrap, ...) of at least `least`, or ConfigError naming it."""
-    if not isinstance(value, int) or value < least:
-        raise ConfigError(f"{option} {value!r} is not allowed; expected a whole number of at least {least}")
-    return value
-
-
-def check_windows(windows: int) -> int:
-    return check_count(windows, "--windows", 1)
 
 
 def build_runs(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
@@ -69,7 +43,7 @@ def build_runs(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
         base = dataclasses.replace(
             first, numerics=v["numerics"], positions=v["positions"], dtype=check_dtype(first.device, v["dtype"])
         )
-        runs += [dataclasses.replace(base, window=w) for w in range(check_windows(windows))]
+        runs += [dataclasses.replace(base, window=w) for w in range(validate({"windows": windows})["windows"])]
     return runs
 
 
