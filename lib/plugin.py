@@ -137,6 +137,11 @@ def pytest_configure(config: pytest.Config) -> None:
             check_output(Path(config.getoption("dphi_claims_report")).with_suffix(".png"), "--claims-report's figure")
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
+    if _only_claims_on_runs(config):
+        try:
+            state.check_available()
+        except ConfigError as e:
+            raise pytest.UsageError(str(e)) from None
     state.terminal = lambda: _terminal(config)
     set_quiet(config.getoption("verbose") < 0)  # -q: no progress lines either
     config.stash[SESSION] = state
@@ -152,14 +157,29 @@ def _columns(config: pytest.Config) -> int:
     return width(reporter._tw.fullwidth if reporter is not None else None)
 
 
-def _benchmarks_collected(config: pytest.Config) -> bool:
-    """Whether the session may run a benchmark: an argument names benchmarks/, or a directory above it."""
-    benchmarks = ROOT / "benchmarks"
+def _collects(config: pytest.Config, folder: str) -> bool:
+    """Whether the session may collect tests of ROOT/folder: an argument names it, or a directory above it."""
+    wanted = ROOT / folder
     for arg in config.args:
         path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
-        if path == benchmarks or benchmarks in path.parents or path in benchmarks.parents:
+        if path == wanted or wanted in path.parents or path in wanted.parents:
             return True
     return False
+
+
+def _only_claims_on_runs(config: pytest.Config) -> bool:
+    """The session runs claims/ with nothing that could deselect its claims on a run (-k, -m, a test id):
+    a run that cannot be had then stops it before the header, in one line."""
+    return (
+        all(_collects_only(config, arg) for arg in config.args)
+        and not config.getoption("keyword")
+        and not config.getoption("markexpr")
+    )
+
+
+def _collects_only(config: pytest.Config, arg: str) -> bool:
+    path = (config.invocation_params.dir / arg).resolve()
+    return "::" not in arg and path == ROOT / "claims"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -172,7 +192,7 @@ def pytest_report_header(config: pytest.Config) -> Generator[None, list[str | li
     from lib.setup.provenance import version_line
 
     others = yield
-    columns, benchmarks = _columns(config), _benchmarks_collected(config)
+    columns, benchmarks = _columns(config), _collects(config, "benchmarks")
 
     def fit(part: str | list[str]) -> list[str]:
         kept = [
@@ -184,8 +204,9 @@ def pytest_report_header(config: pytest.Config) -> Generator[None, list[str | li
     lines = [f"dphi: {version_line()}"] + ([f"dphi: {len(runs)} run(s)"] if len(runs) > 1 else [])
     for name, run in runs.items():
         lines.append(f"dphi: {name}: {run.describe()}" if len(runs) > 1 else f"dphi: {run.describe()}")
-        if run.unavailable:
-            lines.append(f"dphi: {name}: model-dependent tests will skip: {run.unavailable}")
+        if run.unavailable:  # without --skip-unavailable the session stops after collection, saying why
+            skips = session(config).skip_unavailable
+            lines.append(f"dphi: {name}: {'its tests skip' if skips else 'cannot be had'}: {run.unavailable}")
     lines.append(f"dphi cache: {cache_dir(config.getoption('dphi_cache_dir'))}")
     return [fit(lines), *map(fit, others)]  # pytest prints the hooks' parts reversed: ours after its own
 

@@ -40,6 +40,17 @@ def test_a_mistyped_model_stops_pytest_with_a_usage_error_and_a_near_name(tmp_pa
     assert done.returncode == 4, done.stdout[-2000:] + done.stderr[-2000:]
     assert "--model 'tiny-wikitex' cannot be had here" in done.stderr and "did you mean tiny-wikitext?" in done.stderr
     assert not re.search(r"\d+ passed", done.stdout)
+    said = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(said) == 1 and said[0].startswith("ERROR: --model 'tiny-wikitex'"), said  # one line, no header
+
+
+def test_under_k_the_unavailable_run_is_decided_after_deselection(tmp_path):
+    """-k may leave only the claims on the document's own tables, which need no model: then it runs."""
+    done = _python(
+        "-m", "pytest", "claims/", "--model", "tiny-wikitex", "--device", "cpu", "-k", "test_document",
+        "-p", "no:cacheprovider", "-q", cache=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0 and re.search(r"\d+ passed", done.stdout), done.stdout[-2000:]
 
 
 def test_skip_unavailable_brings_back_the_skips(tmp_path):
