@@ -185,7 +185,7 @@ class Session:
     def fragility_of(self, label: str) -> list[dict[str, Any]]:
         """The run's fragility rows (lib/fragility/search.py), one per claim and cell; searched once per
         session, and kept by id in `fragility_rows`."""
-        from lib.fragility.search import fragility_of
+        from lib.robustness.dropk import fragility_of
 
         if label not in self._fragility:
             self._fragility[label] = fragility_of(self.run(label), self.follow_ups, self.write_up)
@@ -194,7 +194,7 @@ class Session:
 
     def bootstrap_of(self, label: str) -> dict[str, Any]:
         """The run's bootstrap: {"intervals", "stability", "replicates", "block", "seed"}; once per session."""
-        from lib.fragility.bootstrap import bootstrap_of
+        from lib.robustness.bootstrap import bootstrap_of
 
         if label not in self.bootstraps:
             run = self.run(label)

@@ -1,4 +1,4 @@
-"""The weighted engine (lib/tables/context.py) and the bootstrap on it (lib/fragility/bootstrap.py):
+"""The weighted engine (lib/tables/context.py) and the bootstrap on it (lib/robustness/bootstrap.py):
 weights as repetition, all-ones weights as the run, coverage on Gaussian data of known covariance,
 stability at and far from a threshold, the seed, and blocks within chunks."""
 
@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 import torch
 
-from lib.fragility.bootstrap import (
+from lib.measure.capture import Capture, Stats
+from lib.measure.spectra import Moments, spectra
+from lib.measure.store import Store
+from lib.robustness.bootstrap import (
     BLOCK,
     block_counts,
     bootstrap,
@@ -22,11 +25,8 @@ from lib.fragility.bootstrap import (
     replicate_tables,
     stability_of,
 )
-from lib.fragility.search import judged
-from lib.fragility.weighted import Base
-from lib.measure.capture import Capture, Stats
-from lib.measure.spectra import Moments, spectra
-from lib.measure.store import Store
+from lib.robustness.dropped import Base
+from lib.robustness.judged import judged
 from lib.setup.corpus import Selection
 from lib.tables.context import Context, Inputs
 from lib.tables.registry import TABLES, table

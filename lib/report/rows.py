@@ -55,9 +55,9 @@ class Row:
     moved: str = ""
     """Where a cell's measured value moved beyond its tolerance against the --claims-baseline: by how much."""
     fragility: dict[str, Any] | None = None
-    """With --fragility: the claim's row of Run.fragility (lib/fragility/search.py); None without."""
+    """With --fragility: the claim's row of Run.fragility (lib/robustness/dropk.py); None without."""
     interval: list[float] | None = None
-    """With --bootstrap: a cell's 95% percentile interval [lo, hi] over the replicates (lib/fragility/bootstrap.py)."""
+    """With --bootstrap: a cell's 95% percentile interval [lo, hi] over the replicates (lib/robustness/bootstrap.py)."""
     stability: float | None = None
     """With --bootstrap: the share of replicates whose verdict is the one given on all positions."""
 

@@ -6,7 +6,7 @@ model and the selection, and a memo of small results. `Context(inputs, counts=w)
 position i counted w_i times (flat indices; every position once for Run.tables). One weighting
 serves both uses (DESIGN.md, "Fragility" and "Uncertainty"): a drop set is a 0/1 weight
 (`Context(inputs, drop)`, the fragility search), a bootstrap replicate a count per position
-(lib/fragility/bootstrap.py). A weight reaches every statistic computed from the capture:
+(lib/robustness/bootstrap.py). A weight reaches every statistic computed from the capture:
 
 - the moments: sum_i w_i x_i and sum_i w_i x_i x_i^T, count sum_i w_i, computed as the run's sums
   plus (w_i - 1) x_i's contributions at the positions whose weight is not 1 (spectra.reweighted:

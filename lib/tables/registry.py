@@ -1,8 +1,8 @@
 """Every table, one entry each: what it is, how it is built, what it reads, where it goes.
 
 Everything that lists table names derives it from TABLES: Run.tables and Run.followups (computing
-and caching, `build`), the tables recomputed without positions (lib/fragility/weighted.py), the
-search's sources and recorded reads (lib/fragility), the snapshots (claims/test_snapshots.py) and
+and caching, `build`), the tables recomputed without positions (lib/robustness/dropped.py), the
+search's sources and recorded reads (lib/robustness), the snapshots (claims/test_snapshots.py) and
 the order of `python -m lib tables --json` (`write_up_order`). Adding a table is one entry here
 plus its function (docs/adding-a-table.md).
 

@@ -92,7 +92,7 @@ class Run:
     def _meta(self, stage: str, version: int, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
         return {"stage": stage, "version": version, **self.config.identity(exclude=exclude)}
 
-    def _held(self, n_layers: int, d_model: int) -> bool:
+    def held(self, n_layers: int, d_model: int) -> bool:
         """Whether the capture holds every Δφ vector (else it streams Stats): STREAM_ABOVE, HOLD_BYTES."""
         held_bytes = 3 * n_layers * self.config.n_tokens * d_model * 4
         return self.config.n_tokens <= self.stream_above and held_bytes <= self.hold_bytes
@@ -122,7 +122,7 @@ class Run:
             n=c.n_tokens,
             longest=min(c.n_tokens, shape.n_ctx),
             batch_size=self.batch_size,
-            held=self._held(shape.n_layers, shape.d_model),
+            held=self.held(shape.n_layers, shape.d_model),
             device=c.device,
             dtype=c.dtype,
             weights=shape.weights_in(itemsize),
@@ -162,7 +162,7 @@ class Run:
     def stats(self) -> Stats:
         """What the tables need: from the held Δφ, or streamed past `stream_above` positions / `hold_bytes`."""
         cfg = self.bridge.cfg  # loaded anyway: the tables' 7D passes need it
-        if self._held(cfg.n_layers, cfg.d_model):
+        if self.held(cfg.n_layers, cfg.d_model):
             return Stats.of_capture(self.capture)
         meta = self._meta("stats", CAPTURE_VERSION, CAPTURE_INDEPENDENT)
 

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lib.errors import ConfigError
-from lib.fragility.search import cache_meta, cell_value, judged
 from lib.measure.capture import KEYS
+from lib.robustness.judged import cache_meta, cell_value, judged, require_held
+from lib.setup.options import option
 from lib.tables.context import Context, Inputs
 from lib.tables.registry import STAGES, TABLES, table
 from lib.writeup.judge import decide
@@ -45,16 +45,14 @@ if TYPE_CHECKING:
 BOOTSTRAP_VERSION = 1
 """Bump when the resampling or the recomputation changes, so cached intervals are recomputed."""
 REPLICATES = 200
-BLOCK = 16
-"""Positions per block: 16 (n^(1/3) = 10 at 1000 positions; a longer block keeps more of the
-dependence between neighbours, which share their context, at the cost of fewer distinct blocks)."""
+BLOCK: int = option("bootstrap-block").default
+"""Positions per block (--bootstrap-block's default; n^(1/3) = 10 at 1000 positions; a longer block keeps
+more of the dependence between neighbours, which share their context, at the cost of fewer distinct blocks)."""
 SEED = 0
 LEVEL = 0.95
 """The percentile interval's coverage: [2.5%, 97.5%] of the replicates."""
 NOT_STATISTICS = frozenset({"layer", "largest", "top_positions", "left_out"})
 """Fields that name a row or positions, not a statistic: no interval."""
-STABLE = 0.95
-"""A claim is stable when at least this share of the replicates gives its verdict on all positions."""
 
 
 def block_counts(chunk_sizes: Sequence[int], replicates: int, block: int = BLOCK, seed: int = SEED) -> torch.Tensor:
@@ -197,12 +195,8 @@ def bootstrap_of(
 
     def compute() -> dict[str, Any]:
         tables = {**run.tables, **(run.followups if follow_ups else {})}
+        require_held(run, "--bootstrap")
         inputs = run.context.inputs  # its memo may hold the full fit's per-prediction NLL already
-        if inputs.capture is None:
-            raise ConfigError(
-                f"--bootstrap needs every position's Δφ held in memory (at most {run.stream_above:,} positions and "
-                f"{run.hold_bytes / 2**30:.0f} GiB); got --n-tokens {run.config.n_tokens:,}: lower it"
-            )
         stages = STAGES if follow_ups else ("tables",)
         b = bootstrap(inputs, tables, replicates, block, seed, stages)
         stability = stability_of(judged(follow_ups, write_up), tables, b.replicates)
