@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return compare(args.baseline, args.current, args.allow_unmatched, args.strict_baseline)
     from lib.report.text import width, wrap
+    from lib.robustness.bootstrap import describe, uncertainty_json
     from lib.session import Session
 
     values = {o.name.replace("-", "_"): getattr(args, o.name.replace("-", "_")) for o in OPTIONS}
@@ -187,7 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if session.fragility:
                     results[name]["fragility"] = session.fragility_of(name)
                 if session.bootstrap:
-                    results[name]["intervals"] = session.bootstrap_of(name)["intervals"]
+                    boot = session.bootstrap_of(name)
+                    results[name].update(uncertainty_json(boot, session.bootstrap_interval))
+                    if session.writer:
+                        print(f"dphi: {name}: {describe(boot, session.bootstrap_interval)}", file=sys.stderr)
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ from lib.measure import distributed
 from lib.measure.store import Store
 from lib.setup.config import RunConfig, check_batch_size
 from lib.setup.model_source import EMBEDDED, HUB_ALIASES
-from lib.setup.options import OPTIONS, cache_dir
+from lib.setup.options import OPTIONS, cache_dir, option
 from lib.setup.runs import build_runs, check_count, check_windows, labels
 from lib.tables.run import Run, Shared
 from lib.writeup.write_up import WriteUp, load_write_up
@@ -31,6 +31,14 @@ if TYPE_CHECKING:
 
 RUN_OPTIONS = tuple(o.name.replace("-", "_") for o in OPTIONS if o.run)
 """The option values that make a run's identity (RunConfig); the others are the session's settings."""
+
+
+def check_interval(kind: Any) -> str:
+    """--bootstrap-interval's value, or ConfigError naming it and the allowed kinds."""
+    allowed = option("bootstrap-interval").choices or ()
+    if kind not in allowed:
+        raise ConfigError(f"--bootstrap-interval {kind!r} is not allowed; allowed: {', '.join(allowed)}")
+    return str(kind)
 
 
 def defaults() -> dict[str, Any]:
@@ -54,7 +62,9 @@ class Session:
     fragility: bool = False
     bootstrap: int = 0
     """--bootstrap: the replicates of the positions' bootstrap (0: none)."""
-    bootstrap_block: int = 16
+    bootstrap_block: int = option("bootstrap-block").default
+    """--bootstrap-block: 0, by rule (lib/robustness/bootstrap.py block_rule), or N positions."""
+    bootstrap_interval: str = option("bootstrap-interval").default
     skip_unavailable: bool = False
     """--skip-unavailable: a run whose model or text cannot be had is skipped, not an error."""
     baseline: Result | None = None
@@ -113,7 +123,8 @@ class Session:
             follow_ups=v["follow_ups"],
             fragility=v["fragility"],
             bootstrap=check_count(v["bootstrap"], "--bootstrap", 0),
-            bootstrap_block=check_count(v["bootstrap_block"], "--bootstrap-block", 1),
+            bootstrap_block=check_count(v["bootstrap_block"], "--bootstrap-block", 0),
+            bootstrap_interval=check_interval(v["bootstrap_interval"]),
             skip_unavailable=v["skip_unavailable"],
             writer=distributed.is_writer(),
         )
@@ -205,19 +216,15 @@ class Session:
 
     def uncertainty_of(self, label: str, claim_id: str, kind: str) -> tuple[list[float] | None, float | None]:
         """(a cell's 95% interval, a cell's or sentence's stability) on the run, where it was bootstrapped."""
+        from lib.robustness.bootstrap import interval_of
+
         b = self.bootstraps.get(label) or {}
         stability = (b.get("stability") or {}).get(claim_id)
         cell = next((c for c in self.write_up.cells if c.id == claim_id), None) if kind == "cell" else None
         if cell is None or not b or label not in self.tables:
             return None, stability
-        table, intervals = self.tables[label].get(cell.table), b["intervals"].get(cell.table)
-        if intervals is None or table is None:
-            return None, stability
-        if cell.match is None:  # a scalar ([lo, hi]) or a dict of columns
-            return (intervals if cell.column == "" else intervals.get(cell.column)), stability
-        key, want = cell.match
-        at = next((i for i, row in enumerate(table) if row[key] == want), None)
-        return (None if at is None else intervals[at].get(cell.column)), stability
+        u = interval_of(b, self.tables[label], cell, self.bootstrap_interval)
+        return (None if u is None else u["interval"]), stability
 
     @contextlib.contextmanager
     def processes(self) -> Iterator[None]:

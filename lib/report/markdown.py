@@ -55,7 +55,7 @@ def mark(r: Row) -> str:
     if r.status is None:
         return ""
     marks = ["FRAGILE"] if fragile(r) else []
-    marks += ["UNSTABLE"] if unstable(r) else []
+    marks += [f"UNSTABLE, stability {r.stability:.2f}"] if unstable(r) else []
     marks += ["changed against the baseline"] if r.baseline else []
     return SHORT[r.status] + (f" ({', '.join(marks)})" if marks else "")
 

@@ -1,36 +1,40 @@
-"""How much each number moves when the positions are drawn again: a moving-block bootstrap over
+"""How much each number moves when the positions are drawn again: a circular block bootstrap over
 positions, every table recomputed per replicate through the registry's builders on the one weighted
-engine (lib/tables/context.py), a 95% percentile interval per numeric field, and the stability of
-each verdict.
+engine (lib/tables/context.py); per numeric field its SD, its shift and a 95% interval, a prediction
+interval for a fresh sample by default (lib/robustness/intervals.py); per claim its stability, judged
+on pseudo-samples built from replicate pairs.
 
-Efron & Tibshirani, "An Introduction to the Bootstrap" (1993): the percentile interval. Künsch, "The
-jackknife and the bootstrap for general stationary observations" (Ann. Statist. 1989): the moving-block
-bootstrap, since neighbouring positions share their context and their writes are not independent.
-Politis & Romano, "The stationary bootstrap" (JASA 1994): the same with random block lengths.
+Künsch, "The jackknife and the bootstrap for general stationary observations" (Ann. Statist. 1989):
+blocks of neighbours, since neighbouring positions share their context and their writes are not
+independent. Politis & Romano, "A circular block-resampling procedure for stationary data" (1992):
+blocks wrap. Politis & White, "Automatic block-length selection for the dependent bootstrap"
+(Econometric Reviews 2004; corrected by Patton, Politis & White 2009): the block length.
 
-A replicate draws, in each chunk of m counted positions, ceil(m / b) blocks of b consecutive
-positions (b = min(BLOCK, m)) with uniform starts, and keeps the first m positions drawn: blocks never
-cross a chunk's boundary, and every chunk keeps its size. A block that runs past the chunk's last
-position wraps to its first (the circular block bootstrap, Politis & Romano 1992): every position is
-then drawn once on average. Without the wrap a chunk's first and last positions are drawn b times less
-often than its middle ones, and the first is BOS, whose write is unlike every other (on the embedded
-model, layer 2's std of the norms fell below the value of all positions in 97.5% of the replicates). Its counts are the weights of a Context
-(refit=False): the moments, norms, 7C sample and NLL averages are reweighted, the PCA bases refitted
-from the reweighted moments, 7D/7F/7H's perplexities the full fit's per-prediction NLL reweighted
-(the bases held at the full-data fit).
+A replicate keeps each chunk's BOS (its first position, where counted) exactly once: its own stratum,
+since every real window holds it once and its write is unlike every other (GPT-2 small's layer-2 BOS
+write is hundreds of times the others'). It draws the chunk's other m counted positions as ceil(m / b)
+blocks of b consecutive positions (b = min(block, m)) with uniform starts, wrapping past the chunk's
+last position to its first, and keeps the first m drawn: blocks never cross a chunk's boundary and
+every chunk keeps its size. The block length is the median Politis-White length (circular) over each
+layer's series of Δφ norms and of influences on CEV at K90, capped at a quarter of the longest chunk
+(`block_rule`), unless --bootstrap-block sets it. The counts are a Context's weights (refit=False): the
+moments, norms, 7C sample and NLL averages are reweighted, the PCA bases refitted from the reweighted
+moments, 7D/7F/7H's perplexities the full fit's per-prediction NLL reweighted (the bases held at the
+full-data fit: those tables' intervals are lower bounds, `FIXED_BASIS`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from lib.measure.capture import KEYS
+from lib.robustness.intervals import KINDS, LEVEL, curves_of, pseudo_samples, summarise
 from lib.robustness.judged import cache_meta, cell_value, judged, require_held
 from lib.setup.options import option
 from lib.tables.context import Context, Inputs
@@ -42,80 +46,129 @@ if TYPE_CHECKING:
     from lib.tables.run import Run
     from lib.writeup.claims import Cell, Claim
 
-BOOTSTRAP_VERSION = 1
+BOOTSTRAP_VERSION = 2
 """Bump when the resampling or the recomputation changes, so cached intervals are recomputed."""
 REPLICATES = 200
 BLOCK: int = option("bootstrap-block").default
-"""Positions per block (--bootstrap-block's default; n^(1/3) = 10 at 1000 positions; a longer block keeps
-more of the dependence between neighbours, which share their context, at the cost of fewer distinct blocks)."""
+"""--bootstrap-block's default: 0, the block length by rule (`block_rule`); N >= 1 sets it."""
 SEED = 0
-LEVEL = 0.95
-"""The percentile interval's coverage: [2.5%, 97.5%] of the replicates."""
-NOT_STATISTICS = frozenset({"layer", "largest", "top_positions", "left_out"})
-"""Fields that name a row or positions, not a statistic: no interval."""
+FIXED_BASIS = tuple(n for n, t in TABLES.items() if t.passes)
+"""Tables of projected passes (7D, 7F, 7H): a replicate reweights the full fit's per-prediction NLL, its
+bases held at the full-data fit, so their intervals are lower bounds (refitted per replicate, 7D's
+shared-basis ratio's SD is 1.34-1.38x larger at K = 8 and 16: docs/uncertainty.md)."""
 
 
-def block_counts(chunk_sizes: Sequence[int], replicates: int, block: int = BLOCK, seed: int = SEED) -> torch.Tensor:
-    """(replicates, sum(chunk_sizes)) long: how often each position (chunk-major, as Selection.where)
-    is drawn by a circular block bootstrap within each chunk; every chunk's counts sum to its size."""
+def strata(where: Sequence[tuple[int, int]]) -> list[tuple[int, bool]]:
+    """The resampling strata, from Selection.where (chunk-major): (size, resampled) in order; a chunk's
+    BOS (its position 0, where counted) is a stratum of its own, kept once in every replicate."""
+    out: list[tuple[int, bool]] = []
+    chunk, size = None, 0
+    for c, p in [*where, (None, None)]:
+        if c != chunk:
+            if size:
+                out.append((size, True))
+            chunk, size = c, 0
+            if p == 0:
+                out.append((1, False))
+                continue
+        size += 1
+    return out
+
+
+def block_counts(
+    chunks: Sequence[int | tuple[int, bool]], replicates: int, block: int, seed: int = SEED
+) -> torch.Tensor:
+    """(replicates, positions) long: how often each position (in the strata's order, as Selection.where)
+    is drawn by a circular block bootstrap within each stratum; a stratum (size, False) is kept once,
+    a bare size is resampled; every stratum's counts sum to its size."""
     if block < 1 or replicates < 1:
         raise ValueError(f"the bootstrap needs block >= 1 and replicates >= 1, got {block}, {replicates}")
+    parts = [(c, True) if isinstance(c, int) else c for c in chunks]
     g = torch.Generator().manual_seed(seed)
-    counts = torch.zeros(replicates, sum(chunk_sizes), dtype=torch.long)
+    counts = torch.zeros(replicates, sum(m for m, _ in parts), dtype=torch.long)
     offset = 0
-    for m in chunk_sizes:
-        if m:
+    for m, resampled in parts:
+        if m and not resampled:
+            counts[:, offset : offset + m] = 1
+        elif m:
             b = min(block, m)
             starts = torch.randint(0, m, (replicates, math.ceil(m / b)), generator=g)  # (R, blocks)
-            drawn = ((starts[..., None] + torch.arange(b)) % m).flatten(1)[:, :m]  # (R, m) positions in the chunk
+            drawn = ((starts[..., None] + torch.arange(b)) % m).flatten(1)[:, :m]  # (R, m) positions in the stratum
             counts[:, offset : offset + m].scatter_add_(1, drawn, torch.ones_like(drawn))
         offset += m
     return counts
 
 
-def chunk_sizes(where: Sequence[tuple[int, int]]) -> list[int]:
-    """Counted positions per chunk, from Selection.where (chunk-major)."""
-    sizes: dict[int, int] = {}
-    for chunk, _ in where:
-        sizes[chunk] = sizes.get(chunk, 0) + 1
-    return [sizes[c] for c in sorted(sizes)]
+def politis_white(series: torch.Tensor) -> float | None:
+    """The circular block bootstrap's optimal block length of one (n,) series (arch's implementation of
+    Politis & White 2004 with Patton, Politis & White 2009's correction); None for a constant series."""
+    from arch.bootstrap import optimal_block_length
+
+    x = series.double().numpy()
+    if len(x) < 8 or float(x.std()) == 0.0:
+        return None
+    length = float(optimal_block_length(x)["circular"].iloc[0])
+    return length if math.isfinite(length) else None
 
 
-def interval(values: Sequence[Any], level: float = LEVEL) -> Any:
-    """The percentile interval of one node of a table over the replicates: [lo, hi] for a number (the
-    replicates' values at the lower and upper (1 - level) / 2 quantiles, values attained: a K stays an
-    integer), the same structure for a dict or a list of equal lengths, None for anything else."""
-    first = values[0]
-    if isinstance(first, Mapping):
-        values = [{k: x for k, x in v.items() if k not in NOT_STATISTICS} for v in values]
-        first = values[0]
-    if all(isinstance(v, Real) and not isinstance(v, bool) for v in values):
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64)
-        q = (1 - level) / 2
-        lo, hi = (float(torch.nanquantile(t, p, interpolation=how)) for p, how in ((q, "lower"), (1 - q, "higher")))
-        integral = all(isinstance(v, int) for v in values)
-        return [int(lo), int(hi)] if integral and math.isfinite(lo) and math.isfinite(hi) else [lo, hi]
-    if isinstance(first, Mapping) and all(isinstance(v, Mapping) and v.keys() == first.keys() for v in values):
-        out = {k: interval([v[k] for v in values], level) for k in first}
-        return {k: v for k, v in out.items() if v is not None} or None
-    if isinstance(first, list) and all(isinstance(v, list) and len(v) == len(first) for v in values):
-        out_list = [interval([v[i] for v in values], level) for i in range(len(first))]
-        return out_list if any(x is not None for x in out_list) else None
-    return None
+def block_rule(inputs: Inputs) -> dict[str, Any]:
+    """The block length by rule: the median Politis-White length over each layer's series of Δφ norms
+    and of each position's influence on CEV at K90 (||U_K^T (x - mu)||^2 - CEV_K ||x - mu||^2, up to a
+    constant), BOS left out, capped at a quarter of the longest chunk (at least 1)."""
+    where = inputs.selection.where
+    keep = torch.tensor([p != 0 for _, p in where])
+    sizes = [m for m, resampled in strata(where) if resampled]
+    cap = max(1, max(sizes, default=4) // 4)
+    full = Context(inputs, directions=("delta_phi",))
+    x_all = inputs.vectors["delta_phi"]  # (n_layers, n, d_model)
+    lengths: list[float] = []
+    for layer in range(full.n_layers):
+        fit = full.pca("delta_phi", layer, vectors=True)
+        k = fit.k_at(0.9)
+        x = x_all[layer, keep].double() - fit.mean  # (n', d)
+        cev = float(torch.cumsum(fit.ratio, 0)[k - 1]) if k else 0.0
+        influence = (x @ fit.directions[:, :k]).square().sum(-1) - cev * x.square().sum(-1)  # (n',)
+        for series in (inputs.stats.norms[layer, keep], influence):
+            length = politis_white(series)
+            if length is not None:
+                lengths.append(length)
+    median = statistics.median(lengths) if lengths else 1.0
+    return {
+        "rule": "Politis-White (arch.bootstrap.optimal_block_length, circular), median over layers' norm and K90-influence series",
+        "median": median,
+        "cap": cap,
+        "block": int(min(cap, max(1, math.ceil(median)))),
+    }
 
 
 @dataclass
 class Bootstrap:
-    """R replicates of a run's tables and their intervals."""
+    """R replicates of a run's tables and what they say about each number."""
 
-    intervals: dict[str, Any]
-    """table -> its structure with each numeric field a [lo, hi] (a per-layer table: a list of rows)."""
+    fields: dict[str, dict[str, Any]]
+    """{"prediction", "population", "sd", "shift"} -> table -> its structure with each numeric field's
+    value ([lo, hi] for the intervals; a per-layer table: a list of rows)."""
     replicates: list[dict[str, Any]]
     """Each replicate's tables (those that read no position: the run's own)."""
+    curves: tuple[dict[Any, torch.Tensor], list[dict[Any, torch.Tensor]]]
+    """The K fields' cumulative-variance curves: the estimate's and each replicate's (intervals.curves_of)."""
+    positional: list[str]
+    """The tables that read the positions (the others are the run's own in every replicate)."""
     counts: torch.Tensor
     """(R, n_positions) the replicates' weights."""
     block: int
     seed: int
+    rule: dict[str, Any] | None = None
+    """block_rule's record where the block length came from the rule; None where it was given."""
+
+    @property
+    def intervals(self) -> dict[str, Any]:
+        """The prediction intervals (table -> structure of [lo, hi])."""
+        return self.fields["prediction"]
+
+    def pseudo(self, tables: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+        """The pseudo-samples a claim's stability is judged on (intervals.pseudo_samples)."""
+        return pseudo_samples(tables, self.replicates, self.curves, self.positional, self.seed)
 
 
 def replicate_tables(
@@ -145,37 +198,45 @@ def bootstrap(
     block: int = BLOCK,
     seed: int = SEED,
     stages: Sequence[str] = ("tables",),
+    level: float = LEVEL,
 ) -> Bootstrap:
-    """The run's tables (of `stages`, those present in `tables`) recomputed under R moving-block
-    replicates, and their 95% percentile intervals: intervals[table][row][field] = [lo, hi] (a scalar
-    table: [lo, hi]; a dict table: intervals[table][field])."""
+    """The run's tables (of `stages`, those present in `tables`) recomputed under R circular-block
+    replicates (block 0: by rule), and each numeric field's intervals, SD and shift (Bootstrap.fields)."""
     if any(s not in STAGES for s in stages):
         raise ValueError(f"stages must be among {STAGES}, got {stages}")
+    rule = block_rule(inputs) if block == 0 else None
+    block = rule["block"] if rule is not None else block
     wanted = [n for n, t in TABLES.items() if t.stage in stages and n in tables]
-    counts = block_counts(chunk_sizes(inputs.selection.where), replicates, block, seed)
+    counts = block_counts(strata(inputs.selection.where), replicates, block, seed)
     # the first replicate fits spectra first and so finds the writes whose directions a table reads:
     # the others fit those with eigh at once (their spectra come with them)
     first, c = replicate_tables(inputs, tables, counts[0], wanted, ())
-    reps = [first] + [replicate_tables(inputs, tables, r, wanted, c.with_directions)[0] for r in counts[1:]]
+    reps, curves = [first], [curves_of(c, tables)]
+    for r in counts[1:]:
+        rep, c = replicate_tables(inputs, tables, r, wanted, c.with_directions)
+        reps.append(rep)
+        curves.append(curves_of(c, tables))
+    own = curves_of(Context(inputs, directions=()), tables)
     positional = [n for n in wanted if TABLES[n].reads]
-    intervals = {n: interval([rep[n] for rep in reps]) for n in positional}
-    return Bootstrap({n: v for n, v in intervals.items() if v is not None}, reps, counts, block, seed)
+    fields = summarise(tables, reps, (own, curves), positional, level, seed)
+    return Bootstrap(fields, reps, (own, curves), positional, counts, block, seed, rule)
 
 
 def stability_of(
-    items: Sequence[Claim | Cell], tables: Mapping[str, Any], replicates: Sequence[Mapping[str, Any]]
+    items: Sequence[Claim | Cell], tables: Mapping[str, Any], samples: Iterable[Mapping[str, Any]]
 ) -> dict[str, float | None]:
-    """claim id -> the share of replicates in which `decide` gives the verdict of all positions
-    (an undecided replicate counts as not the same); None where all positions decide nothing."""
-    out: dict[str, float | None] = {}
-    for item in items:
-        holds = decide(item, tables, cell_value).holds
-        if holds is None:
-            out[item.id] = None
-            continue
-        same = sum(decide(item, rep, cell_value).holds == holds for rep in replicates)
-        out[item.id] = same / len(replicates)
-    return out
+    """claim id -> the share of `samples` (tables: replicates, or Bootstrap.pseudo's pseudo-samples) on
+    which `decide` gives the verdict of all positions (an undecided one counts as not the same); None
+    where all positions decide nothing."""
+    holds = {item.id: decide(item, tables, cell_value).holds for item in items}
+    same = dict.fromkeys(holds, 0)
+    n = 0
+    for sample in samples:
+        n += 1
+        for item in items:
+            if holds[item.id] is not None:
+                same[item.id] += decide(item, sample, cell_value).holds == holds[item.id]
+    return {k: (None if h is None or n == 0 else same[k] / n) for k, h in holds.items()}
 
 
 def bootstrap_of(
@@ -186,9 +247,11 @@ def bootstrap_of(
     write_up: WriteUp = EXP7_WRITE_UP,
     follow_ups: bool = False,
 ) -> dict[str, Any]:
-    """The bootstrap of one run: {"intervals": bootstrap's, "stability": {claim id: share or None},
-    "replicates": R, "block": b, "seed": s}; cached in the run's store (stage "bootstrap"); needs the
-    held capture. follow_ups: the follow-up tables and sentences too."""
+    """The bootstrap of one run, JSON-shaped: {"intervals": the prediction intervals, "population": the
+    basic intervals, "sd", "shift" (each table -> structure), "stability": {claim id: share or None},
+    "replicates": R, "block": b, "block_rule": block_rule's record or None, "seed": s, "fixed_basis":
+    FIXED_BASIS}; cached in the run's store (stage "bootstrap"); needs the held capture. block 0: by
+    rule. follow_ups: the follow-up tables and sentences too."""
     meta = cache_meta(
         "bootstrap", BOOTSTRAP_VERSION, run, write_up, follow_ups, replicates=replicates, block=block, seed=seed
     )
@@ -199,14 +262,86 @@ def bootstrap_of(
         inputs = run.context.inputs  # its memo may hold the full fit's per-prediction NLL already
         stages = STAGES if follow_ups else ("tables",)
         b = bootstrap(inputs, tables, replicates, block, seed, stages)
-        stability = stability_of(judged(follow_ups, write_up), tables, b.replicates)
+        stability = stability_of(judged(follow_ups, write_up), tables, b.pseudo(tables))
         return {
-            "intervals": b.intervals,
+            "intervals": b.fields["prediction"],
+            "population": b.fields["population"],
+            "sd": b.fields["sd"],
+            "shift": b.fields["shift"],
             "stability": stability,
             "replicates": replicates,
-            "block": block,
+            "block": b.block,
+            "block_rule": b.rule,
             "seed": seed,
+            "fixed_basis": [n for n in FIXED_BASIS if n in b.positional],
         }
 
     stage = "bootstrap-followups" if follow_ups else "bootstrap"
     return run.store.get_or_compute_json(stage, run.config.key(), meta, compute)
+
+
+def _cell_path(cell: Cell, tables: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """Where a cell's number sits in its table: (column,), (row index, column) or () for a scalar."""
+    table = tables.get(cell.table)
+    if table is None:
+        return None
+    if cell.match is None:
+        return () if cell.column == "" else (cell.column,)
+    key, want = cell.match
+    at = next((i for i, row in enumerate(table) if row[key] == want), None)
+    return None if at is None else (at, cell.column)
+
+
+def _get(node: Any, path: Sequence[Any]) -> Any:
+    for p in path:
+        if node is None:
+            return None
+        node = node.get(p) if isinstance(node, Mapping) else (node[p] if isinstance(p, int) and p < len(node) else None)
+    return node
+
+
+def interval_of(
+    boot: Mapping[str, Any], tables: Mapping[str, Any], cell: Cell, kind: str = "prediction"
+) -> dict[str, Any] | None:
+    """A cell's uncertainty, as the row shows it: {"interval": [lo, hi], "kind": the interval's kind
+    (with ", lower bound" for a table of projected passes), "sd", "shift"}; None where the bootstrap
+    has no interval for it. kind: "prediction" (a fresh sample of the same size) or "population"."""
+    if kind not in KINDS:
+        raise ValueError(f"interval kind {kind!r} is not one of {KINDS}")
+    path = _cell_path(cell, tables)
+    key = "intervals" if kind == "prediction" else kind
+    if path is None or key not in boot:
+        return None
+    band = _get((boot.get(key) or {}).get(cell.table), path)
+    if band is None:
+        return None
+    lower = cell.table in boot.get("fixed_basis", ())
+    return {
+        "interval": band,
+        "kind": kind + (", lower bound (bases held at the full fit)" if lower else ""),
+        "sd": _get((boot.get("sd") or {}).get(cell.table), path),
+        "shift": _get((boot.get("shift") or {}).get(cell.table), path),
+    }
+
+
+def uncertainty_json(boot: Mapping[str, Any], kind: str = "prediction") -> dict[str, Any]:
+    """What the tables JSON carries beside the tables: the intervals of `kind`, its name, every field's
+    SD and shift, and how the positions were drawn (replicates, block, its rule, seed, the tables whose
+    intervals are lower bounds)."""
+    return {
+        "intervals": boot["intervals"] if kind == "prediction" else boot[kind],
+        "interval_kind": kind,
+        "sd": boot.get("sd"),
+        "shift": boot.get("shift"),
+        "bootstrap": {k: boot.get(k) for k in ("replicates", "block", "block_rule", "seed", "fixed_basis")},
+    }
+
+
+def describe(boot: Mapping[str, Any], kind: str = "prediction") -> str:
+    """One line for the terminal: how the positions were drawn and which interval is shown."""
+    rule = boot.get("block_rule")
+    how = f"Politis-White median {rule['median']:.1f}, cap {rule['cap']}" if rule else "--bootstrap-block"
+    return (
+        f"bootstrap: {boot['replicates']} replicates, block {boot['block']} ({how}), BOS kept once per chunk; "
+        f"95 percent {kind} intervals"
+    )

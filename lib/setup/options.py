@@ -142,10 +142,19 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "bootstrap-block",
-        16,
-        "--bootstrap's block length in positions (neighbours share their context: Künsch 1989); blocks stay "
-        "within a chunk; the seed is fixed (0)",
+        0,
+        "--bootstrap's block length in positions (neighbours share their context: Künsch 1989): 0 (default) "
+        "sets it by Politis and White's rule, capped at a quarter of a chunk; N >= 1 sets it to N; blocks stay "
+        "within a chunk, each chunk's BOS is kept once; the seed is fixed (0)",
         type=int,
+        run=False,
+    ),
+    Option(
+        "bootstrap-interval",
+        "prediction",
+        "--bootstrap's interval: prediction (where a fresh sample of as many positions would land) or "
+        "population (the basic interval for the population value); docs/uncertainty.md",
+        choices=("prediction", "population"),
         run=False,
     ),
     Option(
