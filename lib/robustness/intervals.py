@@ -237,7 +237,8 @@ def pseudo_samples(
 ) -> Iterator[dict[str, Any]]:
     """The tables t + t*_i - t*_j, one per replicate pair: every numeric field of the tables `names`
     moved by the pair's difference (a field equal in both: unchanged), each K field of CURVES the first
-    crossing of its pseudo-curve, 7E's ratio recomputed from its pseudo K; the other tables as given."""
+    crossing of its pseudo-curve, 7E's ratio recomputed from its pseudo K and the perplexities' ratios
+    from the moved perplexities (`_derived`); the other tables as given."""
     i, j = pairs(len(replicates), most, seed)
     own, theirs = curves
     for a, b in zip(i.tolist(), j.tolist()):
@@ -245,7 +246,27 @@ def pseudo_samples(
         out = dict(estimate)
         for name in names:
             out[name] = _moved(estimate[name], ra[name], rb[name], (name,), own, theirs[a], theirs[b])
-        yield out
+        yield _derived(out, names)
+
+
+def _derived(tables: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """The fields a table defines from others, recomputed from their moved values: a perplexity's ratio
+    to the baseline (7D, 7F, 7H: `<x>_ratio = <x>_ppl / baseline_ppl`), so that a pseudo-sample keeps
+    the tables' identities (7D's ratio at K = d_model stays 1)."""
+    base = tables.get("baseline_ppl")
+    if not numeric(base) or not base:
+        return tables
+    for name in names:
+        if not isinstance(tables[name], list):
+            continue
+        rows = tables[name] = [dict(r) if isinstance(r, Mapping) else r for r in tables[name]]  # never the run's
+        for row in rows:
+            if isinstance(row, dict):
+                for key in [k for k in row if k.endswith("ppl") and numeric(row[k])]:
+                    ratio = key[: -len("ppl")] + "ratio"
+                    if ratio in row:
+                        row[ratio] = row[key] / base
+    return tables
 
 
 def _moved(node: Any, a: Any, b: Any, path: Path, own: Mapping, ca: Mapping, cb: Mapping) -> Any:
