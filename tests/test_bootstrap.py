@@ -296,3 +296,20 @@ def test_every_field_of_the_embedded_model_lies_in_its_own_interval(embedded_run
     assert u["kind"] == "prediction" and u["interval"][0] <= tables["norms"][0]["mean_norm"] <= u["interval"][1]
     ppl = Cell("p", "7D", "lowrank_ppl", 0, "shared_ratio", 2.0, 0.1, 0.0, "x", match=("k", 8))
     assert interval_of(out, tables, ppl, "population")["kind"].startswith("population, lower bound")
+
+
+def test_the_windows_give_each_cell_its_spread_and_each_claim_its_agreement():
+    """Three windows' tables: a cell's values across them, and the share of windows keeping window
+    0's verdict (a cell within its 5% tolerance in windows 0 and 2, outside it in window 1)."""
+    from lib.robustness.windows import window_spread
+
+    def tables(mean_norm: float) -> dict[str, Any]:
+        return {"norms": [{"layer": 0, "mean_norm": mean_norm, "std_norm": 1.0}]}
+
+    c = Cell("w", "7A", "norms", 0, "mean_norm", 10.0, 0.05, 0.0, "planted", match=("layer", 0))
+    out = window_spread([tables(10.2), tables(11.0), tables(9.9)], [c])
+    assert out["windows"] == 3 and out["agreement"]["w"] == pytest.approx(2 / 3)
+    spread = out["cells"]["w"]
+    assert spread["values"] == [10.2, 11.0, 9.9] and (spread["min"], spread["max"]) == (9.9, 11.0)
+    assert spread["sd"] == pytest.approx(0.5686240703, rel=1e-9)  # stdev of the three values
+    assert window_spread([tables(10.2)], [c])["cells"]["w"]["sd"] is None
