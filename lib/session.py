@@ -65,6 +65,7 @@ class Session:
     bootstrap_block: int = option("bootstrap-block").default
     """--bootstrap-block: 0, by rule (lib/robustness/bootstrap.py block_rule), or N positions."""
     bootstrap_interval: str = option("bootstrap-interval").default
+    bootstrap_refit: bool = False
     skip_unavailable: bool = False
     """--skip-unavailable: a run whose model or text cannot be had is skipped, not an error."""
     baseline: Result | None = None
@@ -125,6 +126,7 @@ class Session:
             bootstrap=check_count(v["bootstrap"], "--bootstrap", 0),
             bootstrap_block=check_count(v["bootstrap_block"], "--bootstrap-block", 0),
             bootstrap_interval=check_interval(v["bootstrap_interval"]),
+            bootstrap_refit=bool(v["bootstrap_refit"]),
             skip_unavailable=v["skip_unavailable"],
             writer=distributed.is_writer(),
         )
@@ -210,7 +212,12 @@ class Session:
         if label not in self.bootstraps:
             run = self.run(label)
             self.bootstraps[label] = bootstrap_of(
-                run, self.bootstrap, self.bootstrap_block, write_up=self.write_up, follow_ups=self.follow_ups
+                run,
+                self.bootstrap,
+                self.bootstrap_block,
+                write_up=self.write_up,
+                follow_ups=self.follow_ups,
+                refit=self.bootstrap_refit,
             )
         return self.bootstraps[label]
 

@@ -313,3 +313,17 @@ def test_the_windows_give_each_cell_its_spread_and_each_claim_its_agreement():
     assert spread["values"] == [10.2, 11.0, 9.9] and (spread["min"], spread["max"]) == (9.9, 11.0)
     assert spread["sd"] == pytest.approx(0.5686240703, rel=1e-9)  # stdev of the three values
     assert window_spread([tables(10.2)], [c])["cells"]["w"]["sd"] is None
+
+
+def test_a_refit_runs_the_small_k_passes_with_each_replicates_bases(embedded_run):
+    """refit=(8, 16): 7D's rows at K = 8 and 16 come from the replicate's own bases (they differ from
+    the fixed-basis replicate's), the other rows are the fixed-basis ones exactly."""
+    inputs, tables = embedded_run.context.inputs, embedded_run.tables
+    counts = block_counts(strata(inputs.selection.where), 1, block=16, seed=4)[0]
+    fixed, _ = replicate_tables(inputs, tables, counts, ["lowrank_ppl"], ())
+    refit, _ = replicate_tables(inputs, tables, counts, ["lowrank_ppl"], (), refit=(8, 16))
+    for a, b in zip(fixed["lowrank_ppl"], refit["lowrank_ppl"]):
+        if a["k"] in (8, 16):
+            assert a["shared_ratio"] != b["shared_ratio"] and a["individual_ratio"] != b["individual_ratio"], a["k"]
+        else:
+            assert a == b, a["k"]

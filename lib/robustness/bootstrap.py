@@ -52,6 +52,9 @@ REPLICATES = 200
 BLOCK: int = option("bootstrap-block").default
 """--bootstrap-block's default: 0, the block length by rule (`block_rule`); N >= 1 sets it."""
 SEED = 0
+REFIT_AT_MOST = 16
+"""--bootstrap-refit: the projected passes of K <= 16 run with each replicate's own bases (where the
+fixed bases understate the SD most); larger K keep the full fit's."""
 FIXED_BASIS = tuple(n for n, t in TABLES.items() if t.passes)
 """Tables of projected passes (7D, 7F, 7H): a replicate reweights the full fit's per-prediction NLL, its
 bases held at the full-data fit, so their intervals are lower bounds (refitted per replicate, 7D's
@@ -172,13 +175,18 @@ class Bootstrap:
 
 
 def replicate_tables(
-    inputs: Inputs, tables: Mapping[str, Any], counts: torch.Tensor, wanted: Sequence[str], directions: tuple[str, ...]
+    inputs: Inputs,
+    tables: Mapping[str, Any],
+    counts: torch.Tensor,
+    wanted: Sequence[str],
+    directions: tuple[str, ...],
+    refit: tuple[int, ...] = (),
 ) -> tuple[dict[str, Any], Context]:
     """The tables `wanted` under one replicate's counts, through their registry entries (the run's
     identity, which reads no position, from `tables`), and the context. directions: the writes whose
     bases some table reads with directions (eigh); the others' spectra come from one spectra.spectra call
-    per write (Context.spectra)."""
-    c = Context(inputs, counts=counts, directions=directions, refit=False)
+    per write (Context.spectra). refit: the K values whose projected passes use the replicate's bases."""
+    c = Context(inputs, counts=counts, directions=directions, refit=refit or False)
     before = set(inputs.memo)
     for key in KEYS:
         if key not in directions:
@@ -199,9 +207,11 @@ def bootstrap(
     seed: int = SEED,
     stages: Sequence[str] = ("tables",),
     level: float = LEVEL,
+    refit: tuple[int, ...] = (),
 ) -> Bootstrap:
     """The run's tables (of `stages`, those present in `tables`) recomputed under R circular-block
-    replicates (block 0: by rule), and each numeric field's intervals, SD and shift (Bootstrap.fields)."""
+    replicates (block 0: by rule), and each numeric field's intervals, SD and shift (Bootstrap.fields).
+    refit: the K values whose projected passes use each replicate's own bases."""
     if any(s not in STAGES for s in stages):
         raise ValueError(f"stages must be among {STAGES}, got {stages}")
     rule = block_rule(inputs) if block == 0 else None
@@ -210,10 +220,10 @@ def bootstrap(
     counts = block_counts(strata(inputs.selection.where), replicates, block, seed)
     # the first replicate fits spectra first and so finds the writes whose directions a table reads:
     # the others fit those with eigh at once (their spectra come with them)
-    first, c = replicate_tables(inputs, tables, counts[0], wanted, ())
+    first, c = replicate_tables(inputs, tables, counts[0], wanted, (), refit)
     reps, curves = [first], [curves_of(c, tables)]
     for r in counts[1:]:
-        rep, c = replicate_tables(inputs, tables, r, wanted, c.with_directions)
+        rep, c = replicate_tables(inputs, tables, r, wanted, c.with_directions, refit)
         reps.append(rep)
         curves.append(curves_of(c, tables))
     own = curves_of(Context(inputs, directions=()), tables)
@@ -246,22 +256,27 @@ def bootstrap_of(
     seed: int = SEED,
     write_up: WriteUp = EXP7_WRITE_UP,
     follow_ups: bool = False,
+    refit: bool = False,
 ) -> dict[str, Any]:
     """The bootstrap of one run, JSON-shaped: {"intervals": the prediction intervals, "population": the
     basic intervals, "sd", "shift" (each table -> structure), "stability": {claim id: share or None},
     "replicates": R, "block": b, "block_rule": block_rule's record or None, "seed": s, "fixed_basis":
-    FIXED_BASIS}; cached in the run's store (stage "bootstrap"); needs the held capture. block 0: by
-    rule. follow_ups: the follow-up tables and sentences too."""
+    FIXED_BASIS, "refit": the K values refitted}; cached in the run's store (stage "bootstrap"); needs the
+    held capture. block 0: by rule. follow_ups: the follow-up tables and sentences too. refit: the
+    projected passes of K <= REFIT_AT_MOST with each replicate's bases (--bootstrap-refit)."""
     meta = cache_meta(
         "bootstrap", BOOTSTRAP_VERSION, run, write_up, follow_ups, replicates=replicates, block=block, seed=seed
     )
+    if refit:
+        meta["refit"] = REFIT_AT_MOST
 
     def compute() -> dict[str, Any]:
         tables = {**run.tables, **(run.followups if follow_ups else {})}
         require_held(run, "--bootstrap")
         inputs = run.context.inputs  # its memo may hold the full fit's per-prediction NLL already
         stages = STAGES if follow_ups else ("tables",)
-        b = bootstrap(inputs, tables, replicates, block, seed, stages)
+        ks = tuple(k for k in inputs.ks or () if k <= REFIT_AT_MOST) if refit else ()
+        b = bootstrap(inputs, tables, replicates, block, seed, stages, refit=ks)
         stability = stability_of(judged(follow_ups, write_up), tables, b.pseudo(tables))
         return {
             "intervals": b.fields["prediction"],
@@ -274,6 +289,7 @@ def bootstrap_of(
             "block_rule": b.rule,
             "seed": seed,
             "fixed_basis": [n for n in FIXED_BASIS if n in b.positional],
+            "refit": list(ks),
         }
 
     stage = "bootstrap-followups" if follow_ups else "bootstrap"
@@ -304,7 +320,7 @@ def interval_of(
     boot: Mapping[str, Any], tables: Mapping[str, Any], cell: Cell, kind: str = "prediction"
 ) -> dict[str, Any] | None:
     """A cell's uncertainty, as the row shows it: {"interval": [lo, hi], "kind": the interval's kind
-    (with ", lower bound" for a table of projected passes), "sd", "shift"}; None where the bootstrap
+    (with ", lower bound" for a table of projected passes, but a row whose K was refitted), "sd", "shift"}; None where the bootstrap
     has no interval for it. kind: "prediction" (a fresh sample of the same size) or "population"."""
     if kind not in KINDS:
         raise ValueError(f"interval kind {kind!r} is not one of {KINDS}")
@@ -315,7 +331,8 @@ def interval_of(
     band = _get((boot.get(key) or {}).get(cell.table), path)
     if band is None:
         return None
-    lower = cell.table in boot.get("fixed_basis", ())
+    refitted = cell.match is not None and cell.match[0] == "k" and cell.match[1] in boot.get("refit", ())
+    lower = cell.table in boot.get("fixed_basis", ()) and not refitted
     return {
         "interval": band,
         "kind": kind + (", lower bound (bases held at the full fit)" if lower else ""),
@@ -333,7 +350,7 @@ def uncertainty_json(boot: Mapping[str, Any], kind: str = "prediction") -> dict[
         "interval_kind": kind,
         "sd": boot.get("sd"),
         "shift": boot.get("shift"),
-        "bootstrap": {k: boot.get(k) for k in ("replicates", "block", "block_rule", "seed", "fixed_basis")},
+        "bootstrap": {k: boot.get(k) for k in ("replicates", "block", "block_rule", "seed", "fixed_basis", "refit")},
     }
 
 

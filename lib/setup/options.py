@@ -158,6 +158,14 @@ OPTIONS: tuple[Option, ...] = (
         run=False,
     ),
     Option(
+        "bootstrap-refit",
+        False,
+        "--bootstrap: run 7D's (and 7F, 7H's) projected passes of K <= 16 with each replicate's own bases "
+        "(4 passes per replicate for 7D); without it every K keeps the full fit's bases and its interval is a lower bound",
+        run=False,
+        flag=True,
+    ),
+    Option(
         "write-up",
         None,
         "the write-up whose claims are judged: a directory with write-up.toml and claims.toml "

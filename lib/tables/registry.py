@@ -123,7 +123,7 @@ def unregister(name: str) -> None:
 def table(c: Context, name: str) -> Any:
     """A table built on the context, once per run, weighting and `refit` (a builder may read another
     table): a refitted and a fixed-basis context with the same counts give different 7D tables."""
-    fixed = () if c.refit or c.counts is None else ("fixed basis",)
+    fixed = () if c.refit is True or c.counts is None else ("fixed basis", c.refit)
     return c.once(("table", name, *fixed), lambda: TABLES[name](c), shared=True)
 
 
