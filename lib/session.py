@@ -65,7 +65,7 @@ class Session:
     bootstrap_block: int = option("bootstrap-block").default
     """--bootstrap-block: 0, by rule (lib/robustness/bootstrap.py block_rule), or N positions."""
     bootstrap_interval: str = option("bootstrap-interval").default
-    bootstrap_refit: bool = False
+    bootstrap_refit: bool = option("bootstrap-refit").default
     skip_unavailable: bool = False
     """--skip-unavailable: a run whose model or text cannot be had is skipped, not an error."""
     baseline: Result | None = None
