@@ -1,4 +1,4 @@
-"""The cost of the bootstrap (lib/fragility/bootstrap.py) against its floor, its eigendecompositions.
+"""The cost of the bootstrap (lib/robustness/bootstrap.py) against its floor, its eigendecompositions.
 
 GPT-2-small-shaped model (12 layers, d_model 768, vocab 50257, random init from a config) on
 WikiText-2 test, 1000 positions, as benchmarks/test_pipeline.py. The floor (issue 28): R x one
@@ -19,9 +19,9 @@ import pytest
 import torch
 from test_pipeline import DEVICE, FULL, gpt2_shaped, run  # noqa: F401 (fixtures)
 
-from lib.fragility.bootstrap import bootstrap
 from lib.measure.capture import KEYS, Stats
 from lib.measure.spectra import spectra
+from lib.robustness.bootstrap import bootstrap
 
 REPLICATES = int(os.environ.get("DPHI_BENCH_REPLICATES", "200"))
 """$DPHI_BENCH_REPLICATES: R (default 200, the issue's --bootstrap 200)."""

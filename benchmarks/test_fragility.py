@@ -16,8 +16,8 @@ import pytest
 import torch
 from test_pipeline import DEVICE, FULL, gpt2_shaped, run  # noqa: F401 (fixtures)
 
-from lib.fragility.search import fragility_of
 from lib.measure.store import Store
+from lib.robustness.dropk import fragility_of
 from lib.tables.run import Run
 
 

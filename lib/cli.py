@@ -130,7 +130,7 @@ def format_tables(t: dict[str, Any]) -> str:
 
 
 def format_fragility(rows: Sequence[dict[str, Any]]) -> str:
-    """Fragility (lib/fragility/search.py) of the decidable claims at the terminal's width: k, its share, the
+    """Fragility (lib/robustness/dropk.py) of the decidable claims at the terminal's width: k, its share, the
     first witnesses."""
     from lib.report.summary import fragility_text
     from lib.report.text import plain_table, width
@@ -167,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return compare(args.baseline, args.current, args.allow_unmatched, args.strict_baseline)
     from lib.report.text import width, wrap
+    from lib.robustness.bootstrap import describe, uncertainty_json
     from lib.session import Session
 
     values = {o.key: getattr(args, o.key) for o in OPTIONS}
@@ -194,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if m.fragility is not None:
                     results[name]["fragility"] = m.fragility
                 if m.bootstrap is not None:
-                    results[name]["intervals"] = m.bootstrap["intervals"]
+                    results[name].update(uncertainty_json(m.bootstrap, session.bootstrap_interval))
+                    if session.writer:
+                        print(f"dphi: {name}: {describe(m.bootstrap, session.bootstrap_interval)}", file=sys.stderr)
     except (ConfigError, ResourceUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

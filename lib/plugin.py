@@ -171,10 +171,18 @@ def _only_claims_on_runs(config: pytest.Config) -> bool:
     """The session runs claims/ with nothing that could deselect its claims on a run (-k, -m, a test id):
     a run that cannot be had then stops it before the header, in one line."""
     return (
-        all(_collects_only(config, arg) for arg in config.args)
+        bool(config.args)
+        and all(_collects_only(config, arg) for arg in config.args)
         and not config.getoption("keyword")
         and not config.getoption("markexpr")
+        and not _informational(config)
     )
+
+
+def _informational(config: pytest.Config) -> bool:
+    """--help, --fixtures, --markers, --version, --collect-only: pytest runs no test."""
+    names = ("help", "showfixtures", "show_fixtures_per_test", "markers", "version", "collectonly")
+    return any(getattr(config.option, name, False) for name in names)
 
 
 def _collects_only(config: pytest.Config, arg: str) -> bool:
@@ -216,6 +224,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """A run whose model or text cannot be had stops a session that selected claim tests on a run (a
     usage error naming it), unless --skip-unavailable; the library's own tests (tests/) need no run."""
     claims = ROOT / "claims"
+    if _informational(config):
+        return
     if any(claims in item.path.resolve().parents and "run" in getattr(item, "fixturenames", ()) for item in items):
         try:
             session(config).check_available()

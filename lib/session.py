@@ -22,7 +22,7 @@ from lib.measure.store import Store
 from lib.report.rows import Row, claim_row
 from lib.setup.config import RunConfig, check_batch_size
 from lib.setup.model_source import EMBEDDED, HUB_ALIASES, model_shape
-from lib.setup.options import OPTIONS, cache_dir, validate
+from lib.setup.options import OPTIONS, cache_dir, option, validate
 from lib.setup.runs import build_runs, labels
 from lib.tables.run import Run, Shared
 from lib.writeup import judge
@@ -54,9 +54,9 @@ class Measured:
     followups: dict[str, Any] = field(default_factory=dict)
     """The follow-up tables 7F-7H with --follow-ups; empty without."""
     bootstrap: dict[str, Any] | None = None
-    """With --bootstrap: lib/fragility/bootstrap.py bootstrap_of (intervals, stability, replicates, block, seed)."""
+    """With --bootstrap: lib/robustness/bootstrap.py bootstrap_of (intervals, stability, replicates, block, seed)."""
     fragility: list[dict[str, Any]] | None = None
-    """With --fragility: one row per claim and cell (lib/fragility/search.py fragility_rows)."""
+    """With --fragility: one row per claim and cell (lib/robustness/dropk.py fragility_rows)."""
 
     @property
     def fragility_by_id(self) -> dict[str, dict[str, Any]]:
@@ -79,7 +79,10 @@ class Session:
     fragility: bool = False
     bootstrap: int = 0
     """--bootstrap: the replicates of the positions' bootstrap (0: none)."""
-    bootstrap_block: int = 16
+    bootstrap_block: int = option("bootstrap-block").default
+    """--bootstrap-block: 0, by rule (lib/robustness/bootstrap.py block_rule), or N positions."""
+    bootstrap_interval: str = option("bootstrap-interval").default
+    bootstrap_refit: bool = option("bootstrap-refit").default
     skip_unavailable: bool = False
     """--skip-unavailable: a run whose model or text cannot be had is skipped, not an error."""
     baseline: Result | None = None
@@ -144,6 +147,8 @@ class Session:
             fragility=v["fragility"],
             bootstrap=v["bootstrap"],
             bootstrap_block=v["bootstrap_block"],
+            bootstrap_interval=v["bootstrap_interval"],
+            bootstrap_refit=v["bootstrap_refit"],
             skip_unavailable=v["skip_unavailable"],
             strict_baseline=strict_baseline,
             writer=distributed.is_writer(),
@@ -237,14 +242,19 @@ class Session:
         return self.measured[label]
 
     def _bootstrap(self, run: Run) -> dict[str, Any]:
-        from lib.fragility.bootstrap import bootstrap_of
+        from lib.robustness.bootstrap import bootstrap_of
 
         return bootstrap_of(
-            run, self.bootstrap, self.bootstrap_block, write_up=self.write_up, follow_ups=self.follow_ups
+            run,
+            self.bootstrap,
+            self.bootstrap_block,
+            write_up=self.write_up,
+            follow_ups=self.follow_ups,
+            refit=self.bootstrap_refit,
         )
 
     def _fragility(self, run: Run) -> list[dict[str, Any]]:
-        from lib.fragility.search import fragility_of
+        from lib.robustness.dropk import fragility_of
 
         return fragility_of(run, self.follow_ups, self.write_up)
 
@@ -295,8 +305,9 @@ class Session:
         Returns why the row fails against the baseline, or None."""
         measured = self.measured.get(row.run) if row.run else None
         if measured is not None and row.kind in ("cell", "measured"):
-            interval, stability = self._uncertainty(measured, row.id, row.kind)
-            row.interval = interval if row.value is not None else None
+            u, stability = self._uncertainty(measured, row.id, row.kind)
+            if u is not None and row.value is not None:
+                row.interval, row.interval_kind, row.sd, row.shift = u["interval"], u["kind"], u["sd"], u["shift"]
             if row.status is not Status.SKIPPED:
                 row.stability = stability
                 row.fragility = measured.fragility_by_id.get(row.id) if measured.fragility is not None else None
@@ -306,21 +317,17 @@ class Session:
 
         return judge_against(row, self.baseline, list(self.runs), strict=self.strict_baseline)
 
-    def _uncertainty(self, measured: Measured, claim_id: str, kind: str) -> tuple[list[float] | None, float | None]:
-        """(a cell's 95% interval, a cell's or sentence's stability) on the run, where it was bootstrapped."""
+    def _uncertainty(self, measured: Measured, claim_id: str, kind: str) -> tuple[dict[str, Any] | None, float | None]:
+        """(a cell's uncertainty: interval, its kind, SD, shift; a cell's or sentence's stability) on the
+        run, where it was bootstrapped (lib/robustness/bootstrap.py interval_of)."""
+        from lib.robustness.bootstrap import interval_of
+
         b = measured.bootstrap or {}
         stability = (b.get("stability") or {}).get(claim_id)
         cell = next((c for c in self.write_up.cells if c.id == claim_id), None) if kind == "cell" else None
         if cell is None or not b:
             return None, stability
-        table, intervals = measured.tables.get(cell.table), b["intervals"].get(cell.table)
-        if intervals is None or table is None:
-            return None, stability
-        if cell.match is None:  # a scalar ([lo, hi]) or a dict of columns
-            return (intervals if cell.column == "" else intervals.get(cell.column)), stability
-        key, want = cell.match
-        at = next((i for i, row in enumerate(table) if row[key] == want), None)
-        return (None if at is None else intervals[at].get(cell.column)), stability
+        return interval_of(b, measured.tables, cell, self.bootstrap_interval), stability
 
     @contextlib.contextmanager
     def processes(self) -> Iterator[None]:

@@ -1,6 +1,7 @@
-"""The weighted engine (lib/tables/context.py) and the bootstrap on it (lib/fragility/bootstrap.py):
-weights as repetition, all-ones weights as the run, coverage on Gaussian data of known covariance,
-stability at and far from a threshold, the seed, and blocks within chunks."""
+"""The weighted engine (lib/tables/context.py) and the bootstrap on it (lib/robustness/bootstrap.py):
+weights as repetition, all-ones weights as the run, stability at and far from a threshold, the seed,
+blocks within chunks, BOS its own stratum, the block rule, the memo keyed on refit, and every field of
+the embedded model inside its own interval (coverage and calibration: tests/test_intervals.py)."""
 
 from __future__ import annotations
 
@@ -12,24 +13,24 @@ from typing import Any
 import pytest
 import torch
 
-from lib.fragility.bootstrap import (
-    BLOCK,
+from lib.measure.capture import Capture, Stats
+from lib.measure.store import Store
+from lib.robustness.bootstrap import (
     block_counts,
+    block_rule,
     bootstrap,
     bootstrap_of,
-    chunk_sizes,
-    interval,
+    interval_of,
     replicate_tables,
     stability_of,
+    strata,
 )
-from lib.fragility.search import judged
-from lib.fragility.weighted import Base
-from lib.measure.capture import Capture, Stats
-from lib.measure.spectra import Moments, spectra
-from lib.measure.store import Store
+from lib.robustness.dropped import Base
+from lib.robustness.intervals import at, field_summary, leaves, pairs
+from lib.robustness.judged import judged
 from lib.setup.corpus import Selection
 from lib.tables.context import Context, Inputs
-from lib.tables.registry import TABLES, table
+from lib.tables.registry import TABLES, Table, register, table, unregister
 from lib.tables.run import Run
 from lib.writeup.document import Cell
 
@@ -128,16 +129,77 @@ def test_block_counts_stay_within_each_chunk():
     """Every chunk's counts sum to its size, for blocks longer and shorter than the chunk; every
     position is drawn once on average; a block as long as a chunk draws it whole."""
     sizes = [5, 37, 16, 3, 100]
-    counts = block_counts(sizes, 500, block=BLOCK, seed=3)
+    counts = block_counts(sizes, 500, block=16, seed=3)
     bounds = torch.tensor([0, *sizes]).cumsum(0).tolist()
     for lo, hi in zip(bounds, bounds[1:]):
         assert (counts[:, lo:hi].sum(1) == hi - lo).all()
-    # circular blocks: a chunk's edges are drawn as often as its middle (BOS is a chunk's first position)
+    # circular blocks: a chunk's edges are drawn as often as its middle
     mean = block_counts([40], 4000, block=16, seed=1).double().mean(0)  # (40,)
     assert (mean - 1).abs().max() < 0.1, mean  # standard error ~0.02 over 4000 replicates
     assert (block_counts([16, 16], 10, block=16) == 1).all()
     assert not (block_counts([16, 16], 10, block=4) == 1).all()
-    assert chunk_sizes(selection().where) == list(CHUNKS)
+
+
+def test_bos_is_its_own_stratum_counted_once_in_every_replicate():
+    """Each chunk's position 0 (BOS) is a stratum of one, drawn exactly once in every replicate; the
+    chunk's other positions are resampled among themselves; a chunk whose BOS is not counted is one stratum."""
+    where = selection().where
+    assert strata(where) == [(1, False), (39, True), (1, False), (24, True), (1, False), (34, True)]
+    counts = block_counts(strata(where), 300, block=8, seed=2)
+    bos = [i for i, (_, p) in enumerate(where) if p == 0]
+    assert (counts[:, bos] == 1).all()
+    assert (counts.sum(1) == N).all()
+    assert strata([(0, 1), (0, 2), (1, 0), (1, 1)]) == [(2, True), (1, False), (1, True)]
+
+
+def planted_bos(seed: int = 0) -> Capture:
+    """Gaussian writes whose layer-1 BOS writes are huge (norm 500, GPT-2 small's layer-2 scale), each
+    chunk's along its own direction: layer 1's K90 is then the number of BOS writes drawn."""
+    capture = gaussian(seed)
+    starts = torch.tensor([0, *CHUNKS]).cumsum(0)[:-1].tolist()
+    for direction, at_bos in enumerate(starts):
+        for x in (capture.delta_phi, capture.delta_phi_attn):
+            x[1, at_bos] = 0
+            x[1, at_bos, direction] = 500.0
+    return capture
+
+
+def test_a_huge_bos_write_leaves_a_stable_claim_stable():
+    """With BOS its own stratum, layer 1's K90 (3: one direction per chunk's BOS) is the same in every
+    replicate, and a cell on it is stable (>= 0.95); with BOS resampled like any other position (drawn
+    0-5 times), far fewer replicates keep it."""
+    inputs = inputs_of(planted_bos())
+    tables = {name: table(Context(inputs), name) for name in ("norms", "layer_pca", "attn_ffn")}
+    assert tables["layer_pca"][1]["k90"] == 3
+    k90 = Cell("planted-bos-k90", "7B", "layer_pca", 1, "k90", 3.0, 0.0, 0.0, "planted")
+    b = bootstrap(inputs, tables, replicates=60, block=8)
+    assert stability_of([k90], tables, b.pseudo(tables))[k90.id] >= 0.95
+    resampled = block_counts([N], 60, block=8)  # one stratum: BOS drawn like the others
+    reps = [replicate_tables(inputs, tables, r, list(tables), ())[0] for r in resampled]
+    assert sum(r["layer_pca"][1]["k90"] == 3 for r in reps) / len(reps) < 0.9
+
+
+def test_the_block_length_comes_from_the_rule_unless_given():
+    """block 0: the Politis-White rule, recorded, capped at a quarter of the longest chunk; N: N."""
+    inputs = inputs_of(gaussian())
+    tables = {"norms": table(Context(inputs), "norms")}
+    rule = block_rule(inputs)
+    assert rule["cap"] == 39 // 4 and 1 <= rule["block"] <= rule["cap"] and rule["median"] > 0
+    assert bootstrap(inputs, tables, replicates=5, block=0).block == rule["block"]
+    given = bootstrap(inputs, tables, replicates=5, block=3)
+    assert (given.block, given.rule) == (3, None)
+
+
+def test_the_memo_keys_on_refit():
+    """A refitted and a fixed-basis context with the same counts do not answer for each other."""
+    register(Table("toy_refit", "causes", build=lambda c: c.refit))
+    try:
+        inputs = inputs_of(gaussian())
+        counts = block_counts([N], 1, block=4)[0]
+        assert table(Context(inputs, counts=counts, refit=False), "toy_refit") is False
+        assert table(Context(inputs, counts=counts, refit=True), "toy_refit") is True
+    finally:
+        unregister("toy_refit")
 
 
 def test_the_same_seed_gives_the_same_intervals():
@@ -151,42 +213,20 @@ def test_the_same_seed_gives_the_same_intervals():
     assert first.intervals["norms"][0].keys() == {"mean_norm", "std_norm"}  # no interval for the layer index
 
 
-def test_interval_shapes():
-    rows = [[{"layer": 0, "k90": k, "ratio": k / 10}] for k in range(1, 41)]
-    assert interval(rows) == [{"k90": [1, 40], "ratio": [0.1, 4.0]}]
-    assert interval([float(v) for v in range(1001)]) == [25.0, 975.0]
-    assert interval([{"k": 3}] * 5) == {"k": [3, 3]}
-
-
-COVERAGE_N, COVERAGE_R, SEEDS, K_FIXED = 400, 200, 100, 2
-VARIANCES = torch.tensor([8.0, 4.0, 2.0, 1.0, 0.5, 0.25, 0.125, 0.0625], dtype=torch.float64)
-
-
-def test_coverage_on_gaussian_writes_of_known_covariance():
-    """On i.i.d. Gaussian writes (d=8, n=400) of known covariance, the 95% percentile intervals of the
-    mean norm and of the explained variance at K=2 contain the true value in at least 90 of 100 seeds
-    (binomial(100, 0.95): fewer than 90 has probability ~2%; more than 100 seeds would slow the suite).
-    Independent positions: blocks of 1 (the default 16 gives 400 / 16 = 25 blocks, and its intervals
-    cover 87 and 92 times here: docs/uncertainty.md). The replicates' moments are the engine's: counts from block_counts, sums sum_i w_i x_i x_i^T,
-    spectra from spectra.spectra, intervals from `interval`."""
-    true_ratio = float(VARIANCES[:K_FIXED].sum() / VARIANCES.sum())
-    g = torch.Generator().manual_seed(0)
-    big = torch.randn(2_000_000, D, generator=g, dtype=torch.float64) * VARIANCES.sqrt()
-    true_norm = float(big.norm(dim=-1).mean())  # Monte Carlo: standard error ~1e-3 of the intervals' width
-    hits = {"norm": 0, "ratio": 0}
-    for seed in range(SEEDS):
-        x = torch.randn(COVERAGE_N, D, generator=g, dtype=torch.float64) * VARIANCES.sqrt()  # (n, d)
-        w = block_counts([COVERAGE_N], COVERAGE_R, block=1, seed=seed).double()  # (R, n)
-        norms = (w @ x.norm(dim=-1)) / COVERAGE_N  # (R,)
-        outer = torch.einsum("rn,ni,nj->rij", w, x, x)  # (R, d, d)
-        moments = [Moments(COVERAGE_N, w[r] @ x, outer[r]) for r in range(COVERAGE_R)]
-        variance = spectra(moments)  # (R, d)
-        ratio = variance[:, :K_FIXED].sum(-1) / variance.sum(-1)
-        lo, hi = interval(norms.tolist())
-        hits["norm"] += lo <= true_norm <= hi
-        lo, hi = interval(ratio.tolist())
-        hits["ratio"] += lo <= true_ratio <= hi
-    assert hits["norm"] >= 90 and hits["ratio"] >= 90, hits
+def test_a_prediction_interval_always_holds_its_estimate():
+    """The pairwise differences are symmetric: t + [q_lo, q_hi] holds t whatever the replicates'
+    shift; the basic interval moves the replicates back by it; ints stay ints."""
+    i, j = pairs(40, 4000, 0)
+    shifted = [10.0 + 0.01 * r for r in range(40)]  # every replicate above the estimate
+    f = field_summary(5.0, shifted, i, j, 0.95)
+    lo, hi = f["prediction"]
+    assert lo < 5.0 < hi and math.isclose(lo - 5.0, 5.0 - hi, abs_tol=1e-12)
+    assert f["population"][1] < 5.0  # 2t - q: the basic interval corrects the shift of +5.2
+    assert math.isclose(f["shift"], 10.195 - 5.0, rel_tol=1e-12) and f["sd"] > 0
+    k = field_summary(22, [21] * 40, i, j, 0.95)
+    assert k["prediction"] == [22, 22] and k["population"] == [23, 23] and k["shift"] == -1.0
+    assert all(isinstance(v, int) for v in k["prediction"])
+    assert len(pairs(200, 4000, 0)[0]) == 4000 and len(pairs(10, 4000, 0)[0]) == 90
 
 
 def cell(name: str, value: float, rtol: float) -> Cell:
@@ -202,8 +242,8 @@ def test_stability_at_and_far_from_a_threshold():
     rtol = 0.01
     edge = cell("at-its-edge", measured / (1 - rtol) * (1 - 1e-9), rtol)  # |measured - value| just within rtol * value
     far = cell("far-inside", measured, 0.5)
-    b = bootstrap(inputs, tables, replicates=100)
-    stability = stability_of([edge, far], tables, b.replicates)
+    b = bootstrap(inputs, tables, replicates=100, block=4)
+    stability = stability_of([edge, far], tables, b.pseudo(tables))
     assert stability[far.id] == 1.0
     assert 0.2 < stability[edge.id] < 0.8, stability
 
@@ -234,7 +274,56 @@ def test_every_judged_claim_of_the_embedded_model_has_a_stability(embedded_run):
     decided = {r: s for r, s in out["stability"].items() if s is not None}
     assert out["stability"].keys() == {j.id for j in judged()}
     assert decided and all(0.0 <= s <= 1.0 for s in decided.values())
-    assert (out["replicates"], out["block"], out["seed"]) == (20, BLOCK, 0)
-    lo, hi = out["intervals"]["norms"][0]["mean_norm"]
-    assert lo <= embedded_run.tables["norms"][0]["mean_norm"] <= hi
+    assert (out["replicates"], out["seed"]) == (20, 0)
+    assert out["block_rule"]["block"] == out["block"] and out["fixed_basis"] == ["lowrank_ppl"]
     assert bootstrap_of(embedded_run, replicates=20) == out  # cached
+
+
+def test_every_field_of_the_embedded_model_lies_in_its_own_interval(embedded_run):
+    """Every numeric field's prediction interval holds its estimate (the percentile interval left 433
+    of 1254 outside); a cell's interval as the row gets it: kind named, a lower bound for 7D."""
+    out, tables = bootstrap_of(embedded_run, replicates=20), embedded_run.tables
+    n = 0
+    for name in out["intervals"]:
+        for path, value in leaves(tables[name], (name,)):
+            lo, hi = at(out["intervals"], path)
+            assert lo <= value <= hi, (path, value, lo, hi)
+            assert at(out["sd"], path) is None or at(out["sd"], path) >= 0
+            n += 1
+    assert n > 1000
+    mean_norm = Cell("c", "7A", "norms", 0, "mean_norm", 14.0, 0.1, 0.0, "x", match=("layer", 0))
+    u = interval_of(out, tables, mean_norm)
+    assert u["kind"] == "prediction" and u["interval"][0] <= tables["norms"][0]["mean_norm"] <= u["interval"][1]
+    ppl = Cell("p", "7D", "lowrank_ppl", 0, "shared_ratio", 2.0, 0.1, 0.0, "x", match=("k", 8))
+    assert interval_of(out, tables, ppl, "population")["kind"].startswith("population, lower bound")
+
+
+def test_the_windows_give_each_cell_its_spread_and_each_claim_its_agreement():
+    """Three windows' tables: a cell's values across them, and the share of windows keeping window
+    0's verdict (a cell within its 5% tolerance in windows 0 and 2, outside it in window 1)."""
+    from lib.robustness.windows import window_spread
+
+    def tables(mean_norm: float) -> dict[str, Any]:
+        return {"norms": [{"layer": 0, "mean_norm": mean_norm, "std_norm": 1.0}]}
+
+    c = Cell("w", "7A", "norms", 0, "mean_norm", 10.0, 0.05, 0.0, "planted", match=("layer", 0))
+    out = window_spread([tables(10.2), tables(11.0), tables(9.9)], [c])
+    assert out["windows"] == 3 and out["agreement"]["w"] == pytest.approx(2 / 3)
+    spread = out["cells"]["w"]
+    assert spread["values"] == [10.2, 11.0, 9.9] and (spread["min"], spread["max"]) == (9.9, 11.0)
+    assert spread["sd"] == pytest.approx(0.5686240703, rel=1e-9)  # stdev of the three values
+    assert window_spread([tables(10.2)], [c])["cells"]["w"]["sd"] is None
+
+
+def test_a_refit_runs_the_small_k_passes_with_each_replicates_bases(embedded_run):
+    """refit=(8, 16): 7D's rows at K = 8 and 16 come from the replicate's own bases (they differ from
+    the fixed-basis replicate's), the other rows are the fixed-basis ones exactly."""
+    inputs, tables = embedded_run.context.inputs, embedded_run.tables
+    counts = block_counts(strata(inputs.selection.where), 1, block=16, seed=4)[0]
+    fixed, _ = replicate_tables(inputs, tables, counts, ["lowrank_ppl"], ())
+    refit, _ = replicate_tables(inputs, tables, counts, ["lowrank_ppl"], (), refit=(8, 16))
+    for a, b in zip(fixed["lowrank_ppl"], refit["lowrank_ppl"]):
+        if a["k"] in (8, 16):
+            assert a["shared_ratio"] != b["shared_ratio"] and a["individual_ratio"] != b["individual_ratio"], a["k"]
+        else:
+            assert a == b, a["k"]

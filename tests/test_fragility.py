@@ -1,4 +1,4 @@
-"""Drop-k fragility (lib/fragility/search.py, lib/fragility/weighted.py): planted data, Gaussian data, exact recomputation."""
+"""Drop-k fragility (lib/robustness/dropk.py, lib/robustness/dropped.py): planted data, Gaussian data, exact recomputation."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lib.fragility.search import FRAGILE_SHARE, Judged, Searcher, fragility_of, fragility_rows, judged, verdict
-from lib.fragility.weighted import Base, Dropped, Where, downdate
 from lib.measure.capture import Capture, Stats
 from lib.measure.spectra import RECONSTRUCTION_KS
 from lib.measure.store import Store
+from lib.robustness.dropk import FRAGILE_SHARE, Searcher, fragility_of, fragility_rows
+from lib.robustness.dropped import Base, Dropped, Where, downdate
+from lib.robustness.judged import Judged, judged, verdict
 from lib.setup.corpus import Selection
 from lib.tables.causes import norm_concentration, write_sources
 from lib.tables.core import (

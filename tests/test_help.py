@@ -63,3 +63,16 @@ def test_python_m_lib_help_exits_zero(args):
     done = subprocess.run([sys.executable, "-m", "lib", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("usage: python -m lib")
+
+
+@pytest.mark.parametrize("flag", ["--fixtures", "--markers", "--collect-only"])
+def test_pytest_information_flags_run_offline_on_the_default_model(flag):
+    """No test runs under these, so GPT-2 small, which cannot be had here, stops nothing."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "claims/", flag, "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from lib.fragility.search import judged, verdict
 from lib.report.compare import Result, compare
 from lib.report.rows import Row
 from lib.report.text import markdown_table, num
+from lib.robustness.judged import judged, verdict
 from lib.writeup import catalogue
 from lib.writeup.claims import CELLS, CLAIMS, DOCUMENT_TABLES, SETUP, Claim, NotApplicable
 from lib.writeup.judge import NO_ROW, NOT_GPT2, Status, Verdict, decide, on_document, on_run

@@ -89,3 +89,16 @@ def test_every_judged_claim_of_the_embedded_model_has_a_stability(tmp_path):
     assert (
         len(data["intervals"]["norms"]) == len(data["norms"]) and len(data["intervals"]["norms"][0]["mean_norm"]) == 2
     )
+
+
+def test_the_stability_is_printed_beside_unstable_and_the_interval_names_its_kind():
+    from lib.report.markdown import bootstrap_legend, mark
+    from lib.report.terminal import entry
+
+    row = Row("c", "7B", "cell", run="m-w0", verdict=Verdict(Status.HOLDS), stability=0.71, value=22.0)
+    row.interval, row.interval_kind, row.sd = [21, 22], "prediction", 0.5
+    assert mark(row) == "holds (UNSTABLE, stability 0.71)"
+    shown = "\n".join(entry(row, 120))
+    assert "95 percent prediction interval [21, 22], sd 0.5" in shown and "stability 0.71 (UNSTABLE)" in shown
+    assert "95 percent prediction interval" in bootstrap_legend([row])
+    assert Row.from_json(row.to_json()).interval_kind == "prediction"

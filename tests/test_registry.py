@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib.fragility.recording import Recorder
-from lib.fragility.search import sources
-from lib.fragility.weighted import Base, Dropped
 from lib.measure.capture import Capture, Stats
 from lib.measure.store import Store
+from lib.robustness.dropk import sources
+from lib.robustness.dropped import Base, Dropped
+from lib.robustness.recording import Recorder
 from lib.setup.corpus import Selection
 from lib.tables.registry import TABLES, Table, register, snapshotted, unregister, write_up_order
 from lib.tables.run import Run

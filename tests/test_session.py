@@ -42,6 +42,8 @@ def test_a_session_builds_every_run_once(make_model, text_file, tmp_path):
         ("positions", "all,some", "--positions 'some'"),
         ("pca", "sideways", "--pca 'sideways'"),
         ("n_tokens", 1, "--n-tokens 1"),
+        ("bootstrap_block", -1, "--bootstrap-block -1"),
+        ("bootstrap_interval", "percentile", "--bootstrap-interval 'percentile'"),
     ],
 )
 def test_a_bad_value_is_one_error_naming_it(option, value, named, make_model, text_file, tmp_path):

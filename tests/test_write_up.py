@@ -90,7 +90,7 @@ def test_the_fragility_digest_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = "from lib.fragility.search import claims_digest; print(claims_digest())"
+    code = "from lib.robustness.judged import claims_digest; print(claims_digest())"
     digests = {
         subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True).stdout for _ in "ab"
     }
@@ -98,6 +98,6 @@ def test_the_fragility_digest_is_the_same_in_every_process():
 
 
 def test_the_fragility_digest_follows_the_write_up():
-    from lib.fragility.search import claims_digest
+    from lib.robustness.judged import claims_digest
 
     assert claims_digest(load_write_up(MINI)) != claims_digest(EXP7_WRITE_UP)

@@ -55,7 +55,7 @@ def mark(r: Row) -> str:
     if r.status is None:
         return ""
     marks = ["FRAGILE"] if fragile(r) else []
-    marks += ["UNSTABLE"] if unstable(r) else []
+    marks += [f"UNSTABLE, stability {r.stability:.2f}"] if unstable(r) else []
     marks += ["changed against the baseline"] if r.baseline else []
     return SHORT[r.status] + (f" ({', '.join(marks)})" if marks else "")
 
@@ -227,6 +227,17 @@ def runs_table(runs: dict[str, dict[str, Any]]) -> list[str]:
     return markdown_table(list(RUN_COLUMNS), body)
 
 
+def bootstrap_legend(rows: list[Row]) -> str:
+    """What the brackets beside a value are (--bootstrap): the interval's kind, and what it describes."""
+    kinds = sorted({r.interval_kind or "bootstrap" for r in rows if r.interval})
+    return (
+        f"[lo, hi] beside a value: its 95 percent {' / '.join(kinds)} interval over the bootstrap of these "
+        "positions (docs/uncertainty.md); a prediction interval is where a fresh sample of as many positions "
+        "would put the value. The bootstrap describes these positions; the token windows (--windows) describe "
+        "the text."
+    )
+
+
 def markdown(
     rows: list[Row], runs: dict[str, dict[str, Any]], figure: str | None = None, meta: list[str] | None = None
 ) -> str:
@@ -247,6 +258,7 @@ def markdown(
     lines += [f"- {line.replace(here, '')}" for line in meta or []] + ([""] if meta else [])
     lines += [f"![document vs measured]({relative(figure)})"] if figure else []  # the legend under it
     lines += [LEGEND, ""]
+    lines += [bootstrap_legend(rows), ""] if any(r.interval for r in rows) else []
     for name, of_section in by_section(rows).items():
         lines += section_lines(name, of_section, list(runs))
     spread = window_spread(rows, runs) if len(runs) > 1 else []

@@ -24,7 +24,7 @@ SHORT = {
     Status.FAILS: "fails",
 }
 """A verdict in one word or two, for the claim x run matrix."""
-OPTIONAL = ("interval", "stability")
+OPTIONAL = ("interval", "interval_kind", "sd", "shift", "stability")
 """Row fields a claims JSON row carries only where they have a value (--bootstrap)."""
 HELD = (Status.HOLDS, Status.OVERSTATED)
 """Verdicts that count as "holds" (an overstated sentence's qualified reading holds)."""
@@ -55,11 +55,18 @@ class Row:
     moved: str = ""
     """Where a cell's measured value moved beyond its tolerance against the --claims-baseline: by how much."""
     fragility: dict[str, Any] | None = None
-    """With --fragility: the claim's row of Run.fragility (lib/fragility/search.py); None without."""
+    """With --fragility: the claim's row of Run.fragility (lib/robustness/dropk.py); None without."""
     interval: list[float] | None = None
-    """With --bootstrap: a cell's 95% percentile interval [lo, hi] over the replicates (lib/fragility/bootstrap.py)."""
+    """With --bootstrap: a cell's 95 percent interval [lo, hi] (lib/robustness/bootstrap.py interval_of)."""
+    interval_kind: str | None = None
+    """Which interval: "prediction" (where a fresh sample of as many positions would land) or "population";
+    ", lower bound" added for a table of projected passes (bases held at the full fit)."""
+    sd: float | None = None
+    """With --bootstrap: a cell's bootstrap SD."""
+    shift: float | None = None
+    """With --bootstrap: a cell's bootstrap shift (the replicates' mean minus the estimate)."""
     stability: float | None = None
-    """With --bootstrap: the share of replicates whose verdict is the one given on all positions."""
+    """With --bootstrap: the share of replicate pairs (estimate + t*_i - t*_j) giving the verdict of all positions."""
 
     @property
     def status(self) -> Status | None:

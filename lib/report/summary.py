@@ -36,11 +36,11 @@ def fragility_text(f: dict[str, Any] | None) -> str:
 
 
 STABLE = 0.95
-"""A claim that holds in fewer than this share of the bootstrap replicates is UNSTABLE (docs/uncertainty.md)."""
+"""A claim that holds in fewer than this share of the bootstrap's replicate pairs is UNSTABLE (docs/uncertainty.md)."""
 
 
 def unstable(r: Row) -> bool:
-    """A claim that holds on all positions but not in at least STABLE of the bootstrap replicates (--bootstrap)."""
+    """A claim that holds on all positions but not in at least STABLE of the bootstrap's replicate pairs (--bootstrap)."""
     return r.stability is not None and r.stability < STABLE and r.status in HELD
 
 
@@ -54,7 +54,7 @@ LOOK_AT: dict[str, Callable[[Row], bool]] = {
     "changed against the baseline": lambda r: bool(r.baseline),
     "failures": lambda r: r.status is Status.FAILS,
     "FRAGILE (hold, but flip when at most 0.5% of the positions are dropped)": fragile,
-    "UNSTABLE (hold, but in fewer than 95% of the bootstrap replicates)": unstable,
+    "UNSTABLE (hold, but in fewer than 95% of the bootstrap's replicate pairs)": unstable,
 }
 """The groups of claims a summary always shows, in its order; a claim goes to the first that takes it."""
 DOES_NOT_CARRY_OVER = "do not hold on a run (on another model or text: the finding does not carry over)"

@@ -21,7 +21,7 @@ from lib.report.summary import (
     totals,
     unstable,
 )
-from lib.report.text import MIN_WIDTH, wrap
+from lib.report.text import MIN_WIDTH, num, wrap
 from lib.writeup.judge import Status
 
 
@@ -38,6 +38,14 @@ def entry(r: Row, columns: int = MIN_WIDTH) -> list[str]:
     lines += detail(f"baseline: {r.baseline}") if r.baseline else []
     lines += detail(f"against the baseline: {r.moved}") if r.moved else []
     lines += detail(f"fragility: {fragility_text(r.fragility)}") if fragility_text(r.fragility) else []
+    if r.interval:
+        kind, sd = r.interval_kind or "bootstrap", f", sd {num(r.sd)}" if r.sd is not None else ""
+        lines += detail(f"95 percent {kind} interval [{num(r.interval[0])}, {num(r.interval[1])}]{sd}")
+    lines += (
+        detail(f"stability {r.stability:.2f}" + (" (UNSTABLE)" if unstable(r) else ""))
+        if r.stability is not None
+        else []
+    )
     return lines
 
 

@@ -204,12 +204,29 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "bootstrap-block",
-        16,
-        "--bootstrap's block length in positions (neighbours share their context: Künsch 1989); blocks stay "
-        "within a chunk; the seed is fixed (0)",
+        0,
+        "--bootstrap's block length in positions (neighbours share their context: Künsch 1989): 0 (default) "
+        "sets it by Politis and White's rule, capped at a quarter of a chunk; N >= 1 sets it to N; blocks stay "
+        "within a chunk, each chunk's BOS is kept once; the seed is fixed (0)",
         type=int,
         run=False,
-        check=at_least(1),
+        check=at_least(0),
+    ),
+    Option(
+        "bootstrap-interval",
+        "prediction",
+        "--bootstrap's interval: prediction (where a fresh sample of as many positions would land) or "
+        "population (the basic interval for the population value); docs/uncertainty.md",
+        choices=("prediction", "population"),
+        run=False,
+    ),
+    Option(
+        "bootstrap-refit",
+        False,
+        "--bootstrap: run 7D's (and 7F, 7H's) projected passes of K <= 16 with each replicate's own bases "
+        "(4 passes per replicate for 7D); without it every K keeps the full fit's bases and its interval is a lower bound",
+        run=False,
+        flag=True,
     ),
     Option(
         "write-up",

@@ -6,7 +6,7 @@ model and the selection, and a memo of small results. `Context(inputs, counts=w)
 position i counted w_i times (flat indices; every position once for Run.tables). One weighting
 serves both uses (DESIGN.md, "Fragility" and "Uncertainty"): a drop set is a 0/1 weight
 (`Context(inputs, drop)`, the fragility search), a bootstrap replicate a count per position
-(lib/fragility/bootstrap.py). A weight reaches every statistic computed from the capture:
+(lib/robustness/bootstrap.py). A weight reaches every statistic computed from the capture:
 
 - the moments: sum_i w_i x_i and sum_i w_i x_i x_i^T, count sum_i w_i, computed as the run's sums
   plus (w_i - 1) x_i's contributions at the positions whose weight is not 1 (spectra.reweighted:
@@ -134,7 +134,8 @@ class Context:
     Run.tables fits Δφ's and the FFN's with directions (the causes read them all, and 7B and its
     spectra have always come from those fits); a drop set fits spectra first, since most claims read K.
     refit: the projected passes run with this context's bases (True), or the full fit's per-prediction
-    NLL is reweighted (False: the bootstrap).
+    NLL is reweighted (False: the bootstrap), or a tuple of K values: those K's passes run with this
+    context's bases, the others' reweighted (the bootstrap's refit of the small K, `--bootstrap-refit`).
     """
 
     def __init__(
@@ -143,7 +144,7 @@ class Context:
         drop: Sequence[int] = (),
         directions: tuple[str, ...] = ("delta_phi", "ffn"),
         counts: torch.Tensor | None = None,
-        refit: bool = True,
+        refit: bool | tuple[int, ...] = True,
     ) -> None:
         n = inputs.stats.norms.shape[1]
         if counts is None and drop:
@@ -350,10 +351,17 @@ class Context:
             raise KeyError("the projected passes (7D, 7F, 7H) need the model")
         if self.counts is None:
             return mean_nll(self.per_prediction(variants, desc), i.selection)
-        if self.refit:
+        if self.refit is True:
             nll = lowrank_nll(i.bridge, i.selection, variants(self), i.batch_size, i.progress(desc), i.attention)
         else:
             nll = Context(i).per_prediction(variants, desc)
+            own = variants(self) if self.refit else []
+            rows = [n for n, p in enumerate(own) if p.k in self.refit]  # type: ignore[operator]
+            if rows:  # (len(rows), n_predicted) with this context's bases
+                nll = nll.clone()
+                nll[rows] = lowrank_nll(
+                    i.bridge, i.selection, [own[n] for n in rows], i.batch_size, i.progress(desc), i.attention
+                )
         return nll[:, self.prediction_index].mean(1).tolist()
 
     def per_prediction(self, variants: Callable[[Context], Sequence[Projection]], desc: str) -> torch.Tensor:

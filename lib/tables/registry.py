@@ -1,8 +1,8 @@
 """Every table, one entry each: what it is, how it is built, what it reads, where it goes.
 
 Everything that lists table names derives it from TABLES: Run.tables and Run.followups (computing
-and caching, `build`), the tables recomputed without positions (lib/fragility/weighted.py), the
-search's sources and recorded reads (lib/fragility), the snapshots (claims/test_snapshots.py) and
+and caching, `build`), the tables recomputed without positions (lib/robustness/dropped.py), the
+search's sources and recorded reads (lib/robustness), the snapshots (claims/test_snapshots.py) and
 the order of `python -m lib tables --json` (`write_up_order`). Adding a table is one entry here
 plus its function (docs/adding-a-table.md).
 
@@ -121,8 +121,10 @@ def unregister(name: str) -> None:
 
 
 def table(c: Context, name: str) -> Any:
-    """A table built on the context, once per run and drop set (a builder may read another table)."""
-    return c.once(("table", name), lambda: TABLES[name](c), shared=True)
+    """A table built on the context, once per run, weighting and `refit` (a builder may read another
+    table): a refitted and a fixed-basis context with the same counts give different 7D tables."""
+    fixed = () if c.refit is True or c.counts is None else ("fixed basis", c.refit)
+    return c.once(("table", name, *fixed), lambda: TABLES[name](c), shared=True)
 
 
 def build(c: Context, stage: str = "tables") -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The one judge: a table cell or a sentence decided on a tables dict, as a typed Verdict.
 
 Three callers, one decision:
-- `decide` (the bare decision on any tables dict) is what the drop-k search (lib/fragility/search.py)
+- `decide` (the bare decision on any tables dict) is what the drop-k search (lib/robustness/dropk.py)
   recomputes under drop sets;
 - `on_run` adds what the run is (a config dict, RunConfig.to_json: the write-up's set-up? GPT-2
   small?) for the claim tests (claims/conftest.py);

@@ -7,7 +7,7 @@ removal changes a conclusion; "Approximations to worst-case data dropping: unmas
 the approximation that never missed a flip. Here, per claim (lib/writeup/claims.py CLAIMS and CELLS):
 
 1. which statistics it reads: its predicate runs once on the run's tables through a recording
-   wrapper (lib/fragility/recording.py: which tables, which layers' rows, which fields);
+   wrapper (lib/robustness/recording.py: which tables, which layers' rows, which fields);
 2. recursive greedy order: at each step the position with the largest share of the scatter
    sum ||x_i - mean||^2 of any layer of the writes the claim reads (or of the spread of 7A's
    norms), means and sums downdated after each removal; the verdict is recomputed without the
@@ -19,31 +19,27 @@ the approximation that never missed a flip. Here, per claim (lib/writeup/claims.
    where the flip holds without it (not for 7D's claims: each try runs the projected passes), and
    kept under the claim's id, as ranks in the greedy order, for a later search.
 
-Every verdict is computed on lib/fragility/weighted.py's tables, which recompute through the tables' own
+Every verdict is computed on lib/robustness/dropped.py's tables, which recompute through the tables' own
 functions (moments downdated, new bases, new projected passes for 7D): a reported flip is exact.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from random import Random
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lib.errors import ConfigError
-from lib.fragility.recording import Reads, Recorder
-from lib.fragility.weighted import Base, Dropped
-from lib.tables.registry import TABLES, names
-from lib.writeup import judge as judge_module
-from lib.writeup.claims import Cell, Claim
-from lib.writeup.judge import decide
+from lib.robustness.dropped import Base, Dropped
+from lib.robustness.judged import Judged, cache_meta, judged, kind_of, require_held, verdict
+from lib.robustness.recording import Reads, Recorder
+from lib.tables.registry import TABLES
+from lib.writeup.claims import Claim
 from lib.writeup.write_up import EXP7_WRITE_UP, WriteUp
 
 if TYPE_CHECKING:
@@ -60,9 +56,6 @@ EXAMPLES = 4
 and no two claims share its drop sets); table cells get the greedy search only."""
 SHRINK_FACTOR = 4
 """hypothesis recomputes at most SHRINK_FACTOR x EXAMPLES drop sets per claim, shrinking included."""
-PER_LAYER: dict[str, tuple[str, ...]] = {n: TABLES[n].reads for n in names(per_layer=True)}
-"""Tables whose row i is layer i, and the writes (or "norm": 7A's per-position norms) row i reads
-(lib/tables/registry.py); every other table reads its writes at every layer."""
 PASSES = "projected passes (7D, 7F, 7H)"
 
 
@@ -88,57 +81,6 @@ def sources(reads: Reads, n_layers: int, per_layer: bool = False) -> set[Source]
             read = sorted(r for r in rows if r is not None)
         out |= {(key, layer) for key in entry.reads for layer in read}  # no reads (the run's identity): none
     return out
-
-
-# ---------------------------------------------------------------- a claim's verdict
-Judged = Claim | Cell
-"""What the search judges: a sentence (its predicate) or a table cell (within tolerance)."""
-
-
-def kind_of(item: Judged) -> str:
-    return "cell" if isinstance(item, Cell) else "sentence"
-
-
-def verdict(item: Judged, tables: Mapping[str, Any]) -> tuple[bool | None, str]:
-    """(holds, what was measured) by the one judge (lib/writeup/judge.py); holds None where these tables
-    cannot decide it (its reason then)."""
-    v = decide(item, tables, cell_value)
-    if v.holds is None:
-        return None, v.reason
-    return v.holds, f"{v.value:.6g}" if v.value is not None else v.measured
-
-
-def cell_value(cell: Cell, tables: Mapping[str, Any]) -> float | None:
-    """Cell.measured, reading a per-layer table's row by index (row i is layer i) so that the other
-    layers' rows are not computed."""
-    if cell.table in PER_LAYER and cell.row is not None:
-        rows = tables[cell.table]
-        return float(rows[cell.row][cell.column]) if cell.row < len(rows) else None
-    return cell.measured(tables)  # type: ignore[arg-type]
-
-
-def claims_digest(write_up: WriteUp = EXP7_WRITE_UP) -> str:
-    """What the cached rows depend on beside the run: every claim's id, predicate (by name, with its
-    parameters and scope) and every cell's value and tolerance, and the source of the code that decides
-    them (the predicates, the roles, the judge), so that a changed predicate recomputes them. Read from
-    text only, never from object reprs, so every process computes the same digest."""
-    h = hashlib.sha256()
-    for j in judged(True, write_up):
-        if isinstance(j, Cell):
-            h.update(repr((j.id, j.value, j.rtol, j.atol)).encode())
-        else:
-            h.update(repr((j.id, j.predicate_name, j.params, j.scope, j.followup)).encode())
-    code = Path(judge_module.__file__).parent  # lib/writeup/
-    for source in sorted([*code.glob("predicates/*.py"), code / "roles.py", code / "judge.py"]):
-        h.update(source.name.encode() + source.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def judged(follow_ups: bool = False, write_up: WriteUp = EXP7_WRITE_UP) -> list[Judged]:
-    """Every sentence with a predicate that reads 7A-7E and the causes (and, with follow_ups, the
-    follow-up tables 7F-7H), then every cell."""
-    sentences: list[Judged] = [c for c in write_up.claims if c.predicate is not None and (follow_ups or not c.followup)]
-    return sentences + list(write_up.cells)
 
 
 # ---------------------------------------------------------------- the search
@@ -369,21 +311,6 @@ def fragility_rows(
     return [searcher.search(c) for c in judged(follow_ups, write_up)]
 
 
-def cache_meta(
-    stage: str, version: int, run: Run, write_up: WriteUp, follow_ups: bool, **params: Any
-) -> dict[str, Any]:
-    """What a cached search over a run's positions (fragility, the bootstrap) depends on: its version and
-    parameters, the tables' version, the claims (claims_digest) and the run's identity; the follow-ups' too."""
-    from lib.tables.followups import FOLLOWUPS_VERSION
-    from lib.tables.run import TABLES_VERSION
-
-    meta = {"stage": stage, "version": version, "tables_version": TABLES_VERSION, **params}
-    meta.update(claims=claims_digest(write_up), **run.config.identity())
-    if follow_ups:
-        meta.update(follow_ups=True, followups_version=FOLLOWUPS_VERSION)
-    return meta
-
-
 def fragility_of(run: Run, follow_ups: bool = False, write_up: WriteUp = EXP7_WRITE_UP) -> list[dict[str, Any]]:
     """Drop-k fragility of every claim of one run (fragility_rows), the follow-up sentences too with
     follow_ups (their tables computed first); cached beside the tables; needs the held capture."""
@@ -394,15 +321,7 @@ def fragility_of(run: Run, follow_ups: bool = False, write_up: WriteUp = EXP7_WR
     )
 
     def compute() -> dict[str, Any]:
-        cfg = run.bridge.cfg
-        if (
-            run.config.n_tokens > run.stream_above
-            or 3 * cfg.n_layers * run.config.n_tokens * cfg.d_model * 4 > run.hold_bytes
-        ):
-            raise ConfigError(
-                f"--fragility needs every position's Δφ held in memory (at most {run.stream_above:,} positions and "
-                f"{run.hold_bytes / 2**30:.0f} GiB); got --n-tokens {run.config.n_tokens:,}: lower it"
-            )
+        require_held(run, "--fragility")
         base = Base(
             run.capture,
             run.stats,

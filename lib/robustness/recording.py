@@ -1,5 +1,5 @@
 """What a claim reads: its predicate run on the tables through a wrapper that logs each table, row and
-field it touches (lib/fragility/search.py ranks positions by their influence on what a claim reads)."""
+field it touches (lib/robustness/dropk.py ranks positions by their influence on what a claim reads)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Tables re-evaluated under position weights: drop sets (the drop-k search) and bootstrap replicates."""
