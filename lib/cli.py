@@ -50,8 +50,9 @@ def parser() -> argparse.ArgumentParser:
         "--plot",
         type=Path,
         default=None,
-        help="also draw document vs measured (7A norms, 7B K90, 7D ratios, 7E K90) for the runs as PNG",
+        help="also draw the runs' 7A norms, 7B K90, 7D ratios and 7E K90, as the extension names: .png, .pdf or .svg",
     )
+    tables.add_argument("--no-overlay", action="store_true", help="with --plot: leave out the write-up's own numbers")
     claims = sub.add_parser("claims", help="list the claims: id, section, kind, verdict on the document, sentence")
     claims.add_argument("--markdown", action="store_true", help="the catalogue as Markdown (docs/claims.md)")
     claims.add_argument("--section", choices=SECTIONS, help="only the claims of this section of the write-up")
@@ -168,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session = Session.from_options(values, shared_store=True)
         if session.writer:  # every promised file checked writable before any model work
             json_out = check_output(args.json, "--json") if args.json else None
-            plot_out = check_output(_png(args.plot), "--plot") if args.plot else None
+            plot_out = check_output(_figure(args.plot), "--plot") if args.plot else None
         skipped = session.check_available()
         with session.processes():  # torchrun: every rank computes, rank 0 writes
             for name, config in session.runs.items():
@@ -207,12 +208,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lib.report.plots import plot_runs
 
         configs = {n: c.to_json() for n, c in session.runs.items()}
-        status |= _write(lambda: plot_runs(results, plot_out, configs), "plot")
+        status |= _write(lambda: plot_runs(results, plot_out, configs, session.write_up, not args.no_overlay), "plot")
     return 2 if status else 0
 
 
-def _png(path: Path) -> Path:
-    """--plot's file: PNG, named as given (a path without a suffix gains .png, as matplotlib would save it)."""
+def _figure(path: Path) -> Path:
+    """--plot's file: named as given, in the format its extension names (lib/report/plots.py FORMATS: a
+    path without a suffix gains .png); another extension is a ConfigError, before any model work."""
+    from lib.report.plots import figure_format
+
+    figure_format(path)
     return path if path.suffix else path.with_suffix(".png")
 
 

@@ -210,7 +210,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """The one place a claim test's outcome is decided: its row, with the verdict of its deciding
     phase, checked against the --claims-baseline. A verdict that differs from the baseline's turns
     the report into a failure naming both; the row travels in the report (pytest-xdist too)."""
-    from lib.report.compare import change_for, index, run_map
+    from lib.report.compare import cell_tolerances, change_for, index, run_map
     from lib.report.rows import Row
     from lib.writeup.judge import Status, Verdict
 
@@ -234,7 +234,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     baseline = session(item.config).baseline
     if baseline is not None:
         runs = run_map(baseline.run_labels, list(session(item.config).runs))
-        changed, moved = change_for(row, index(baseline.rows), runs)
+        tolerances = cell_tolerances(session(item.config).write_up)
+        changed, moved = change_for(row, index(baseline.rows), runs, tolerances)
         if moved is not None:
             row.moved = moved.movement()
         if (
@@ -276,7 +277,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     written = write_outputs(config, state, rows) if any(config.getoption(n) for _, n in OUTPUTS) else []
     terminalreporter.section("Experiment 7 claims")
     notes = [wrapped for note in config.stash[NOTES] for wrapped in wrap(note, "", columns)]
-    for line in [*notes, *([""] if notes else []), *terminal_summary(rows, config.getoption("verbose") > 0, columns)]:
+    for line in [
+        *notes,
+        *([""] if notes else []),
+        *terminal_summary(rows, config.getoption("verbose") > 0, columns, write_up=state.write_up),
+    ]:
         terminalreporter.write_line(line)
     ending = list(written)
     if state.comparison is not None:  # a baseline session ends with one line: what it was compared with
@@ -307,13 +312,13 @@ def write_outputs(config: pytest.Config, state: Session, rows: list[Row]) -> lis
         if state.complete
         else [f"claims: the session did not run to its end ({state.stopped}): files marked incomplete"]
     )
-    return lines + write_claims_files(paths, rows, runs, provenance, state.tables)
+    return lines + write_claims_files(paths, rows, runs, provenance, state.tables, state.write_up)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Whether the session ran to its end (the claims JSON says so), and the --claims-baseline's end: its
     rows without a counterpart fail the session unless --allow-unmatched."""
-    from lib.report.compare import Result, compare
+    from lib.report.compare import Result, cell_tolerances, compare
 
     state = session.config.stash.get(SESSION, None)
     if state is None:
@@ -326,7 +331,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
     state.complete = not state.stopped
     if state.baseline is not None:
-        state.comparison = compare(state.baseline, Result("", rows=list(state.rows.values())))
+        tolerances = cell_tolerances(state.write_up)
+        state.comparison = compare(state.baseline, Result("", rows=list(state.rows.values())), tolerances)
         if state.comparison.unmatched and not session.config.getoption("dphi_allow_unmatched"):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -160,7 +160,7 @@ def test_old_baselines_with_bare_rows_compare_by_status():
     bare = Row.from_json({"claim": "a", "kind": "measured", "verdict": "holds"})
     assert (bare.run, bare.value, bare.measured) == ("", None, "")
     now = dataclasses.replace(bare, verdict=Verdict.from_text("skipped: another reason"))
-    changed = compare(Result("b", rows=[bare]), Result("c", rows=[now])).verdicts
+    changed = compare(Result("b", rows=[bare]), Result("c", rows=[now]), {}).verdicts
     assert [c.verdict_line() for c in changed] == [
         "a [measured]: verdict 'holds' in the baseline, 'skipped' now; measured: baseline -, now -"
     ]

@@ -3,6 +3,7 @@ relative to the working directory."""
 
 from __future__ import annotations
 
+import math
 import os
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -14,11 +15,13 @@ MIN_WIDTH = 80
 
 
 def num(value: float, digits: int = 4, sign: bool = False, grouping: bool = False, whole: bool = True) -> str:
-    """A number as the suite prints it: `digits` significant digits, a whole number in full (`whole`;
-    the cells' 354.1 and 1000 read as the write-up prints them), with a sign or thousands separators."""
+    """A number as the suite prints it, the report's one formatter: `digits` significant digits; a whole number
+    (`whole`; the cells' 354.1 and 1000 read as the write-up prints them) and a number of more than `digits`
+    integer digits in full, below 1e9 (-3877, not -3.88e+03); with a sign or thousands separators."""
     spec = ("+" if sign else "") + ("," if grouping else "")
-    if whole and float(value).is_integer():
-        return format(value, f"{spec}g")
+    in_full = math.isfinite(value) and abs(value) < 1e9
+    if in_full and (whole and float(value).is_integer() or abs(value) >= 10**digits):
+        return format(round(value), f"{spec}d")  # a large number in full: -3877, not -3.88e+03
     return format(value, f"{spec}.{digits}g")
 
 
