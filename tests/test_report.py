@@ -233,6 +233,37 @@ def test_terminal_summary_fits_the_width_and_keeps_numbers_whole(columns):
     assert all(f"{1000 + i * 1.2345:.4f}" in words or f"{1000 + i * 1.2345:.4f}," in words for i in range(60))
 
 
+def test_lines_with_japanese_fit_80_display_columns(monkeypatch):
+    """Wide characters take two columns: the summary's lines that quote the Japanese original fit COLUMNS=80
+    as a terminal shows them, and a line is not cut shorter than it needs."""
+    from lib.report.text import display_width, width, wrap
+
+    monkeypatch.setenv("COLUMNS", "80")
+    marked = [
+        c
+        for c in CLAIMS
+        if (c.overstated or c.contradicted)
+        and any(display_width(ch) == 2 for ch in c.overstated or c.contradicted or "")
+    ]
+    assert marked  # exp7's reasons quote its Japanese: 「中間層 (3-8)」
+    rows = [
+        _sentence(
+            c.id,
+            "overstated by the document: x" if c.overstated else "contradicted by the document",
+            kind="document",
+            note=f"why: {c.overstated or c.contradicted}",
+        )
+        for c in marked
+    ]
+    lines = terminal_summary(rows, verbose=True, columns=width())
+    wide = [line for line in lines if display_width(line) != len(line)]
+    assert wide and max(display_width(line) for line in lines) <= 80, max(lines, key=display_width)
+    assert display_width("最終層 K=3") == 10 and display_width("e\u0301") == 1  # a combining accent takes none
+    japanese = "最終層の unembedding 寄りの書き込みも集中的 " * 6
+    assert all(display_width(line) <= 80 for line in wrap(japanese, "  ", 80))
+    assert any(display_width(line) >= 70 for line in wrap(japanese, "  ", 80))  # filled, not cut at 40 characters
+
+
 def test_terminal_summary_orders_the_claims_to_look_at_and_counts_what_does_not_carry_over():
     lines = terminal_summary(_report_rows(), columns=120)
     text = "\n".join(lines)
