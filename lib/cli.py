@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.setup.options import OPTIONS
+from lib.setup.options import OPTIONS, cache_dir
 from lib.setup.outputs import check_output, write_atomic
 from lib.writeup.catalogue import VERDICTS
 from lib.writeup.claims import SECTIONS
@@ -68,6 +68,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="baseline rows without a counterpart in the current result do not fail the comparison",
     )
+    cache = sub.add_parser("cache", help="what the cache holds (list) and what can go (prune): docs/cache.md")
+    cache.add_argument("action", choices=("list", "prune"))
+    cache.add_argument("--cache-dir", default=None, help="the cache directory (default: as the runs use it)")
+    cache.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="prune: entries older than this")
+    cache.add_argument("--unread", action="store_true", help="prune: entries no current process reads")
+    cache.add_argument("--dry-run", action="store_true", help="prune: say what would go, remove nothing")
     compare.add_argument(
         "--strict-baseline",
         action="store_true",
@@ -155,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(catalogue.markdown() if args.markdown else "\n".join(listed) + "\n", end="")
         return 0
     warnings.formatwarning = _one_line  # a cache warning is one line on the terminal, not a source excerpt
+    if args.command == "cache":
+        return _cache(args)
     if args.command == "compare":
         from lib.report.compare import main as compare
 
@@ -219,6 +227,30 @@ def _figure(path: Path) -> Path:
 
     figure_format(path)
     return path if path.suffix else path.with_suffix(".png")
+
+
+def _cache(args: argparse.Namespace) -> int:
+    """`python -m lib cache list|prune` (lib/measure/inventory.py), on the cache the runs use."""
+    from lib.fragility.bootstrap import BOOTSTRAP_VERSION
+    from lib.fragility.search import FRAGILITY_VERSION
+    from lib.measure import inventory
+    from lib.tables.followups import FOLLOWUPS_VERSION
+    from lib.tables.run import CAPTURE_VERSION, TABLES_VERSION
+
+    root = cache_dir(args.cache_dir)
+    formats = {"capture": CAPTURE_VERSION, "tables": TABLES_VERSION, "followups": FOLLOWUPS_VERSION}
+    formats |= {"bootstrap": BOOTSTRAP_VERSION, "bootstrap-followups": BOOTSTRAP_VERSION}
+    formats |= {"fragility": FRAGILITY_VERSION, "fragility-followups": FRAGILITY_VERSION}
+    if args.action == "list":
+        print("\n".join(inventory.listing(root, formats)))
+        return 0
+    try:
+        lines = inventory.prune(root, args.older_than, args.unread, formats, args.dry_run)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
 
 
 def _write(write: Callable[[], Path], what: str) -> int:
