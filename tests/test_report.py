@@ -321,13 +321,36 @@ def test_pytest_benchmark_keeps_its_header_where_benchmarks_may_run():
     assert "\nbenchmark: " in out.stdout, out.stdout[-2000:]
 
 
-def test_the_embedded_model_report_fits_250_lines(tmp_path):
-    report = tmp_path / "r.md"
+def test_the_embedded_model_report_fits_250_lines_and_says_what_each_row_measured(tmp_path):
+    """On the embedded model: the report leads with the run's counts, shows what every judged sentence
+    measured and every skip's reason, no Δ column (another model than the write-up's), and each of the
+    write-up's own contradicted or overstated sentences once."""
+    import json
+
+    from lib.report.text import escape
+
+    report, result = tmp_path / "r.md", tmp_path / "r.json"
     args = ["claims/", "--model", "tiny-wikitext", "--device", "cpu", "--claims-xfail", "--claims-report", str(report)]
-    out = run_claims(tmp_path, *args)
+    out = run_claims(tmp_path, *args, "--claims-json", str(result))
     assert out.returncode == 0, out.stdout[-3000:]
-    lines = report.read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= 250 and lines[2].startswith("Verdicts: ")
+    text = report.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert len(lines) <= 250 and lines[2].startswith("This run: ")
+    rows = json.loads(result.read_text())["rows"]
+    first = {}
+    for r in rows:
+        first.setdefault(r.get("reading") or r["claim"], r["claim"])
+    for r in rows:
+        if r["kind"] == "cell" and r["verdict"].startswith("skipped: "):
+            assert escape(r["verdict"].split(": ", 1)[1]) in text, r["claim"]  # once per run and reason
+        if r["kind"] != "measured" or (r.get("reading") and first[r["reading"]] != r["claim"]):
+            continue
+        said = r["verdict"].split(": ", 1)[1] if r["verdict"].startswith("skipped: ") else r["measured"]
+        if said and not r["verdict"].startswith("skipped: not tested"):
+            assert escape(said) in text, r["claim"]
+    assert "| Δ |" not in text and "Δ = measured" in text
+    for claim in (c for c in CLAIMS if c.contradicted):
+        assert text.count(escape(claim.contradicted)) == 1, claim.id
 
 
 # ---------------------------------------------------------------- the catalogue
@@ -445,3 +468,17 @@ def test_the_fragility_table_fits_the_terminal(monkeypatch):
     assert "setup-device-mps" not in " ".join(lines)
     said = " ".join(" ".join(lines).split())
     assert "FRAGILE: flips at k=3 (0.3%) dropping (0, 1), (2, 3), (4, 5) …" in said and "no flip within 50" in said
+
+
+def test_the_report_figure_draws_the_intervals_its_cell_rows_carry():
+    from lib.report.plots import with_intervals
+
+    measured = _measured_like(DOCUMENT_TABLES)
+    row = _cell("7B-k90-layer-3", 99.0, "skipped: not judged: another model")
+    row.interval = [90.0, 110.0]
+    out = with_intervals({"r-w0": measured}, [row, _cell("7A-mean_norm-layer-3", 9.0, "holds")], EXP7_WRITE_UP)
+    bands = out["r-w0"]["intervals"]
+    assert (
+        list(bands) == ["layer_pca"] and bands["layer_pca"][3] == {"k90": [90.0, 110.0]} and bands["layer_pca"][0] == {}
+    )
+    assert "intervals" not in with_intervals({"r-w0": measured}, [], EXP7_WRITE_UP)["r-w0"]

@@ -53,9 +53,9 @@ def write_claims_files(
     def claims_report(path: Path) -> str:
         figure = None
         if tables:
-            from lib.report.plots import plot_runs
+            from lib.report.plots import plot_runs, with_intervals
 
-            measured = {n: tables[n] for n in runs if n in tables}
+            measured = with_intervals({n: tables[n] for n in runs if n in tables}, rows, write_up)
             figure = plot_runs(measured, path.with_suffix(".png"), runs, write_up).name
         write_atomic(path, markdown(rows, runs, write_up, figure, describe(provenance)))
         return f"claims report written to {path}" + (f" (figure: {figure})" if figure else "")

@@ -309,6 +309,16 @@ def appendix(rows: list[Row]) -> list[str]:
     return [title, "", *markdown_table(header, body), ""]
 
 
+def cell_skips(rows: list[Row]) -> list[str]:
+    """Why a run's table cells were not judged, once per run and reason ("this run differs in model, ...")."""
+    reasons: dict[tuple[str, str], int] = {}
+    for r in rows:
+        if r.kind == "cell" and r.status is Status.SKIPPED and r.verdict is not None:
+            reasons[(r.run, r.verdict.reason)] = reasons.get((r.run, r.verdict.reason), 0) + 1
+    out = [f"- {n} table cells of {run} skipped: {escape(why)}" for (run, why), n in reasons.items()]
+    return [*out, ""] if out else []
+
+
 def runs_table(runs: dict[str, dict[str, Any]]) -> list[str]:
     """The runs, one row each; the model and text as code spans, relative to the working directory."""
     body = [
@@ -341,6 +351,7 @@ def markdown(
     if untested(rows):
         lines += [f"**Not tested** (`python -m lib claims` says why): {', '.join(untested(rows))}.", ""]
     lines += ["## Runs", "", *runs_table(runs), ""]
+    lines += cell_skips(rows)
     lines += [f"- {line.replace(here, '')}" for line in meta or []] + ([""] if meta else [])
     lines += [f"![write-up vs measured]({relative(figure)})"] if figure else []  # the legend under it
     lines += [LEGEND, ""]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lib.errors import ConfigError
+from lib.report.rows import Row
 from lib.report.text import relative
 from lib.setup.outputs import write_atomic
 
@@ -66,11 +67,12 @@ def title(runs: Sequence[str], configs: Mapping[str, Mapping[str, Any]] | None =
 
 
 def caption() -> str:
-    """The provenance line: the project's version and commit ("modified" where a tracked file differs)."""
-    from lib.setup.provenance import git_state, version_line
+    """The provenance line: the project's version and commit ("modified" where a tracked file differs), the date."""
+    import datetime
 
-    state = git_state()
-    return f"{version_line()}; commit {state['commit']}"
+    from lib.setup.provenance import version_line
+
+    return f"{version_line()}; drawn {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
 
 
 QUANTITIES = {
@@ -112,9 +114,12 @@ def _series(tables: Sequence[Tables]) -> dict[str, Series]:
             x = [r["layer"] / max(len(rows) - 1, 1) for r in rows]
         columns = list(zip(*([r[column] * scale for r in t[table]] for t in tables)))  # (len(x), windows)
         bands = (first.get("intervals") or {}).get(table) if len(tables) == 1 else None
-        errors = None
-        if bands and len(bands) == len(rows) and all(column in (b or {}) for b in bands):
-            errors = [[b[column][0] * scale, b[column][1] * scale] for b in bands]
+        errors = None  # a point without an interval: none drawn (its error is 0)
+        if bands and len(bands) == len(rows) and any(column in (b or {}) for b in bands):
+            errors = [
+                [v * scale for v in (b or {}).get(column) or [mean, mean]]
+                for b, mean in zip(bands, (r[column] for r in rows))
+            ]
         out[name] = (
             x,
             [sum(c) / len(c) for c in columns],
@@ -134,6 +139,26 @@ PANELS = {
     "ffn": (3, "s--", "FFN"),
 }
 """quantity -> (panel, line style, its name in the panel's legend where the panel has two)."""
+
+
+def with_intervals(tables_by_run: Mapping[str, Tables], rows: Sequence[Row], write_up: WriteUp) -> dict[str, Tables]:
+    """Each run's tables with the 95% intervals its cell rows carry (--bootstrap), in the shape of the
+    bootstrap's own: intervals[table][row][column] = [lo, hi], by the measured table's rows."""
+    cells = {c.id: c for c in write_up.cells}
+    out: dict[str, Tables] = {}
+    for label, tables in tables_by_run.items():
+        bands: dict[str, list[dict[str, list[float]]]] = {}
+        for r in rows:
+            cell = cells.get(r.id)
+            if r.kind != "cell" or r.run != label or not r.interval or cell is None or cell.match is None:
+                continue
+            key, want = cell.match
+            table = tables.get(cell.table) or []
+            at = next((i for i, row in enumerate(table) if row.get(key) == want), None)
+            if at is not None:
+                bands.setdefault(cell.table, [{} for _ in table])[at][cell.column] = list(r.interval)
+        out[label] = {**tables, "intervals": bands} if bands else tables
+    return out
 
 
 def figure(
@@ -173,8 +198,8 @@ def figure(
             if len(tables) > 1:  # several windows: their spread as a band around the mean
                 axes[panel].fill_between(x, low, high, color=colour, alpha=0.2, lw=0)
             if errors:  # --bootstrap: each point's 95% interval
-                below = [m - lo for m, (lo, _) in zip(mean, errors)]
-                above = [hi - m for m, (_, hi) in zip(mean, errors)]
+                below = [max(m - lo, 0.0) for m, (lo, _) in zip(mean, errors)]  # an interval beside its estimate
+                above = [max(hi - m, 0.0) for m, (_, hi) in zip(mean, errors)]
                 axes[panel].errorbar(x, mean, yerr=[below, above], fmt="none", ecolor=colour, capsize=2, lw=0.8)
     norms, k90, sweep, attn_ffn = axes
     depth = "relative depth l / (L-1)"
