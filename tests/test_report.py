@@ -36,7 +36,7 @@ CLAIM = {c.id: c for c in CLAIMS}
 
 def _cell(claim: str, value: float, verdict: str, run: str = "r-w0") -> Row:
     row = Row(claim, claim[:2], "cell", "", f"{value:g}", run=run, value=value, verdict=Verdict.from_text(verdict))
-    row.part = row.section
+    row.report_section = row.section
     return row
 
 
@@ -50,7 +50,7 @@ def _sentence(claim: str, verdict: str, run: str = "r-w0", kind: str = "measured
         run=run if kind == "measured" else "",
         verdict=Verdict.from_text(verdict),
         sentence=c.sentence,
-        part=report_section(c),
+        report_section=report_section(c),
         reading=reading(c),
         **fields,
     )

@@ -112,7 +112,7 @@ def test_a_write_up_without_japanese_has_no_original_column():
     english = dataclasses.replace(mini, claims=tuple(dataclasses.replace(c, ja="") for c in mini.claims))
     row = claim_row(english.claims[0], "r", english.document)
     row.record(Verdict.from_text("holds"))
-    cell = Row("mini-7B-k90-layer-0", "7B", "cell", "22", "23", run="r", value=23.0, part="7B")
+    cell = Row("mini-7B-k90-layer-0", "7B", "cell", "22", "23", run="r", value=23.0, report_section="7B")
     cell.verdict = Verdict.from_text("holds")
     text = markdown([row, cell], {"r": {}}, english)
     assert "| claim | sentence | write-up | this run |" in text and "original" not in text

@@ -84,7 +84,7 @@ def holds_in(cells: list[Row | None]) -> str:
 
 def _summary_entry(r: Row, write_up: WriteUp) -> str:
     """One claim to look at, on one line: id, where, verdict, and why."""
-    section = r.part or r.section
+    section = r.report_section or r.section
     where = ", ".join(
         p for p in (section if section in write_up.section_titles else "", r.run or "on the write-up") if p
     )
@@ -118,7 +118,7 @@ def summary(rows: list[Row], write_up: WriteUp) -> list[str]:
         findings = carry_over(rows)
         lines += [f"**Findings that carry over: {len(findings)}**"]
         lines += [
-            f"- **{escape(r.id)}**{escape(_also(r.id, same_reading(rows)))} ({r.part or r.section}, {r.run}): "
+            f"- **{escape(r.id)}**{escape(_also(r.id, same_reading(rows)))} ({r.report_section or r.section}, {r.run}): "
             f"measured {escape(r.measured or '-')}"
             for r in findings
         ]

@@ -24,7 +24,7 @@ SHORT = {
     Status.FAILS: "fails",
 }
 """A verdict in one word or two, for the claim x run matrix."""
-OPTIONAL = ("interval", "stability", "sentence", "part", "reading")
+OPTIONAL = ("interval", "stability", "sentence", "report_section", "reading")
 """Row fields a claims JSON row carries only where they have a value (--bootstrap; a cell has no sentence)."""
 HELD = (Status.HOLDS, Status.OVERSTATED)
 """Verdicts that count as "holds" (an overstated sentence's qualified reading holds)."""
@@ -62,7 +62,7 @@ class Row:
     """With --bootstrap: the share of replicates whose verdict is the one given on all positions."""
     sentence: str = ""
     """The sentence the claim tests (claims.toml); empty for table cells."""
-    part: str = ""
+    report_section: str = ""
     """The report section the row goes to (report_section): its write-up section, follow-ups or causes."""
     reading: str = ""
     """What decides the sentence (its predicate and parameters): claims with the same reading are one
@@ -133,8 +133,8 @@ def claim_row(item: Claim | Cell, run: str = "", document: Document | None = Non
     or, with no run, a sentence on the write-up's own tables. Each carries its sentence and report section."""
     part = report_section(item)
     if isinstance(item, Cell):
-        return Row(item.id, item.section, "cell", num(item.value), run=run, part=part)
-    said = {"ja": item.ja, "sentence": item.sentence, "part": part, "reading": reading(item)}
+        return Row(item.id, item.section, "cell", num(item.value), run=run, report_section=part)
+    said = {"ja": item.ja, "sentence": item.sentence, "report_section": part, "reading": reading(item)}
     if run:
         if document is None:
             raise TypeError(f"claim_row({item.id!r}, run={run!r}): a sentence on a run needs the write-up's document")

@@ -144,11 +144,11 @@ def totals(rows: list[Row]) -> str:
 
 
 def by_section(rows: Iterable[Row], order: Sequence[str] = ()) -> dict[str, list[Row]]:
-    """Rows per report section (Row.part; a row of an older claims JSON: its section), the sections of
+    """Rows per report section (Row.report_section; a row of an older claims JSON: its section), the sections of
     `order` first (the write-up's, lib/report/sections.py titles), then the others as they come."""
     sections: dict[str, list[Row]] = {}
     for r in rows:
-        sections.setdefault(r.part or r.section, []).append(r)
+        sections.setdefault(r.report_section or r.section, []).append(r)
     return {name: sections[name] for name in [*(n for n in order if n in sections), *sections] if name in sections}
 
 
