@@ -266,7 +266,9 @@ def own_tables(rows: list[Row]) -> list[str]:
         "",
     ]
     for r in on_the_write_up(rows):
-        lines.append(f"- **{escape(r.id)}** ({SHORT[r.status] if r.status else ''}): {escape(r.note or r.document)}")
+        lines.append(
+            f"- **{escape(r.id)}** ({SHORT[r.status] if r.status else ''}): {escape(r.note.split(': ', 1)[-1] or r.document)}"
+        )
     return lines + [""]
 
 
