@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.setup.options import OPTIONS
+from lib.setup.options import OPTIONS, cache_dir
 from lib.setup.outputs import check_output, write_atomic
 from lib.setup.progress import set_quiet
 from lib.writeup.catalogue import VERDICTS
@@ -58,8 +58,9 @@ def parser() -> argparse.ArgumentParser:
         "--plot",
         type=Path,
         default=None,
-        help="also draw document vs measured (7A norms, 7B K90, 7D ratios, 7E K90) for the runs as PNG",
+        help="also draw the runs' 7A norms, 7B K90, 7D ratios and 7E K90, as the extension names: .png, .pdf or .svg",
     )
+    tables.add_argument("--no-overlay", action="store_true", help="with --plot: leave out the write-up's own numbers")
     claims = sub.add_parser("claims", help="list the claims: id, section, kind, verdict on the document, sentence")
     claims.add_argument("--markdown", action="store_true", help="the catalogue as Markdown (docs/claims.md)")
     claims.add_argument("--section", choices=SECTIONS, help="only the claims of this section of the write-up")
@@ -75,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="baseline rows without a counterpart in the current result do not fail the comparison",
     )
+    cache = sub.add_parser("cache", help="what the cache holds (list) and what can go (prune): docs/cache.md")
+    cache.add_argument("action", choices=("list", "prune"))
+    cache.add_argument("--cache-dir", default=None, help="the cache directory (default: as the runs use it)")
+    cache.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="prune: entries older than this")
+    cache.add_argument("--unread", action="store_true", help="prune: entries no current process reads")
+    cache.add_argument("--dry-run", action="store_true", help="prune: say what would go, remove nothing")
     compare.add_argument(
         "--strict-baseline",
         action="store_true",
@@ -162,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(catalogue.markdown() if args.markdown else "\n".join(listed) + "\n", end="")
         return 0
     warnings.formatwarning = _one_line  # a cache warning is one line on the terminal, not a source excerpt
+    if args.command == "cache":
+        return _cache(args)
     if args.command == "compare":
         from lib.report.compare import main as compare
 
@@ -178,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session = Session.from_options(values, shared_store=True)
         if session.writer:  # every promised file checked writable before any model work
             json_out = check_output(args.json, "--json") if args.json else None
-            plot_out = check_output(_png(args.plot), "--plot") if args.plot else None
+            plot_out = check_output(_figure(args.plot), "--plot") if args.plot else None
         skipped = session.check_available()
         with session.processes():  # torchrun: every rank computes, rank 0 writes
             for name, config in session.runs.items():
@@ -217,13 +226,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lib.report.plots import plot_runs
 
         configs = {n: c.to_json() for n, c in session.runs.items()}
-        status |= _write(lambda: plot_runs(results, plot_out, configs), "plot")
+        status |= _write(lambda: plot_runs(results, plot_out, configs, session.write_up, not args.no_overlay), "plot")
     return 2 if status else 0
 
 
-def _png(path: Path) -> Path:
-    """--plot's file: PNG, named as given (a path without a suffix gains .png, as matplotlib would save it)."""
+def _figure(path: Path) -> Path:
+    """--plot's file: named as given, in the format its extension names (lib/report/plots.py FORMATS: a
+    path without a suffix gains .png); another extension is a ConfigError, before any model work."""
+    from lib.report.plots import figure_format
+
+    figure_format(path)
     return path if path.suffix else path.with_suffix(".png")
+
+
+def _cache(args: argparse.Namespace) -> int:
+    """`python -m lib cache list|prune` (lib/measure/inventory.py), on the cache the runs use."""
+    from lib.robustness.bootstrap import BOOTSTRAP_VERSION
+    from lib.robustness.dropk import FRAGILITY_VERSION
+    from lib.measure import inventory
+    from lib.tables.followups import FOLLOWUPS_VERSION
+    from lib.tables.run import CAPTURE_VERSION, TABLES_VERSION
+
+    root = cache_dir(args.cache_dir)
+    formats = {"capture": CAPTURE_VERSION, "tables": TABLES_VERSION, "followups": FOLLOWUPS_VERSION}
+    formats |= {"bootstrap": BOOTSTRAP_VERSION, "bootstrap-followups": BOOTSTRAP_VERSION}
+    formats |= {"fragility": FRAGILITY_VERSION, "fragility-followups": FRAGILITY_VERSION}
+    if args.action == "list":
+        print("\n".join(inventory.listing(root, formats)))
+        return 0
+    try:
+        lines = inventory.prune(root, args.older_than, args.unread, formats, args.dry_run)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
 
 
 def _write(write: Callable[[], Path], what: str) -> int:

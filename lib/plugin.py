@@ -281,7 +281,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     written = write_outputs(config, state, rows) if any(config.getoption(n) for _, n in OUTPUTS) else []
     terminalreporter.section("Experiment 7 claims")
     notes = [wrapped for note in config.stash[NOTES] for wrapped in wrap(note, "", columns)]
-    for line in [*notes, *([""] if notes else []), *terminal_summary(rows, config.getoption("verbose") > 0, columns)]:
+    for line in [
+        *notes,
+        *([""] if notes else []),
+        *terminal_summary(rows, config.getoption("verbose") > 0, columns, write_up=state.write_up),
+    ]:
         terminalreporter.write_line(line)
     ending = list(written)
     if state.comparison is not None:  # a baseline session ends with one line: what it was compared with
@@ -312,13 +316,13 @@ def write_outputs(config: pytest.Config, state: Session, rows: list[Row]) -> lis
         if state.complete
         else [f"claims: the session did not run to its end ({state.stopped}): files marked incomplete"]
     )
-    return lines + write_claims_files(paths, rows, runs, provenance, state.tables)
+    return lines + write_claims_files(paths, rows, runs, provenance, state.tables, state.write_up)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Whether the session ran to its end (the claims JSON says so), and the --claims-baseline's end: its
     rows without a counterpart fail the session unless --allow-unmatched."""
-    from lib.report.compare import Result, compare
+    from lib.report.compare import Result, cell_tolerances, compare
 
     state = session.config.stash.get(SESSION, None)
     if state is None:
@@ -331,7 +335,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
     state.complete = not state.stopped
     if state.baseline is not None:
-        state.comparison = compare(state.baseline, Result("", rows=list(state.rows.values())))
+        tolerances = cell_tolerances(state.write_up)
+        state.comparison = compare(state.baseline, Result("", rows=list(state.rows.values())), tolerances)
         if state.comparison.unmatched and not session.config.getoption("dphi_allow_unmatched"):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -313,9 +313,10 @@ class Session:
                 row.fragility = measured.fragility_by_id.get(row.id) if measured.fragility is not None else None
         if self.baseline is None:
             return None
-        from lib.report.compare import judge_against
+        from lib.report.compare import cell_tolerances, judge_against
 
-        return judge_against(row, self.baseline, list(self.runs), strict=self.strict_baseline)
+        tolerances = cell_tolerances(self.write_up)
+        return judge_against(row, self.baseline, list(self.runs), tolerances, strict=self.strict_baseline)
 
     def _uncertainty(self, measured: Measured, claim_id: str, kind: str) -> tuple[dict[str, Any] | None, float | None]:
         """(a cell's uncertainty: interval, its kind, SD, shift; a cell's or sentence's stability) on the

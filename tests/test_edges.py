@@ -177,10 +177,11 @@ def test_one_claims_file_that_fails_loses_no_other(tmp_path):
     from lib.report.files import write_claims_files
     from lib.report.rows import Row
     from lib.writeup.judge import Status, Verdict
+    from lib.writeup.write_up import EXP7_WRITE_UP
 
     (tmp_path / "file").write_text("")
     rows = [Row("c", "7A", "measured", run="r", verdict=Verdict(Status.HOLDS))]
     paths = {"--claims-report": str(tmp_path / "file" / "r.md"), "--claims-json": str(tmp_path / "c.json")}
-    lines = write_claims_files(paths, rows, {"r": {}}, {"complete": True}, {})
+    lines = write_claims_files(paths, rows, {"r": {}}, {"complete": True}, {}, EXP7_WRITE_UP)
     assert lines[0].startswith("claims JSON written to") and lines[1].startswith("error: --claims-report")
     assert json.loads((tmp_path / "c.json").read_text())["rows"][0]["claim"] == "c"

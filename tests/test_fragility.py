@@ -318,6 +318,7 @@ def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
     from lib.report.summary import fragility_text
     from lib.report.terminal import terminal_summary
     from lib.writeup.judge import Verdict
+    from lib.writeup.write_up import EXP7_WRITE_UP
 
     flips = {"holds": True, "k": 1, "share": 0.001, "positions": [[0, 0]], "budget": 50, "fragile": True}
     robust = {"holds": True, "k": None, "share": None, "positions": [], "budget": 50, "fragile": False}
@@ -333,7 +334,8 @@ def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
     assert "b (measured, r)" not in text
     assert "1 FRAGILE" in text.splitlines()[-2]
     assert "no flip within 50" in "\n".join(terminal_summary(rows, verbose=True))
-    assert "| a | r | holds (FRAGILE) |  | FRAGILE: flips at k=1" in markdown(rows, {"r": {}})  # the appendix
+    appendix = markdown(rows, {"r": {}}, EXP7_WRITE_UP)
+    assert "| a | r | holds (FRAGILE) |  | FRAGILE: flips at k=1" in appendix
     assert rows[0].to_json()["fragility"] == flips
     assert "fragility" not in "\n".join(
         terminal_summary([Row("a", "7B", "measured", verdict=Verdict.from_text("holds"))], verbose=True)

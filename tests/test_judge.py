@@ -161,7 +161,7 @@ def test_old_baselines_with_bare_rows_compare_by_status():
     bare = Row.from_json({"claim": "a", "kind": "measured", "verdict": "holds"})
     assert (bare.run, bare.value, bare.measured) == ("", None, "")
     now = dataclasses.replace(bare, verdict=Verdict.from_text("skipped: another reason"))
-    changed = compare(Result("b", rows=[bare]), Result("c", rows=[now])).verdicts
+    changed = compare(Result("b", rows=[bare]), Result("c", rows=[now]), {}).verdicts
     assert [c.verdict_line() for c in changed] == [
         "a [measured]: verdict 'holds' in the baseline, 'skipped' now; measured: baseline -, now -"
     ]
@@ -172,7 +172,9 @@ def test_old_baselines_with_bare_rows_compare_by_status():
 # ---------------------------------------------------------------- the report's text helpers
 def test_num_prints_whole_numbers_whole_and_others_to_four_digits():
     assert [num(354.1), num(1000.0), num(0.123456), num(41)] == ["354.1", "1000", "0.1235", "41"]
-    assert num(12345.678, grouping=True, whole=False) == "1.235e+04" and num(-0.5, 3, sign=True) == "-0.5"
+    assert num(12345.678, grouping=True, whole=False) == "12,346" and num(-0.5, 3, sign=True) == "-0.5"
+    assert num(-3876.5, 3, sign=True, whole=False) == "-3876" and num(1.939e-15) == "1.939e-15"  # one format
+    assert num(2.5e12) == "2.5e+12"  # past 1e9: significant digits
 
 
 def test_markdown_table_plain_and_aligned():

@@ -163,6 +163,22 @@ def test_meta_names_versions_commit_date_device_and_options(tmp_path):
     assert outside["commit"].startswith("unknown: ") and outside["dirty"] is None
 
 
+def test_an_untracked_output_file_does_not_mark_the_checkout_dirty(tmp_path):
+    """A figure or claims JSON written into the checkout is untracked: the commit is not "modified"; an
+    edited tracked file is."""
+    import subprocess
+
+    git = lambda *args: subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    (tmp_path / "figure.png").write_bytes(b"png")
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_state(tmp_path)["dirty"] is True
+
+
 # ---------------------------------------------------------------- snapshots on another device
 LAYER = {"layer": 3, "k50": 10, "k90": 40, "mean_norm": 17.6}
 

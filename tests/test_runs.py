@@ -17,6 +17,7 @@ from lib.setup.options import split
 from lib.setup.runs import build_runs, labels
 from lib.tables.run import Shared
 from lib.writeup.judge import Verdict
+from lib.writeup.write_up import EXP7_WRITE_UP
 
 
 def _values(model: str, text: str, **overrides: object) -> dict:
@@ -138,7 +139,7 @@ def _rows() -> list[Row]:
 def test_a_sentence_row_counts_the_runs_where_it_holds():
     lines = sentences(_rows(), ["m-w0", "m-w1", "n-w0"])
     row = next(line for line in lines if line.startswith("| 7A-last-layer-largest"))
-    assert row.endswith("|  | holds | does not hold | holds | 2 of 3 runs |")  # no document row here
+    assert row.endswith("| last 354 | holds: x | does not hold: x | holds: x | 2 of 3 runs |")  # no document row here
 
 
 def test_window_spread_of_a_cell_beside_the_documents_value():
@@ -146,8 +147,8 @@ def test_window_spread_of_a_cell_beside_the_documents_value():
     lines = window_spread(_rows(), runs)
     assert lines[2] == "| 7A-mean_norm-layer-0 | m | 2 | 50.4 | 11 | 1.41 | 10–12 |"
     assert len(lines) == 3  # n has one window: no spread
-    text = markdown(_rows(), runs, "report.png")
-    assert "| holds in |" in text and "![document vs measured](report.png)" in text
+    text = markdown(_rows(), runs, EXP7_WRITE_UP, "report.png")
+    assert "| holds in |" in text and "![write-up vs measured](report.png)" in text
 
 
 def test_json_rows_carry_what_the_issue_asks():

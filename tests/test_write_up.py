@@ -64,10 +64,11 @@ def test_a_three_claim_write_up_runs_on_the_embedded_model(tmp_path):
     import subprocess
     import sys
 
-    out = tmp_path / "claims.json"
+    out, report = tmp_path / "claims.json", tmp_path / "report.md"
     args = ["claims/", "--model", "tiny-wikitext", "--device", "cpu", "--write-up", str(MINI)]
+    args += ["--claims-json", str(out), "--claims-report", str(report)]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", *args, "--claims-json", str(out), "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-q"],
         cwd=ROOT,
         env={**os.environ, "DPHI_CACHE_DIR": str(tmp_path / "cache")},
         capture_output=True,
@@ -82,6 +83,41 @@ def test_a_three_claim_write_up_runs_on_the_embedded_model(tmp_path):
         ("mini-first-layer-fewer-components", "measured"): "holds",
         ("mini-first-layer-fewer-components", "document"): "holds",
     }
+    _the_report_speaks_of_its_write_up(report.read_text(encoding="utf-8"), json.loads(out.read_text())["rows"])
+
+
+def _the_report_speaks_of_its_write_up(text: str, rows: list[dict]) -> None:
+    """The mini write-up's report: its title, its section titles, its sentence, its cells with their measured
+    values; nothing of exp7."""
+    mini = load_write_up(MINI)
+    assert text.startswith(f"# {mini.title}: claims report\n")
+    for title in mini.section_titles.values():
+        assert f"## {title}" in text
+    assert mini.claims[0].sentence in text and mini.claims[0].ja in text
+    for row in (r for r in rows if r["kind"] == "cell"):
+        cell = next(c for c in mini.cells if c.id == row["claim"])
+        assert f"{cell.column}: write-up {cell.value:g}, measured {row['measured']}" in text, row
+    for exp7 in ("Experiment 7", "exp7", "GPT-2", "7A: norms", "7F-7H", "lib/tables/causes.py"):
+        assert exp7 not in text, exp7
+
+
+def test_a_write_up_without_japanese_has_no_original_column():
+    import dataclasses
+
+    from lib.report.markdown import markdown
+    from lib.report.rows import Row, claim_row
+    from lib.writeup.judge import Verdict
+
+    mini = load_write_up(MINI)
+    english = dataclasses.replace(mini, claims=tuple(dataclasses.replace(c, ja="") for c in mini.claims))
+    row = claim_row(english.claims[0], "r", english.document)
+    row.record(Verdict.from_text("holds"))
+    cell = Row("mini-7B-k90-layer-0", "7B", "cell", "22", "23", run="r", value=23.0, report_section="7B")
+    cell.verdict = Verdict.from_text("holds")
+    text = markdown([row, cell], {"r": {}}, english)
+    assert "| claim | sentence | write-up | this run |" in text and "original" not in text
+    assert "Experiment 7" not in text and "k90: write-up 22, measured 23" in text
+    assert "| claim | sentence | original | write-up | this run |" in markdown([row], {"r": {}}, mini)
 
 
 def test_the_fragility_digest_is_the_same_in_every_process():

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lib.errors import ConfigError
 from lib.report.rows import Row
 from lib.report.summary import STABLE
+
+if TYPE_CHECKING:
+    from lib.writeup.write_up import WriteUp
 
 Key = tuple[str, str, str]
 """(claim id, kind, run label)."""
@@ -132,11 +136,13 @@ class Change:
         return f"{self.where()}: {self.movement()}"
 
 
-def cell_tolerances() -> dict[str, tuple[float, float]]:
-    """cell id -> (rtol, atol), the cells' own tolerances."""
-    from lib.writeup.claims import CELLS
+Tolerances = Mapping[str, tuple[float, float]]
+"""cell id -> (rtol, atol): a write-up's cells' own tolerances (cell_tolerances)."""
 
-    return {c.id: (c.rtol, c.atol) for c in CELLS}
+
+def cell_tolerances(write_up: WriteUp) -> dict[str, tuple[float, float]]:
+    """cell id -> (rtol, atol), the write-up's cells' own tolerances."""
+    return {c.id: (c.rtol, c.atol) for c in write_up.cells}
 
 
 def moved(before: float, after: float, rtol: float, atol: float) -> bool:
@@ -188,14 +194,17 @@ def baseline_key(row: Row, runs: dict[str, str]) -> Key:
     return (row.id, row.kind, runs.get(row.run, row.run) if row.run else "")
 
 
-def change_for(row: Row, baseline: dict[Key, Row], runs: dict[str, str]) -> tuple[Change | None, Change | None]:
-    """(changed verdict, moved cell) of one current row against the baseline's rows; None where unchanged."""
+def change_for(
+    row: Row, baseline: dict[Key, Row], runs: dict[str, str], tolerances: Tolerances
+) -> tuple[Change | None, Change | None]:
+    """(changed verdict, moved cell) of one current row against the baseline's rows; None where unchanged.
+    tolerances: the session's write-up's (cell_tolerances)."""
     before = baseline.get(baseline_key(row, runs))
     if before is None:
         return None, None
     verdict = Change(before, row) if before.status != row.status else None
     cell = None
-    tol = cell_tolerances().get(row.id) if row.kind == "cell" else None
+    tol = tolerances.get(row.id) if row.kind == "cell" else None
     a, b = before.value, row.value
     if before.interval and row.interval and row.kind == "cell":  # both bootstrapped: intervals that do not overlap
         lo, hi = max(before.interval[0], row.interval[0]), min(before.interval[1], row.interval[1])
@@ -206,11 +215,13 @@ def change_for(row: Row, baseline: dict[Key, Row], runs: dict[str, str]) -> tupl
     return verdict, cell
 
 
-def judge_against(row: Row, baseline: Result, runs: list[str], strict: bool = False) -> str | None:
+def judge_against(
+    row: Row, baseline: Result, runs: list[str], tolerances: Tolerances, strict: bool = False
+) -> str | None:
     """One row against the baseline, as a --claims-baseline session judges each claim test: a moved cell
     gets `row.moved`, a changed verdict `row.baseline` (the baseline's verdict and measured value). Returns
     the failure message where the verdict changed beyond noise (strict: at all), else None."""
-    changed, moved = change_for(row, index(baseline.rows), run_map(baseline.run_labels, runs))
+    changed, moved = change_for(row, index(baseline.rows), run_map(baseline.run_labels, runs), tolerances)
     if moved is not None:
         row.moved = moved.movement()
     if changed is None:
@@ -228,7 +239,8 @@ def judge_against(row: Row, baseline: Result, runs: list[str], strict: bool = Fa
     )
 
 
-def compare(baseline: Result, current: Result) -> Comparison:
+def compare(baseline: Result, current: Result, tolerances: Tolerances) -> Comparison:
+    """Changed verdicts and moved cells (beyond `tolerances`, the write-up's: cell_tolerances)."""
     runs = run_map(baseline.run_labels, current.run_labels)
     base = index(baseline.rows)
     verdicts, cells, matched = [], [], set()
@@ -236,7 +248,7 @@ def compare(baseline: Result, current: Result) -> Comparison:
         key = baseline_key(row, runs)
         if key in base:
             matched.add(key)
-        verdict, cell = change_for(row, base, runs)
+        verdict, cell = change_for(row, base, runs, tolerances)
         verdicts += [verdict] if verdict else []
         cells += [cell] if cell else []
     unmatched = [key for key in base if key not in matched]
@@ -293,12 +305,19 @@ def main(baseline_path: str, current_path: str, allow_unmatched: bool = False, s
     baseline row has no counterpart (unless allow_unmatched), 0 when neither, 2 on a bad or incomplete file."""
     import sys
 
+    from lib.writeup.write_up import load_write_up
+
     try:
         baseline, current = load(baseline_path), load(current_path)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    comparison = compare(baseline, current)
+    try:  # the cells' tolerances are those of the write-up the current result judged
+        write_up = load_write_up((current.meta.get("options") or {}).get("write_up"))
+    except ValueError as e:
+        print(f"error: {current_path}: its write-up: {e}", file=sys.stderr)
+        return 2
+    comparison = compare(baseline, current, cell_tolerances(write_up))
     print("\n".join(report(baseline, current, comparison)))
     print(comparison.summary(baseline.path))
     return 1 if comparison.failing(strict) or (comparison.unmatched and not allow_unmatched) else 0

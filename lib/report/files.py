@@ -8,13 +8,16 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lib.report.markdown import markdown
 from lib.report.rows import Row
 from lib.report.summary import json_document
 from lib.setup.outputs import write_atomic
 from lib.setup.provenance import describe
+
+if TYPE_CHECKING:
+    from lib.writeup.write_up import WriteUp
 
 
 def claims_csv(rows: list[Row]) -> str:
@@ -34,8 +37,10 @@ def write_claims_files(
     runs: dict[str, dict[str, Any]],
     provenance: dict[str, Any],
     tables: dict[str, dict[str, Any]],
+    write_up: WriteUp,
 ) -> list[str]:
-    """Write each file asked for (paths: option -> path or None), the JSON first; one line per file."""
+    """Write each file asked for (paths: option -> path or None), the JSON first; one line per file. The
+    report and its figure speak of `write_up`, the session's."""
 
     def claims_json(path: Path) -> str:
         write_atomic(path, json.dumps(json_document(rows, runs, provenance), indent=1, ensure_ascii=False) + "\n")
@@ -48,10 +53,11 @@ def write_claims_files(
     def claims_report(path: Path) -> str:
         figure = None
         if tables:
-            from lib.report.plots import plot_runs
+            from lib.report.plots import plot_runs, with_intervals
 
-            figure = plot_runs({n: tables[n] for n in runs if n in tables}, path.with_suffix(".png"), runs).name
-        write_atomic(path, markdown(rows, runs, figure, describe(provenance)))
+            measured = with_intervals({n: tables[n] for n in runs if n in tables}, rows, write_up)
+            figure = plot_runs(measured, path.with_suffix(".png"), runs, write_up).name
+        write_atomic(path, markdown(rows, runs, write_up, figure, describe(provenance)))
         return f"claims report written to {path}" + (f" (figure: {figure})" if figure else "")
 
     writers: dict[str, Callable[[Path], str]] = {

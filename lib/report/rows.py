@@ -12,7 +12,7 @@ from typing import Any
 
 from lib.report.text import num
 from lib.writeup.claims import Cell, Claim
-from lib.writeup.document import DOCUMENT, Document
+from lib.writeup.document import Document
 from lib.writeup.judge import Status, Verdict, document_side
 
 SHORT = {
@@ -24,8 +24,8 @@ SHORT = {
     Status.FAILS: "fails",
 }
 """A verdict in one word or two, for the claim x run matrix."""
-OPTIONAL = ("interval", "interval_kind", "sd", "shift", "stability")
-"""Row fields a claims JSON row carries only where they have a value (--bootstrap)."""
+OPTIONAL = ("interval", "interval_kind", "sd", "shift", "stability", "sentence", "report_section", "reading")
+"""Row fields a claims JSON row carries only where they have a value (--bootstrap; a cell has no sentence)."""
 HELD = (Status.HOLDS, Status.OVERSTATED)
 """Verdicts that count as "holds" (an overstated sentence's qualified reading holds)."""
 
@@ -67,6 +67,13 @@ class Row:
     """With --bootstrap: a cell's bootstrap shift (the replicates' mean minus the estimate)."""
     stability: float | None = None
     """With --bootstrap: the share of replicate pairs (estimate + t*_i - t*_j) giving the verdict of all positions."""
+    sentence: str = ""
+    """The sentence the claim tests (claims.toml); empty for table cells."""
+    report_section: str = ""
+    """The report section the row goes to (report_section): its write-up section, follow-ups or causes."""
+    reading: str = ""
+    """What decides the sentence (its predicate and parameters): claims with the same reading are one
+    finding, printed once (empty for table cells)."""
 
     @property
     def status(self) -> Status | None:
@@ -81,7 +88,8 @@ class Row:
         the document's tables the document side (a row the document does not decide leaves it and `ja` empty)."""
         if self.kind == "document":
             self.document, self.ja = verdict.measured, self.ja if verdict.status is not Status.SKIPPED else ""
-            self.note = f"overstated: {verdict.reason}" if verdict.status is Status.OVERSTATED else ""
+            marked = verdict.status in (Status.OVERSTATED, Status.CONTRADICTED)
+            self.note = f"{verdict.status.name.lower()}: {verdict.reason}" if marked else ""
         elif verdict.value is not None:
             self.measured, self.value = num(verdict.value), verdict.value
         else:
@@ -91,8 +99,8 @@ class Row:
     def to_json(self) -> dict[str, Any]:
         """The claims JSON's row: the fields in their order, `claim` for id (last), the verdict as text."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "id"}
-        for name in OPTIONAL:  # absent without --bootstrap: the rows of a session without it are as before
-            if data[name] is None:
+        for name in OPTIONAL:  # absent without a value: the rows of a session without --bootstrap are as before
+            if data[name] in (None, ""):
                 del data[name]
         return {**data, "verdict": self.verdict_text, "claim": self.id}
 
@@ -112,12 +120,36 @@ class Row:
         )
 
 
-def claim_row(item: Claim | Cell, run: str = "", document: Document = DOCUMENT) -> Row:
+FOLLOW_UPS, CAUSES = "follow-ups", "causes"
+"""The report sections after the write-up's own: sentences tested on the follow-up experiments (computed on
+request), and sentences that need the suite's own measurements (the write-up's tables cannot decide them)."""
+
+
+def report_section(item: Claim | Cell) -> str:
+    """The report section of a claim or cell: its write-up section, or follow-ups, or causes."""
+    if isinstance(item, Claim) and item.followup:
+        return FOLLOW_UPS
+    if isinstance(item, Claim) and item.document_untestable:
+        return CAUSES
+    return item.section
+
+
+def claim_row(item: Claim | Cell, run: str = "", document: Document | None = None) -> Row:
     """The row a claim's test starts from, before the judge decides: a cell on a run (the write-up's
-    value), a sentence on a run (what it measures on the write-up's own tables, its Japanese), or, with
-    no run, a sentence on the write-up's own tables."""
+    value), a sentence on a run (what it measures on `document`, the write-up's own tables, its Japanese),
+    or, with no run, a sentence on the write-up's own tables. Each carries its sentence and report section."""
+    part = report_section(item)
     if isinstance(item, Cell):
-        return Row(item.id, item.section, "cell", num(item.value), run=run)
+        return Row(item.id, item.section, "cell", num(item.value), run=run, report_section=part)
+    said = {"ja": item.ja, "sentence": item.sentence, "report_section": part, "reading": reading(item)}
     if run:
-        return Row(item.id, item.section, "measured", document_side(item, document), ja=item.ja, run=run)
-    return Row(item.id, item.section, "document", ja=item.ja)
+        if document is None:
+            raise TypeError(f"claim_row({item.id!r}, run={run!r}): a sentence on a run needs the write-up's document")
+        return Row(item.id, item.section, "measured", document_side(item, document), run=run, **said)
+    return Row(item.id, item.section, "document", **said)
+
+
+def reading(claim: Claim) -> str:
+    """What decides a sentence, as text: its predicate's name and parameters ("" where untested)."""
+    params = ", ".join(f"{k}={v!r}" for k, v in claim.params)
+    return f"{claim.predicate_name}({params})" if claim.predicate_name else ""

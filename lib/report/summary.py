@@ -1,27 +1,28 @@
 """What a session's claim rows come to, for the terminal summary (lib/report/terminal.py) and the
-Markdown report (lib/report/markdown.py) alike: the verdict counts, and the claims to look at in the
-order a reader takes them in.
+Markdown report (lib/report/markdown.py) alike: the run's own counts, the findings that carry over, the
+claims to look at in the order a reader takes them in, and the write-up's own verdicts, apart.
 
-The claims to look at, each in the first group it belongs to (LOOK_AT):
-1. contradicted or overstated by the document (the write-up's own tables disagree with its sentence);
-2. changed against the --claims-baseline (a regression until someone accepts it);
-3. failures (a test that failed: an error, or a claim that does not hold without --claims-xfail);
-4. FRAGILE under --fragility (holds, but flips when at most 0.5% of the positions are dropped).
-Then the claims that do not hold on a run: on a model or text other than the write-up's these are the
-expected "does not carry over", so they are counted per section, and listed only on request.
+1. The run's counts (RUN_COUNTS): holds, does not hold, undecided, on the run's rows alone (cells and
+   sentences on a run; the verdicts on the write-up's own tables are not the run's).
+2. The findings that carry over: the sentences that hold on a run, with what each measured.
+3. The claims to look at, each in the first group it belongs to (LOOK_AT): changed against the
+   --claims-baseline (a regression until someone accepts it); failures (an error, or a claim that does
+   not hold without --claims-xfail); FRAGILE under --fragility; UNSTABLE under --bootstrap.
+4. The claims that do not hold on a run: on a model or text other than the write-up's these are the
+   expected "does not carry over", so they are counted per section, and listed only on request.
+5. The write-up's own verdicts (a sentence on its own tables): counted apart, and its contradicted or
+   overstated sentences listed once, in a section of their own (`on_the_write_up`).
+Sentences with the same reading (the same predicate and parameters) are one finding: listed once, the
+others named beside it (`same_reading`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from lib.report.rows import HELD, Row
-from lib.report.sections import TITLES, section_of
-from lib.writeup.claims import CLAIMS
 from lib.writeup.judge import Status
-
-_SENTENCES = {c.id: c.sentence for c in CLAIMS}
 
 
 def fragility_text(f: dict[str, Any] | None) -> str:
@@ -50,7 +51,6 @@ def fragile(r: Row) -> bool:
 
 
 LOOK_AT: dict[str, Callable[[Row], bool]] = {
-    "contradicted or overstated by the document": lambda r: r.status in (Status.CONTRADICTED, Status.OVERSTATED),
     "changed against the baseline": lambda r: bool(r.baseline),
     "failures": lambda r: r.status is Status.FAILS,
     "FRAGILE (hold, but flip when at most 0.5% of the positions are dropped)": fragile,
@@ -60,9 +60,63 @@ LOOK_AT: dict[str, Callable[[Row], bool]] = {
 DOES_NOT_CARRY_OVER = "do not hold on a run (on another model or text: the finding does not carry over)"
 
 
-def sentence(claim_id: str) -> str:
-    """A claim's English sentence (claims.toml); empty for a table cell or a claim of another write-up."""
-    return _SENTENCES.get(claim_id, "")
+RUN_COUNTS = {
+    "holds": HELD,
+    "does not hold": (Status.DOES_NOT_HOLD, Status.FAILS),
+    "undecided": (Status.SKIPPED, None),
+}
+"""A run's verdicts in three words: holds, does not hold (a failed test too), undecided (not judged, skipped)."""
+MARKED = (Status.CONTRADICTED, Status.OVERSTATED)
+"""The write-up's own verdicts that mark a sentence: its tables contradict it, or its literal reading
+goes beyond them."""
+
+
+def on_run(rows: Iterable[Row]) -> list[Row]:
+    """The rows of the session's runs: cells and sentences on a run (not the write-up's own tables)."""
+    return [r for r in rows if r.kind != "document"]
+
+
+def run_counts(rows: Iterable[Row]) -> str:
+    """'10 holds, 35 does not hold, 214 undecided': the run's rows alone."""
+    mine = on_run(rows)
+    return ", ".join(f"{sum(r.status in statuses for r in mine)} {word}" for word, statuses in RUN_COUNTS.items())
+
+
+def on_the_write_up(rows: Iterable[Row]) -> list[Row]:
+    """The write-up's own verdicts that mark a sentence (contradicted, overstated), in their order."""
+    return [r for r in rows if r.kind == "document" and r.status in MARKED]
+
+
+def same_reading(rows: Iterable[Row]) -> dict[str, list[str]]:
+    """claim id -> the later claims with the same reading (predicate and parameters): one finding."""
+    first: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        if r.reading and r.kind != "cell":
+            head = first.setdefault(r.reading, r.id)
+            if head != r.id and r.id not in out.setdefault(head, []):
+                out[head].append(r.id)
+    return {k: v for k, v in out.items() if v}
+
+
+def repeats(rows: Iterable[Row]) -> set[str]:
+    """The claims whose reading an earlier claim already tests (listed under that one)."""
+    return {c for later in same_reading(rows).values() for c in later}
+
+
+def carry_over(rows: list[Row]) -> list[Row]:
+    """The findings that carry over: the sentences that hold on a run, each reading once."""
+    again = repeats(rows)
+    return [r for r in rows if r.kind == "measured" and r.status in HELD and r.id not in again]
+
+
+def reason(r: Row) -> str:
+    """A row's verdict in words: what it measured where it was judged, why not where it was skipped."""
+    if r.status is Status.SKIPPED:
+        return r.verdict.reason if r.verdict else ""
+    if r.kind == "document":
+        return r.document
+    return r.measured
 
 
 def counts(rows: Iterable[Row]) -> dict[str, int]:
@@ -82,19 +136,20 @@ def count_text(rows: Iterable[Row]) -> str:
 def totals(rows: list[Row]) -> str:
     """A section's counts: 'cells 20 holds, 4 fails; sentences 3 holds; on the document 4 holds'."""
     parts = []
-    for kind, name in (("cell", "cells"), ("measured", "sentences"), ("document", "on the document")):
+    for kind, name in (("cell", "cells"), ("measured", "sentences"), ("document", "on the write-up")):
         of_kind = [r for r in rows if r.kind == kind]
         if of_kind:
             parts.append(f"{name} {count_text(of_kind)}")
     return "; ".join(parts)
 
 
-def by_section(rows: Iterable[Row]) -> dict[str, list[Row]]:
-    """Rows per report section (lib/report/sections.py), in the report's order."""
+def by_section(rows: Iterable[Row], order: Sequence[str] = ()) -> dict[str, list[Row]]:
+    """Rows per report section (Row.report_section; a row of an older claims JSON: its section), the sections of
+    `order` first (the write-up's, lib/report/sections.py titles), then the others as they come."""
     sections: dict[str, list[Row]] = {}
     for r in rows:
-        sections.setdefault(section_of(r.id, r.section), []).append(r)
-    return {name: sections[name] for name in TITLES if name in sections}
+        sections.setdefault(r.report_section or r.section, []).append(r)
+    return {name: sections[name] for name in [*(n for n in order if n in sections), *sections] if name in sections}
 
 
 def look_at(rows: Iterable[Row]) -> dict[str, list[Row]]:
@@ -107,10 +162,11 @@ def look_at(rows: Iterable[Row]) -> dict[str, list[Row]]:
     return groups
 
 
-def not_carried_over(rows: list[Row]) -> dict[str, list[Row]]:
+def not_carried_over(rows: list[Row], order: Sequence[str] = ()) -> dict[str, list[Row]]:
     """The claims that do not hold on a run (and are in no LOOK_AT group), per report section."""
     shown = {id(r) for group in look_at(rows).values() for r in group}
-    return by_section(r for r in rows if r.status is Status.DOES_NOT_HOLD and id(r) not in shown)
+    mine = (r for r in on_run(rows) if r.status is Status.DOES_NOT_HOLD and id(r) not in shown)
+    return by_section(mine, order)
 
 
 def per_section(groups: dict[str, list[Row]]) -> str:

@@ -42,8 +42,9 @@ def git_state(root: Path = ROOT) -> dict[str, Any]:
 
     try:
         commit = git("rev-parse", "HEAD")
-        # untracked files count: a new module changes the numbers as much as an edited one
-        dirty = bool(git("status", "--porcelain"))
+        # tracked files only: an untracked file is most often an output (a figure, a claims JSON, a
+        # report) written into the checkout, and the code a run executes is tracked
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError) as e:
         return {"commit": f"unknown: {type(e).__name__}: {str(e).strip()[:200]}", "dirty": None}
     return {"commit": commit, "dirty": dirty}

@@ -191,10 +191,12 @@ class Run:
         return Context(inputs)
 
     def _stage(self, stage: str) -> dict[str, Any]:
-        """One stage's tables (lib/tables/registry.py), cached; an entry lacking a table registered since is recomputed."""
-        return self.store.get_or_compute_json(
+        """One stage's tables (lib/tables/registry.py), cached; an entry lacking a table registered since is recomputed.
+        The "config" table is this run's: an entry another checkout wrote names that checkout's model path."""
+        tables = self.store.get_or_compute_json(
             stage, self.config.key(), self._stage_meta(stage), lambda: self.compute_tables(stage)
         )
+        return {**tables, "config": {**tables["config"], **self.config.to_json()}} if "config" in tables else tables
 
     def _stage_meta(self, stage: str) -> dict[str, Any]:
         version = TABLES_VERSION if stage == "tables" else FOLLOWUPS_VERSION

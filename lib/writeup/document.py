@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,12 @@ class Document:
     cells: tuple[Cell, ...]
     tolerances: dict[str, dict[str, Any]]
     """name -> {rtol, atol, reason}: how closely a reproduction must match, by kind of cell."""
+    title: str = ""
+    """What the report calls the write-up (write-up.toml's `title`)."""
+    original: str = ""
+    """The original document's file, where the sentences quote it (`ja`): exp7.ja.md."""
+    sections: dict[str, str] = field(default_factory=dict)
+    """section id -> its title, in the write-up's order (write-up.toml's [sections])."""
 
     def cells_in(self, *sections: str) -> list[Cell]:
         return [c for c in self.cells if c.section in sections]
@@ -167,7 +173,9 @@ def load_document(directory: Path) -> Document:
     unknown = {c for spec in data.get("cells", []) for c in spec["columns"].values()} - tolerances.keys()
     if unknown:
         raise ValueError(f"{path}: cells name tolerances {sorted(unknown)} that [tolerances] does not define")
-    return Document(setup, tables, tuple(_cells(tables, data.get("cells", []), tolerances)), tolerances)
+    cells = tuple(_cells(tables, data.get("cells", []), tolerances))
+    named = {k: str(data[k]) for k in ("title", "original") if k in data}
+    return Document(setup, tables, cells, tolerances, sections=dict(data.get("sections", {})), **named)
 
 
 DOCUMENT = load_document(EXP7)

@@ -35,6 +35,27 @@ class WriteUp:
         return [c for c in self.claims if c.section in sections]
 
     @property
+    def title(self) -> str:
+        """The write-up's title (write-up.toml's `title`; its directory's name where it gives none)."""
+        return self.document.title or self.directory.name
+
+    @property
+    def section_titles(self) -> dict[str, str]:
+        """section id -> title, in the write-up's order: its [sections], then any other section its cells
+        and claims name (titled by its id)."""
+        titles = dict(self.document.sections)
+        for section in [*(c.section for c in self.cells), *(c.section for c in self.claims)]:
+            titles.setdefault(section, section)
+        return titles
+
+    @property
+    def original(self) -> str:
+        """The report's column for the original phrases: "original (exp7.ja.md)"; "" where no claim quotes one."""
+        if not any(c.ja for c in self.claims):
+            return ""
+        return f"original ({self.document.original})" if self.document.original else "original"
+
+    @property
     def is_default(self) -> bool:
         return self.directory == EXP7
 
