@@ -241,9 +241,9 @@ def _figure(path: Path) -> Path:
 
 def _cache(args: argparse.Namespace) -> int:
     """`python -m lib cache list|prune` (lib/measure/inventory.py), on the cache the runs use."""
+    from lib.measure import inventory
     from lib.robustness.bootstrap import BOOTSTRAP_VERSION
     from lib.robustness.dropk import FRAGILITY_VERSION
-    from lib.measure import inventory
     from lib.tables.followups import FOLLOWUPS_VERSION
     from lib.tables.run import CAPTURE_VERSION, TABLES_VERSION
 
