@@ -191,7 +191,7 @@ def test_a_claims_run_fits_80_columns_with_the_kernel_line_in_the_summary(tmp_pa
     model = make_model(n_layer=4, d_model=32, seed=5)
     args = ["--model", str(model), "--dataset", str(text_file), "--n-tokens", "60", "--device", "cpu"]
     monkeypatch.setenv("COLUMNS", "80")
-    out = run_claims(tmp_path, "claims/test_7b_layer_pca.py", "--claims-xfail", *args)
+    out = run_claims(tmp_path, "claims/test_claims.py", "-m", "7B", "--claims-xfail", *args)
     assert out.returncode == 0, out.stdout[-3000:]
     ours = _ours(out.stdout)
     assert len(ours) > 10 and max(len(line) for line in ours) <= 80, max(ours, key=len)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lib.errors import ConfigError
-from lib.fragility.recording import Reads, Recorder
+from lib.fragility.recording import Reads, Recorder, static_reads
 from lib.fragility.weighted import Base, Dropped
 from lib.tables.registry import TABLES, names
 from lib.writeup import judge as judge_module
@@ -128,8 +128,9 @@ def claims_digest(write_up: WriteUp = EXP7_WRITE_UP) -> str:
             h.update(repr((j.id, j.value, j.rtol, j.atol)).encode())
         else:
             h.update(repr((j.id, j.predicate_name, j.params, j.scope, j.followup)).encode())
+    h.update(write_up.digest.encode())  # its files: checks, [constants], its own predicates.py
     code = Path(judge_module.__file__).parent  # lib/writeup/
-    for source in sorted([*code.glob("predicates/*.py"), code / "roles.py", code / "judge.py"]):
+    for source in sorted([*code.glob("predicates/*.py"), code / "roles.py", code / "judge.py", code / "expression.py"]):
         h.update(source.name.encode() + source.read_bytes())
     return h.hexdigest()[:16]
 
@@ -287,19 +288,24 @@ class Searcher:
         return kept
 
     def search(self, claim: Judged) -> dict[str, Any]:
-        recorder = Recorder(self.base.tables)
-        holds, before = verdict(claim, recorder)
+        reads = static_reads(claim, self.base.tables)  # a check's, from its syntax; else recorded
+        if reads is None:
+            recorder = Recorder(self.base.tables)
+            holds, before = verdict(claim, recorder)
+            reads = reads
+        else:
+            holds, before = verdict(claim, self.base.tables)
         n = self.base.stats.norms.shape[1]
         row: dict[str, Any] = {"claim": claim.id, "kind": kind_of(claim), "holds": holds, "k": None, "share": None}
         row.update(
             positions=[], witnesses=[], before=before, after=None, budget=self.budget, found_by=None, fragile=False
         )
-        chosen = sources(recorder.reads, self.base.stats.total.shape[1])
+        chosen = sources(reads, self.base.stats.total.shape[1])
         if holds is None:
             return {**row, "note": f"not decidable on this run's tables: {before}"}
         if not chosen:
             return {**row, "note": "reads no statistic of the positions"}
-        passes = recorder.reads.passes
+        passes = reads.passes
         order = self.order(chosen)  # 2 x budget: the greedy search's, then hypothesis's further candidates
         k = self.greedy(claim, holds, order[: self.budget], passes)
         witness, found_by = (order[:k], "greedy") if k is not None else (None, None)
@@ -329,9 +335,7 @@ class Searcher:
             "k": len(witness),
             "share": len(witness) / n,
             "positions": [list(where[i]) for i in witness],
-            "witnesses": self.describe(
-                witness, sources(recorder.reads, self.base.stats.total.shape[1], per_layer=True)
-            ),
+            "witnesses": self.describe(witness, sources(reads, self.base.stats.total.shape[1], per_layer=True)),
             "after": after,
             "found_by": found_by,
             "fragile": bool(holds) and len(witness) <= FRAGILE_SHARE * n,
