@@ -22,6 +22,10 @@ expression reads from its syntax alone (`Check.reads`: the fragility search uses
 The measured text is automatic: each part of the expression (every operand of a comparison, and
 inside it every call, column and arithmetic) is shown with its value, the way pytest's assertion
 rewriting shows operands.
+
+An index past a selection's end, or min / max / mean / median / argmax / argmin of an empty selection, is
+"does not apply to this model" (roles.NotApplicable), as a Python predicate says it: a K row or a layer
+this model's tables do not have.
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ def show(v: Any) -> str:
         return str(v)
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, Vec) and v and all(isinstance(x, bool) for x in v):  # a mask: where it holds
+        true = [i for i, x in enumerate(v) if x]
+        false = [i for i, x in enumerate(v) if not x]
+        return f"true at {true or 'none'}, false at {false or 'none'}"
     if isinstance(v, Vec):
         return repr(v)
     return str(v)
@@ -64,6 +72,8 @@ def show(v: Any) -> str:
 # ---------------------------------------------------------------- the functions
 def _values(args: tuple[Any, ...], name: str) -> list[Any]:
     if len(args) == 1 and isinstance(args[0], Vec):
+        if not args[0] and name not in ("sum", "len"):
+            raise roles.NotApplicable(f"{name}() of an empty selection: no row of this model's table is selected")
         return list(args[0])
     if len(args) == 1:
         raise TypeError(f"{name}() of one number {show(args[0])}: give it a column or several numbers")
@@ -93,6 +103,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], str]] = {
     "median": (lambda *a: statistics.median(_values(a, "median")), "the median (the mean of the middle two)"),
     "sum": (lambda *a: sum(_values(a, "sum")), "the sum (of a mask: how many are true)"),
     "len": (lambda *a: len(_one(a, "len")), "how many values (rows, layers of a role)"),
+    "round": (lambda *a: round(_one(a, "round")), "the nearest whole number (halves to even, as Python)"),
     "abs": (
         lambda *a: Vec(abs(x) for x in v) if isinstance(v := _one(a, "abs"), Vec) else abs(v),
         "the absolute value, elementwise",
@@ -366,6 +377,8 @@ def _index(v: Any, i: Any, what: str) -> Any:
         return Vec(v[int(j)] for j in i)
     if isinstance(i, bool) or not isinstance(i, int):
         raise TypeError(f"{what}: an index is a layer, a slice, a role or a mask, not {show(i)}")
+    if not -len(v) <= i < len(v):
+        raise roles.NotApplicable(f"{what}: no row {i} in a selection of {len(v)}")
     return v[i]
 
 
@@ -473,12 +486,20 @@ def _parts(tree: ast.Expression, source: str, numbers: Mapping[str, float]) -> l
     shown: list[ast.AST] = []
 
     def silent(node: ast.AST) -> bool:
-        return isinstance(node, ast.Constant) or (
-            isinstance(node, ast.Name) and (node.id in numbers or node.id in ("True", "False"))
+        return isinstance(node, ast.Constant) or (isinstance(node, ast.Name) and node.id in ("True", "False"))
+
+    def measured(node: ast.AST) -> bool:
+        """Whether it reads the tables (a column, a scalar table, a role, d_model, n_layers)."""
+        quiet = set(numbers) | set(FUNCTIONS) | {"True", "False"}
+        return any(
+            isinstance(n, ast.Attribute) or (isinstance(n, ast.Name) and n.id not in quiet) for n in ast.walk(node)
         )
 
     def inside(node: ast.AST) -> None:
         if silent(node) or isinstance(node, (ast.Tuple, ast.List, ast.Slice)):
+            return
+        if not measured(node):  # a threshold of constants and tolerances: its value, not its parts
+            shown.append(node)
             return
         if isinstance(node, (ast.Compare, ast.BoolOp)) or (
             isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
@@ -494,6 +515,11 @@ def _parts(tree: ast.Expression, source: str, numbers: Mapping[str, float]) -> l
         elif isinstance(node, ast.Call):
             for a in node.args:
                 inside(a)
+        elif isinstance(node, ast.Subscript):  # the selection indexed, a role's layers, a mask's rows
+            if isinstance(node.value, ast.Subscript):
+                inside(node.value)
+            if measured(node.slice):
+                inside(node.slice)
         elif isinstance(node, ast.IfExp):
             inside(node.test)
             inside(node.body)
@@ -509,6 +535,7 @@ def _parts(tree: ast.Expression, source: str, numbers: Mapping[str, float]) -> l
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
             walk(node.operand)
         elif isinstance(node, ast.Call) and node.func.id in ("all", "any") and node.args:  # type: ignore[attr-defined]
+            shown.append(node.args[0])  # the mask: where it holds and where not
             walk(node.args[0])
         else:
             inside(node)
