@@ -16,7 +16,7 @@ COLUMNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # name: (shape, what it is, its columns)
     "config": (RECORD, "the run's identity (RunConfig.to_json)", ("n_tokens", "model", "dataset")),
     "model_shape": (RECORD, "the model's shape", ("n_layers", "n_heads", "d_model")),
-    "norms": (ROWS, "7A: ||Δφ(l)|| over the positions, per layer", ("layer", "mean_norm", "std_norm")),
+    "norms": (ROWS, "7A: ‖Δφ(l)‖ over the positions, per layer", ("layer", "mean_norm", "std_norm")),
     "layer_pca": (ROWS, "7B: K for 50/80/90/95% of Δφ(l)'s variance, per layer", ("layer", "k50", "k80", "k90", "k95")),
     "shared_pca": (RECORD, "7C: K of the basis shared by all layers", ("k50", "k80", "k90", "k95")),
     "reconstruction": (ROWS, "7C: reconstruction with K shared components", ("k", "cos_sim", "relative_l2")),
@@ -28,6 +28,7 @@ COLUMNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "attn_ffn": (ROWS, "7E: K90 of the attention and FFN writes, per layer", ("layer", "attn_k90", "ffn_k90", "ratio")),
     "layer_spectra": (ROWS, "7B: each layer's explained-variance ratios (a list per layer, no columns)", ()),
+    "reconstruction_sample": (SCALAR, "7C: how many positions the reconstruction is measured on", ()),
     "reconstruction_per_layer": (
         ROWS,
         "7C: shared-basis reconstruction per layer and K",
@@ -48,7 +49,7 @@ COLUMNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "shared_overlap": (RECORD, "causes: the shared basis's overlap with each layer's", ("k", "per_layer")),
     "norm_concentration": (
         ROWS,
-        "causes: the share of ||Δφ||² in the top positions, per layer",
+        "causes: the share of ‖Δφ‖² in the top positions, per layer",
         ("layer", "n_top", "top_share", "top_centred_share"),
     ),
     "pc1_origin": (

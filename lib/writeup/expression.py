@@ -127,7 +127,7 @@ ROLES: dict[str, tuple[Callable[[Tables], Any], str]] = {
     "middle": (lambda t: Vec(roles.middle(t)), "layers L//4 .. 2L//3 (3-8 on GPT-2)"),
     "middle_wide": (lambda t: Vec(roles.middle_wide(t)), "layers L//4 .. 3L//4, never the last (3-9 on GPT-2)"),
     "inner": (lambda t: Vec(roles.inner(t)), "layers L//4 .. L-2 (3-10 on GPT-2)"),
-    "largest_norm_layer": (roles.largest_norm_layer, "the layer of the largest mean ||Δφ||"),
+    "largest_norm_layer": (roles.largest_norm_layer, "the layer of the largest mean ‖Δφ‖"),
     "dominated_layers": (
         lambda t: Vec(roles.dominated_layers(t)),
         "the layers whose mean norm is at most a fifth of the largest's",
@@ -310,7 +310,10 @@ class _Checker:
 
     def call(self, node: ast.Call) -> None:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-            raise self.refuse(f"the call {_src(self.source, node.func)!r}(...) is refused", f"{', '.join(FUNCTIONS)}")
+            raise self.refuse(
+                f"the call {_src(self.source, node.func)!r}(...) is refused: not a function of the claim language",
+                f"{', '.join(FUNCTIONS)}",
+            )
         if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
             raise self.refuse(f"{node.func.id}() with keywords or *args", "positional arguments")
         for a in node.args:
@@ -599,6 +602,11 @@ def parse(source: str, scope: Scope) -> Check:
             f"{scope.where}: {source!r} is not an expression ({e.msg}, column {e.offset}); allowed: {ALLOWED_SYNTAX}"
         ) from None
     checker = _Checker(source.strip(), scope)
+    for node in ast.walk(tree):  # a dunder anywhere is named first, whatever encloses it
+        if isinstance(node, ast.Name) and node.id.startswith("_"):
+            checker.name(node)
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            checker.attribute(node, None)
     checker.visit(tree)
     return Check(source.strip(), tree, dict(scope.numbers), checker.reads)
 
@@ -620,3 +628,12 @@ def check_constants(constants: Mapping[str, Any], where: str) -> dict[str, float
             raise ExpressionError(f"{where}: [constants] {name}: value {value!r} is not a finite number")
         out[name] = value
     return out
+
+
+def markdown_names() -> str:
+    """docs/claim-language.md's tables of functions, roles and shape names (a test checks the page holds it)."""
+    lines = ["| function | what |", "|---|---|"]
+    lines += [f"| `{name}` | {what} |" for name, (_, what) in FUNCTIONS.items()]
+    lines += ["", "| name | what |", "|---|---|"]
+    lines += [f"| `{name}` | {what} |" for name, (_, what) in {**ROLES, **SHAPE}.items()]
+    return "\n".join(lines)
