@@ -292,7 +292,7 @@ class Searcher:
         if reads is None:
             recorder = Recorder(self.base.tables)
             holds, before = verdict(claim, recorder)
-            reads = reads
+            reads = recorder.reads
         else:
             holds, before = verdict(claim, self.base.tables)
         n = self.base.stats.norms.shape[1]
