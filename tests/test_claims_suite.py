@@ -81,7 +81,8 @@ def test_claim_that_does_not_hold_fails_with_values_or_xfails_when_asked(tmp_pat
         tmp_path, "claims/test_claims.py", "-m", "7D", *small_run_args, "-k", "sentence and shared-catastrophic"
     )
     assert strict.returncode == 1, strict.stdout[-2000:]
-    assert "does not hold: measured shared ratios" in strict.stdout and "the document's own tables" in strict.stdout
+    measured = "does not hold: measured min(lowrank_ppl.shared_ratio[:-1]) = "  # the check's parts, with their values
+    assert measured in strict.stdout and "the document's own tables" in strict.stdout
     report = tmp_path / "report.md"
     lenient = run_claims(
         tmp_path, "claims/test_claims.py", "-m", "7D", *small_run_args, "--claims-xfail", "--claims-report", str(report)
@@ -92,7 +93,7 @@ def test_claim_that_does_not_hold_fails_with_values_or_xfails_when_asked(tmp_pat
     rows = [line for line in report.read_text().splitlines() if line.startswith("| 7D-shared-catastrophic | ")]
     sentence, appendix = rows  # the sentence once, with its verdicts; what it measured in the appendix
     assert sentence.endswith(" | holds | does not hold |")  # on the document, on the run
-    assert " | does not hold | " in appendix and "shared ratios" in appendix
+    assert " | does not hold | " in appendix and "lowrank_ppl.shared_ratio[:-1] = [" in appendix
 
 
 def test_document_self_consistency_runs_without_a_model(tmp_path):
