@@ -13,7 +13,8 @@ import pytest
 
 from lib.writeup.columns import COLUMNS, markdown_table
 from lib.writeup.document import DOCUMENT
-from lib.writeup.expression import FUNCTIONS, ROLES, ExpressionError, Scope, markdown_names, parse
+from lib.writeup.expression import ExpressionError, Scope, parse
+from lib.writeup.language import FUNCTIONS, ROLES, markdown_names
 from lib.writeup.roles import NotApplicable
 from lib.writeup.write_up import EXP7_WRITE_UP, load_write_up
 
@@ -198,6 +199,6 @@ def test_every_registered_table_is_in_the_languages_vocabulary_with_its_snapshot
 def test_the_claim_language_page_holds_the_generated_table_and_every_function_and_role():
     page = (ROOT / "docs" / "claim-language.md").read_text()
     assert markdown_table() in page, "docs/claim-language.md: regenerate its table with lib.writeup.columns"
-    assert markdown_names() in page, "docs/claim-language.md: regenerate its names with lib.writeup.expression"
+    assert markdown_names() in page, "docs/claim-language.md: regenerate its names with lib.writeup.language"
     for name in (*FUNCTIONS, *ROLES):
         assert re.search(rf"`{name}\b", page), name
