@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lib.writeup.columns import COLUMNS, markdown_table
 from lib.writeup.document import DOCUMENT
@@ -202,3 +204,105 @@ def test_the_claim_language_page_holds_the_generated_table_and_every_function_an
     assert markdown_names() in page, "docs/claim-language.md: regenerate its names with lib.writeup.language"
     for name in (*FUNCTIONS, *ROLES):
         assert re.search(rf"`{name}\b", page), name
+
+
+MOVED = {
+    "bg-delta-phi-dynamic": ("delta_phi_input_dependent", None),
+    "setup-gpt2-small": ("gpt2_shape", None),
+    "7A-norm-rises-with-depth": ("norms_trend_with_depth", "norms_rise_every_layer"),
+    "7A-last-layer-largest": ("last_norm_largest", None),
+    "7A-layer-2-std-ratio-abnormal": ("layer2_heavy_tail", None),
+    "7B-not-low-rank": ("not_low_rank", None),
+    "7B-middle-k90-26-31pct": ("middle_k90_fraction", None),
+    "7B-middle-effectively-full-rank": ("middle_effectively_full_rank", "middle_full_rank_literal"),
+    "7B-layer-0-comparatively-low": ("first_lower_than_middle", None),
+    "7B-layer-2-one-direction": ("layer2_k1", None),
+    "7B-last-layer-concentrated": ("last_concentrated", None),
+    "7B-no-layer-90pct-with-50": ("none_meets_50", "none_meets_50_literal"),
+    "7B-others-need-over-80": ("all_but_2_last_over_80", None),
+    "7C-pooled-12000-rows": ("pooled_rows", None),
+    "7C-shared-looks-low-rank": ("shared_low", None),
+    "7C-last-norm-dominates": ("last_norm_dominates", None),
+    "7C-reconstruction-poor": ("shared_reconstruction_poor", None),
+    "7D-individual-good-only-at-two-thirds": ("ratio_first_good_at_two_thirds", None),
+    "7D-individual-k-third-catastrophic": ("third_catastrophic", None),
+    "7D-few-components-fail": ("few_components_fail", None),
+    "7D-shared-catastrophic": ("shared_catastrophic", None),
+    "7D-full-k-is-baseline": ("full_k_is_baseline", None),
+    "7E-attention-consistently-lower": ("attn_always_lower", None),
+    "7E-layer-0-attention-low": ("first_attn_low", None),
+    "7E-early-attention-limited": ("early_attn_limited", None),
+    "7E-layer-2-ffn-one-direction": ("layer2_ffn_k1", None),
+    "7E-last-attention-concentrated": ("last_attn_concentrated", None),
+    "7E-ffn-high-dimensional": ("ffn_high", None),
+    "concl-exp7-k90-26-31pct": ("middle_k90_fraction", "every_k90_fraction"),
+    "concl-exp7-ppl-1.1x-at-512": ("ppl_11_at_two_thirds", None),
+    "concl-shared-catastrophic": ("shared_catastrophic", None),
+    "core-2-twenty-times": ("twenty_times", "twenty_times_literal"),
+    "core-3-attention-about-half": ("about_half", None),
+    "core-4-layer-2-ffn": ("layer2_ffn_k1", None),
+    "core-4-layer-11-attention": ("layer11_attn_3", None),
+}
+"""exp7's claims that moved from a predicate to a check: the predicate (and literal) each replaced."""
+
+
+def _outcome(decide, tables):
+    try:
+        return decide(tables)[0]
+    except (NotApplicable, StopIteration):  # ratio_first_good_at_two_thirds: StopIteration where no K is usable
+        return "n/a"
+    except LookupError:
+        return "lookup"
+
+
+def _embedded_tables() -> dict:
+    tables = {"config": {"n_tokens": 1000}, "model_shape": {"n_layers": 6, "n_heads": 4, "d_model": 128}}
+    for path in (ROOT / "snapshots").glob("tiny-wikitext-*/test_snapshots/*.json"):
+        tables.update(json.loads(path.read_text()))
+    return tables
+
+
+@pytest.mark.parametrize("tables", [T, _embedded_tables()], ids=["document", "embedded-model"])
+def test_each_moved_claim_decides_as_the_predicate_it_replaced(tables):
+    """The check (and literal_check) of each moved claim gives the verdict its Python predicate gave, on
+    exp7's own tables and on the embedded model's (its committed snapshots)."""
+    from lib.writeup.registry import PREDICATES
+
+    by_id = {c.id: c for c in EXP7_WRITE_UP.claims}
+    for claim_id, (name, literal) in MOVED.items():
+        claim = by_id[claim_id]
+        assert claim.check or claim.literal_check, claim_id
+        assert _outcome(claim.predicate, tables) == _outcome(PREDICATES[name], tables), claim_id
+        if literal:
+            assert _outcome(claim.literal, tables) == _outcome(PREDICATES[literal], tables), claim_id
+
+
+@st.composite
+def scaled_tables(draw: st.DrawFn, base=T) -> dict:
+    """exp7's own tables with every number scaled by its own factor in [1/3, 3] (K values stay whole and
+    at least 1): the moved claims' verdicts flip on many of them."""
+    factor = st.floats(1 / 3, 3)
+
+    def scaled(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return v
+        x = v * draw(factor)
+        return max(1, round(x)) if isinstance(v, int) else x
+
+    out = {}
+    for name, table in base.items():
+        if name in ("config", "model_shape"):
+            out[name] = table
+        elif isinstance(table, list):
+            out[name] = [{k: v if k in ("layer", "k") else scaled(v) for k, v in row.items()} for row in table]
+        elif isinstance(table, dict):
+            out[name] = {k: scaled(v) for k, v in table.items()}
+        else:
+            out[name] = scaled(table)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(scaled_tables())
+def test_each_moved_claim_decides_as_its_predicate_on_drawn_tables(tables):
+    test_each_moved_claim_decides_as_the_predicate_it_replaced(tables)
