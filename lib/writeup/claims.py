@@ -1,18 +1,21 @@
-"""The write-up's claims: what each sentence says, and the predicate that decides it.
+"""The write-up's claims: what each sentence says, and what decides it.
 
 The claims are data, `lib/writeup/exp7/claims.toml` (one [[claim]] per sentence: id, section, the Japanese
-phrase, the English sentence, the predicate by name with its parameters, the verdict on the
-write-up's own tables and its reason), so a reviewer checks every claim without reading
-Python, and `python -m lib claims --markdown` (docs/claims.md) lists them. The predicates
-are lib/writeup/predicates/restated.py and lib/writeup/predicates/lowrank.py (sentences that restate tables 7A-7E; 7D's in the latter) and lib/writeup/predicates/causal.py
-(causal sentences and follow-ups); the layer roles lib/writeup/roles.py; the write-up's tables and
-cells lib/writeup/document.py. This module loads the claims and keeps every name the suite imports.
+phrase, the English sentence, a `check` expression over the tables (lib/writeup/expression.py,
+docs/claim-language.md) or a predicate by name with its parameters, the verdict on the write-up's own
+tables and its reason; [constants]: the thresholds the checks name, each with its reason), so a reviewer
+checks every claim without reading Python, and `python -m lib claims --markdown` (docs/claims.md) lists
+them. The predicates register with `@predicate` (lib/writeup/registry.py): lib/writeup/predicates/
+restated.py and lowrank.py (sentences an expression cannot say), causal.py (causal sentences and
+follow-ups); the layer roles lib/writeup/roles.py; the write-up's tables and cells lib/writeup/document.py.
+This module loads the claims, checking every expression against the write-up's tables, tolerances and
+constants, and keeps every name the suite imports.
 
-A sentence's predicate runs on a tables dict: on the measured tables it checks the finding;
-on the document's own it checks that the sentence follows from the write-up's numbers. Each
-claim quotes the Japanese phrase it tests (`ja`): the original stands where the English
-rendering differs. A sentence whose literal reading goes beyond the document's own tables
-while its qualified reading holds is "overstated" (both readings are tested).
+A sentence's check or predicate runs on a tables dict: on the measured tables it checks the finding;
+on the document's own it checks that the sentence follows from the write-up's numbers. A claim may
+quote the phrase it tests in the original (`ja`): the original stands where the English rendering
+differs. A sentence whose literal reading goes beyond the document's own tables while its qualified
+reading holds is "overstated" (both readings are tested: `literal_check` or `literal`).
 """
 
 from __future__ import annotations
