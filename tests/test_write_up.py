@@ -250,3 +250,26 @@ def test_one_section_runs_alone_by_its_marker(tmp_path):
     ids = [line for line in done.stdout.splitlines() if "::" in line]
     assert done.returncode == 0 and len(ids) == 8, done.stdout[-2000:]
     assert all("mini-" in i for i in ids) and any(i.startswith("claims/test_claims.py::test_sentence[") for i in ids)
+
+
+def test_a_python_predicate_takes_the_write_ups_set_up_and_tolerances_not_exp7s():
+    """A predicate with a `document` parameter gets the write-up's document bound at load: its set-up
+    (thousand_positions) and its tolerances (inner_about_half's ratio band)."""
+    from dataclasses import replace
+
+    from lib.writeup.claims import CLAIMS_FILE, load_claims
+    from lib.writeup.document import DOCUMENT
+
+    other = replace(
+        DOCUMENT,
+        setup=replace(DOCUMENT.setup, n_tokens=60),
+        tolerances={**DOCUMENT.tolerances, "ratio": {**DOCUMENT.tolerances["ratio"], "rtol": 0.5}},
+    )
+    mine = {c.id: c for c in load_claims(CLAIMS_FILE, other)}
+    exp7 = {c.id: c for c in EXP7_WRITE_UP.claims}
+    config = {**DOCUMENT.tables["config"], "n_tokens": 60, "dataset_revision": DOCUMENT.setup.dataset_revision}
+    positions = "setup-1000-positions"
+    assert mine[positions].predicate({"config": config})[0] and not exp7[positions].predicate({"config": config})[0]
+    tables = {**DOCUMENT.tables, "attn_ffn": [{**r, "ratio": 0.3} for r in DOCUMENT.tables["attn_ffn"]]}
+    half = "7E-inner-about-half"
+    assert "range 0.21-" in mine[half].predicate(tables)[1] and "range 0.34-" in exp7[half].predicate(tables)[1]

@@ -20,6 +20,8 @@ reading holds is "overstated" (both readings are tested: `literal_check` or `lit
 
 from __future__ import annotations
 
+import functools
+import inspect
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -146,17 +148,22 @@ FIELDS = {
 REQUIRED = ("id", "section", "sentence")
 
 
-def _predicate(where: str, name: str, params: dict[str, Any]) -> Callable[[Tables], Outcome]:
+def _predicate(where: str, name: str, params: dict[str, Any], document: Document) -> Callable[[Tables], Outcome]:
+    """The registered predicate `name` (made from `params` where it is a factory); one with a `document`
+    parameter gets the write-up's document bound (its tolerances and set-up, not exp7's)."""
     if name in FACTORIES:
         return FACTORIES[name](**params)
     if name not in PREDICATES:
         raise ValueError(f"{where}: unknown predicate {name!r}; known: {', '.join(sorted(PREDICATES))}")
     if params:
         raise ValueError(f"{where}: predicate {name!r} takes no params, got {params}")
-    return PREDICATES[name]
+    fn = PREDICATES[name]
+    if "document" in inspect.signature(fn).parameters:
+        return functools.partial(fn, document=document)
+    return fn
 
 
-def _claim(entry: dict[str, Any], path: Path, scope: Scope, sections: tuple[str, ...]) -> Claim:
+def _claim(entry: dict[str, Any], path: Path, scope: Scope, sections: tuple[str, ...], document: Document) -> Claim:
     where = f"{path.name}: claim {entry.get('id', '(without an id)')}"
     unknown = set(entry) - FIELDS
     if unknown:
@@ -176,12 +183,12 @@ def _claim(entry: dict[str, Any], path: Path, scope: Scope, sections: tuple[str,
     if check is not None:
         predicate = parse(check, replace(scope, where=f"{where}: check"))
     elif name:
-        predicate = _predicate(where, name, params)
+        predicate = _predicate(where, name, params, document)
     literal: Callable[[Tables], Outcome] | None = None
     if "literal_check" in entry:
         literal = parse(entry["literal_check"], replace(scope, where=f"{where}: literal_check"))
     elif "literal" in entry:
-        literal = _predicate(where, entry["literal"], {})
+        literal = _predicate(where, entry["literal"], {}, document)
     return Claim(
         id=entry["id"],
         section=entry["section"],
@@ -218,7 +225,7 @@ def load_claims(
         raise ValueError(f"{path}: unknown tables {sorted(unknown)}; allowed: [[claim]], [constants]")
     constants = check_constants(data.get("constants", {}), path.name)
     scope = Scope.of(document.tables, document.tolerances, constants)
-    claims = tuple(_claim(entry, path, scope, sections) for entry in data.get("claim", []))
+    claims = tuple(_claim(entry, path, scope, sections, document) for entry in data.get("claim", []))
     seen: set[str] = set()
     for c in claims:
         if c.id in seen:

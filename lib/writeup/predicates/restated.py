@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from lib.writeup.document import K_ATOL, K_RTOL, RATIO_RTOL, SETUP, Tables
+from lib.writeup.document import DOCUMENT, K_ATOL, K_RTOL, Document, Tables
 from lib.writeup.registry import predicate
 from lib.writeup.roles import (
     NotApplicable,
@@ -285,7 +285,7 @@ author's 「比率 0.42~0.68」 range leaves layer 2 (97.0) out."""
 
 
 @predicate
-def inner_about_half(t: Tables) -> Outcome:
+def inner_about_half(t: Tables, document: Document = DOCUMENT) -> Outcome:
     """The author's set: layers 1..L-2 but those whose FFN K90 is tiny (<= 5: layer 2 on GPT-2); median
     about one half (0.35-0.65), every ratio within 0.42-0.68 widened to what the ratio cells accept
     (isclose: v (1 - 20%) .. v / (1 - 20%))."""
@@ -294,7 +294,8 @@ def inner_about_half(t: Tables) -> Outcome:
     ratios = [t["attn_ffn"][i]["ratio"] for i in layers]
     if not ratios:
         raise NotApplicable("no layer between the first and the last has an FFN K90 above 5")
-    lo, hi = 0.42 * (1 - RATIO_RTOL), 0.68 / (1 - RATIO_RTOL)
+    rtol = document.tolerances["ratio"]["rtol"]  # the write-up's ratio cells' (exp7: 20%)
+    lo, hi = 0.42 * (1 - rtol), 0.68 / (1 - rtol)
     med = statistics.median(ratios)
     return ABOUT_HALF[0] <= med <= ABOUT_HALF[1] and all(lo <= r <= hi for r in ratios), (
         f"Attn/FFN K90 ratio in layers {layers}: {fmt(ratios)}, median {med:.3g} (0.35-0.65?), range {lo:.2f}-{hi:.2f}?"
@@ -450,7 +451,8 @@ def gpt2_shape(t: Tables) -> Outcome:
 
 
 @predicate
-def thousand_positions(t: Tables) -> Outcome:
-    c = t["config"]
-    text = SETUP.text_name if SETUP.is_text(c) else f"{c['dataset']} (not {SETUP.text_name})"
-    return c["n_tokens"] == SETUP.n_tokens and SETUP.is_text(c), f"{c['n_tokens']} positions of {text}"
+def thousand_positions(t: Tables, document: Document = DOCUMENT) -> Outcome:
+    """The write-up's set-up: its positions of its text."""
+    c, setup = t["config"], document.setup
+    text = setup.text_name if setup.is_text(c) else f"{c['dataset']} (not {setup.text_name})"
+    return c["n_tokens"] == setup.n_tokens and setup.is_text(c), f"{c['n_tokens']} positions of {text}"
