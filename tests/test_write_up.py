@@ -273,3 +273,14 @@ def test_a_python_predicate_takes_the_write_ups_set_up_and_tolerances_not_exp7s(
     tables = {**DOCUMENT.tables, "attn_ffn": [{**r, "ratio": 0.3} for r in DOCUMENT.tables["attn_ffn"]]}
     half = "7E-inner-about-half"
     assert "range 0.21-" in mine[half].predicate(tables)[1] and "range 0.34-" in exp7[half].predicate(tables)[1]
+
+
+def test_the_catalogue_of_another_write_up_is_its_own():
+    from lib.writeup import catalogue
+
+    page = catalogue.markdown(load_write_up(MINI))
+    assert "## Four sentences about the embedded model" in page and "## 7B: per-layer PCA" in page
+    assert "`all(attn_ffn.attn_k90 < attn_ffn.ffn_k90)`" in page and "| contradicted |" in page
+    assert "7A-norm-rises-with-depth" not in page and "exp7/claims.toml" not in page
+    rows = catalogue.listing(write_up=load_write_up(MINI))
+    assert [r[0] for r in rows if r[1] == "mini"] == [c.id for c in load_write_up(MINI).claims_in("mini")]
