@@ -78,13 +78,14 @@ def test_other_run_never_shares_a_snapshot(tmp_path, small_run_args):
 
 def test_claim_that_does_not_hold_fails_with_values_or_xfails_when_asked(tmp_path, small_run_args):
     strict = run_claims(
-        tmp_path, "claims/test_7d_lowrank.py", *small_run_args, "-k", "sentence and shared-catastrophic"
+        tmp_path, "claims/test_claims.py", "-m", "7D", *small_run_args, "-k", "sentence and shared-catastrophic"
     )
     assert strict.returncode == 1, strict.stdout[-2000:]
-    assert "does not hold: measured shared ratios" in strict.stdout and "the document's own tables" in strict.stdout
+    measured = "does not hold: measured min(lowrank_ppl.shared_ratio[:-1]) = "  # the check's parts, with their values
+    assert measured in strict.stdout and "the document's own tables" in strict.stdout
     report = tmp_path / "report.md"
     lenient = run_claims(
-        tmp_path, "claims/test_7d_lowrank.py", *small_run_args, "--claims-xfail", "--claims-report", str(report)
+        tmp_path, "claims/test_claims.py", "-m", "7D", *small_run_args, "--claims-xfail", "--claims-report", str(report)
     )
     assert lenient.returncode == 0, lenient.stdout[-2000:]
     assert "Experiment 7 claims" in lenient.stdout and "does not hold" in lenient.stdout
@@ -92,7 +93,8 @@ def test_claim_that_does_not_hold_fails_with_values_or_xfails_when_asked(tmp_pat
     rows = [line for line in report.read_text().splitlines() if line.startswith("| 7D-shared-catastrophic | ")]
     (sentence,) = rows  # the sentence once, with its verdicts and what each measured
     on_document, on_run = sentence.rstrip(" |").split(" | ")[-2:]
-    assert on_document.startswith("holds: shared ratios") and on_run.startswith("does not hold: shared ratios")
+    assert on_document.startswith("holds: ") and on_run.startswith("does not hold: ")
+    assert "lowrank_ppl.shared_ratio[:-1] = [" in on_run  # the check's parts, as it measured them
 
 
 def test_document_self_consistency_runs_without_a_model(tmp_path):

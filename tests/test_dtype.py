@@ -147,7 +147,7 @@ def test_a_dtype_list_runs_each_and_the_report_compares_their_verdicts(make_mode
     report = tmp_path / "report.md"
     args = ["--model", str(make_model(n_layer=3, d_model=32)), "--dataset", str(text_file), "--n-tokens", "60"]
     done = run_claims(
-        tmp_path, "claims/test_7b_layer_pca.py", *args, "--device", "cpu", "--dtype", "float32,bfloat16",
+        tmp_path, "claims/test_claims.py", "-m", "7B", *args, "--device", "cpu", "--dtype", "float32,bfloat16",
         "--claims-xfail", "--claims-report", str(report),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]

@@ -55,7 +55,7 @@ def test_under_k_the_unavailable_run_is_decided_after_deselection(tmp_path):
 
 def test_skip_unavailable_brings_back_the_skips(tmp_path):
     done = _python(
-        "-m", "pytest", "claims/test_7a_norms.py", "--model", "tiny-wikitex", "--device", "cpu",
+        "-m", "pytest", "claims/test_claims.py", "-m", "7A", "--model", "tiny-wikitex", "--device", "cpu",
         "--skip-unavailable", "-p", "no:cacheprovider", "-q", cache=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0 and re.search(r"\d+ skipped", done.stdout), done.stdout[-2000:]
@@ -123,7 +123,7 @@ def _claims(cache: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_claims_output_that_cannot_be_written_is_a_usage_error_before_any_model_work(tmp_path):
-    done = _claims(tmp_path / "cache", "claims/test_7a_norms.py", "--claims-json", str(tmp_path))
+    done = _claims(tmp_path / "cache", "claims/test_claims.py", "-m", "7A", "--claims-json", str(tmp_path))
     assert done.returncode == 4 and f"--claims-json {str(tmp_path)!r} is a directory" in done.stderr, done.stderr
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("capture-*"))
 
@@ -132,17 +132,17 @@ def test_an_interrupted_session_marks_its_json_incomplete_and_a_baseline_refuses
     """-x stops the session at its first failing claim (as Ctrl-C would, sooner): the JSON it writes says
     `complete: false`, and neither --claims-baseline nor compare takes it."""
     stopped = tmp_path / "stopped.json"
-    done = _claims(embedded_cache, "claims/test_7a_norms.py", "-x", "--claims-json", str(stopped))
+    done = _claims(embedded_cache, "claims/test_claims.py", "-m", "7A", "-x", "--claims-json", str(stopped))
     assert done.returncode == 1, done.stdout[-2000:]
     assert json.loads(stopped.read_text())["meta"]["complete"] is False
-    again = _claims(embedded_cache, "claims/test_7a_norms.py", "--claims-baseline", str(stopped))
+    again = _claims(embedded_cache, "claims/test_claims.py", "-m", "7A", "--claims-baseline", str(stopped))
     assert again.returncode == 4 and "is incomplete" in again.stderr, again.stderr
     assert main(["compare", str(stopped), str(stopped)]) == 2
 
 
 def test_baseline_rows_without_a_counterpart_fail_unless_allowed(embedded_cache, tmp_path):
     whole, part = tmp_path / "whole.json", tmp_path / "part.csv"
-    args = ["claims/test_7a_norms.py", "--claims-xfail"]
+    args = ["claims/test_claims.py", "-m", "7A", "--claims-xfail"]
     done = _claims(embedded_cache, *args, "--claims-json", str(whole), "--claims-csv", str(part))
     assert done.returncode == 0 and json.loads(whole.read_text())["meta"]["complete"] is True, done.stdout[-2000:]
     rows = json.loads(whole.read_text())["rows"]

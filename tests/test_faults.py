@@ -89,7 +89,7 @@ def test_absurd_n_tokens_stops_a_pytest_session_before_any_test(tmp_path: Path):
     """Under pytest too: one usage error (exit 4) naming the size and what the text holds, not an error
     per test, and no model loaded."""
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "claims/test_7a_norms.py", "-p", "no:cacheprovider", "--model"]
+        [sys.executable, "-m", "pytest", "claims/test_claims.py", "-m", "7A", "-p", "no:cacheprovider", "--model"]
         + ["tiny-wikitext", "--device", "cpu", "--n-tokens", "1000000000000", "--cache-dir", str(tmp_path / "c")],
         cwd=ROOT,
         capture_output=True,

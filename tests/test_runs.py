@@ -163,8 +163,9 @@ def test_claims_across_models_and_windows_in_one_session(tmp_path, make_model, t
     report, figure = tmp_path / "r.json", tmp_path / "r.md"
     out = run_claims(
         tmp_path,
-        "claims/test_7a_norms.py",
-        "claims/test_conclusions.py",
+        "claims/test_claims.py",
+        "-m",
+        "7A or conclusions",
         "--model",
         f"{a},{b}",
         "--dataset",

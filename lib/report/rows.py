@@ -150,6 +150,9 @@ def claim_row(item: Claim | Cell, run: str = "", document: Document | None = Non
 
 
 def reading(claim: Claim) -> str:
-    """What decides a sentence, as text: its predicate's name and parameters ("" where untested)."""
+    """What decides a sentence, as text: its check expression, or its predicate's name and parameters
+    ("" where untested)."""
+    if claim.check:
+        return f"check: {claim.check}"
     params = ", ".join(f"{k}={v!r}" for k, v in claim.params)
     return f"{claim.predicate_name}({params})" if claim.predicate_name else ""

@@ -37,7 +37,7 @@ import torch
 
 from lib.robustness.dropped import Base, Dropped
 from lib.robustness.judged import Judged, cache_meta, judged, kind_of, require_held, verdict
-from lib.robustness.recording import Reads, Recorder
+from lib.robustness.recording import Reads, Recorder, static_reads
 from lib.tables.registry import TABLES
 from lib.writeup.claims import Claim
 from lib.writeup.write_up import EXP7_WRITE_UP, WriteUp
@@ -229,19 +229,24 @@ class Searcher:
         return kept
 
     def search(self, claim: Judged) -> dict[str, Any]:
-        recorder = Recorder(self.base.tables)
-        holds, before = verdict(claim, recorder)
+        reads = static_reads(claim, self.base.tables)  # a check's, from its syntax; else recorded
+        if reads is None:
+            recorder = Recorder(self.base.tables)
+            holds, before = verdict(claim, recorder)
+            reads = recorder.reads
+        else:
+            holds, before = verdict(claim, self.base.tables)
         n = self.base.stats.norms.shape[1]
         row: dict[str, Any] = {"claim": claim.id, "kind": kind_of(claim), "holds": holds, "k": None, "share": None}
         row.update(
             positions=[], witnesses=[], before=before, after=None, budget=self.budget, found_by=None, fragile=False
         )
-        chosen = sources(recorder.reads, self.base.stats.total.shape[1])
+        chosen = sources(reads, self.base.stats.total.shape[1])
         if holds is None:
             return {**row, "note": f"not decidable on this run's tables: {before}"}
         if not chosen:
             return {**row, "note": "reads no statistic of the positions"}
-        passes = recorder.reads.passes
+        passes = reads.passes
         order = self.order(chosen)  # 2 x budget: the greedy search's, then hypothesis's further candidates
         k = self.greedy(claim, holds, order[: self.budget], passes)
         witness, found_by = (order[:k], "greedy") if k is not None else (None, None)
@@ -271,9 +276,7 @@ class Searcher:
             "k": len(witness),
             "share": len(witness) / n,
             "positions": [list(where[i]) for i in witness],
-            "witnesses": self.describe(
-                witness, sources(recorder.reads, self.base.stats.total.shape[1], per_layer=True)
-            ),
+            "witnesses": self.describe(witness, sources(reads, self.base.stats.total.shape[1], per_layer=True)),
             "after": after,
             "found_by": found_by,
             "fragile": bool(holds) and len(witness) <= FRAGILE_SHARE * n,

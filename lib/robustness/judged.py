@@ -71,8 +71,9 @@ def claims_digest(write_up: WriteUp = EXP7_WRITE_UP) -> str:
             h.update(repr((j.id, j.value, j.rtol, j.atol)).encode())
         else:
             h.update(repr((j.id, j.predicate_name, j.params, j.scope, j.followup)).encode())
+    h.update(write_up.digest.encode())  # its files: checks, [constants], its own predicates.py
     code = Path(judge_module.__file__).parent  # lib/writeup/
-    for source in sorted([*code.glob("predicates/*.py"), code / "roles.py", code / "judge.py"]):
+    for source in sorted([*code.glob("predicates/*.py"), code / "roles.py", code / "judge.py", code / "expression.py"]):
         h.update(source.name.encode() + source.read_bytes())
     return h.hexdigest()[:16]
 

@@ -88,3 +88,16 @@ class Recorder(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.tables)
+
+
+def static_reads(claim: Any, tables: Mapping[str, Any]) -> Reads | None:
+    """What a `check` expression reads, known from its syntax (lib/writeup/expression.py Check.reads); None
+    for a Python predicate or a cell, whose reads the Recorder logs."""
+    reads_of = getattr(getattr(claim, "predicate", None), "reads", None)
+    if reads_of is None:
+        return None
+    reads = Reads()
+    for table, (columns, rows) in reads_of(tables).items():
+        reads.fields.setdefault(table, set()).update(columns)
+        reads.rows.setdefault(table, set()).update(rows)
+    return reads

@@ -1,32 +1,38 @@
-"""The write-up's claims: what each sentence says, and the predicate that decides it.
+"""The write-up's claims: what each sentence says, and what decides it.
 
 The claims are data, `lib/writeup/exp7/claims.toml` (one [[claim]] per sentence: id, section, the Japanese
-phrase, the English sentence, the predicate by name with its parameters, the verdict on the
-write-up's own tables and its reason), so a reviewer checks every claim without reading
-Python, and `python -m lib claims --markdown` (docs/claims.md) lists them. The predicates
-are lib/writeup/predicates/restated.py and lib/writeup/predicates/lowrank.py (sentences that restate tables 7A-7E; 7D's in the latter) and lib/writeup/predicates/causal.py
-(causal sentences and follow-ups); the layer roles lib/writeup/roles.py; the write-up's tables and
-cells lib/writeup/document.py. This module loads the claims and keeps every name the suite imports.
+phrase, the English sentence, a `check` expression over the tables (lib/writeup/expression.py,
+docs/claim-language.md) or a predicate by name with its parameters, the verdict on the write-up's own
+tables and its reason; [constants]: the thresholds the checks name, each with its reason), so a reviewer
+checks every claim without reading Python, and `python -m lib claims --markdown` (docs/claims.md) lists
+them. The predicates register with `@predicate` (lib/writeup/registry.py): lib/writeup/predicates/
+restated.py and lowrank.py (sentences an expression cannot say), causal.py (causal sentences and
+follow-ups); the layer roles lib/writeup/roles.py; the write-up's tables and cells lib/writeup/document.py.
+This module loads the claims, checking every expression against the write-up's tables, tolerances and
+constants, and keeps every name the suite imports.
 
-A sentence's predicate runs on a tables dict: on the measured tables it checks the finding;
-on the document's own it checks that the sentence follows from the write-up's numbers. Each
-claim quotes the Japanese phrase it tests (`ja`): the original stands where the English
-rendering differs. A sentence whose literal reading goes beyond the document's own tables
-while its qualified reading holds is "overstated" (both readings are tested).
+A sentence's check or predicate runs on a tables dict: on the measured tables it checks the finding;
+on the document's own it checks that the sentence follows from the write-up's numbers. A claim may
+quote the phrase it tests in the original (`ja`): the original stands where the English rendering
+differs. A sentence whose literal reading goes beyond the document's own tables while its qualified
+reading holds is "overstated" (both readings are tested: `literal_check` or `literal`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lib.writeup.document import CELLS, DOCUMENT_TABLES, SETUP, THRESHOLDS, Cell, Tables, cells_in
-from lib.writeup.predicates import causal as causal_predicates
-from lib.writeup.predicates import lowrank as lowrank_predicates
-from lib.writeup.predicates import restated as predicates
+from lib.writeup.document import CELLS, DOCUMENT, DOCUMENT_TABLES, SETUP, THRESHOLDS, Cell, Document, Tables, cells_in
+from lib.writeup.expression import Scope, check_constants, parse
+from lib.writeup.predicates import causal as _causal  # noqa: F401  (its @predicate functions register)
+from lib.writeup.predicates import lowrank as _lowrank  # noqa: F401
+from lib.writeup.predicates import restated as _restated  # noqa: F401
 from lib.writeup.predicates.causal import (
     attention_candidate,
     attention_similar_patterns,
@@ -36,6 +42,7 @@ from lib.writeup.predicates.causal import (
     layer2_k90_rises_without_outliers,
 )
 from lib.writeup.predicates.lowrank import rises_8_to_32
+from lib.writeup.registry import FACTORIES, PREDICATES
 from lib.writeup.roles import (
     NotApplicable,
     Outcome,
@@ -81,7 +88,8 @@ __all__ = [
 ]
 
 CLAIMS_FILE = Path(__file__).parent / "exp7" / "claims.toml"
-SECTIONS = ("background", "setup", "7A", "7B", "7C", "7D", "7E", "conclusions")
+SECTIONS = DOCUMENT.section_ids
+"""exp7's sections, in its order (write-up.toml [sections])."""
 
 
 @dataclass(frozen=True)
@@ -114,79 +122,12 @@ class Claim:
     predicate_name: str = ""
     """The predicate's name in claims.toml (with params), for listings."""
     params: tuple[tuple[str, Any], ...] = ()
+    check: str = ""
+    """The claim as an expression (lib/writeup/expression.py), where it has one instead of a predicate."""
+    literal_check: str = ""
+    """The literal reading as an expression."""
 
 
-PREDICATES: dict[str, Callable[[Tables], Outcome]] = {
-    "about_half": predicates.about_half,
-    "all_but_2_last_over_80": predicates.all_but_2_last_over_80,
-    "attn_always_lower": predicates.attn_always_lower,
-    "few_components_fail": lowrank_predicates.few_components_fail,
-    "ffn_high": predicates.ffn_high,
-    "first_attn_low": predicates.first_attn_low,
-    "first_lower_than_middle": predicates.first_lower_than_middle,
-    "full_k_is_baseline": lowrank_predicates.full_k_is_baseline,
-    "gpt2_shape": predicates.gpt2_shape,
-    "hard_to_compress": lowrank_predicates.hard_to_compress,
-    "inner_about_half": predicates.inner_about_half,
-    "last_attn_concentrated": predicates.last_attn_concentrated,
-    "last_concentrated": predicates.last_concentrated,
-    "last_norm_dominates": predicates.last_norm_dominates,
-    "last_norm_largest": predicates.last_norm_largest,
-    "layer11_attn_3": predicates.layer11_attn_3,
-    "layer2_ffn_k1": predicates.layer2_ffn_k1,
-    "layer2_heavy_tail": predicates.layer2_heavy_tail,
-    "layer2_k1": predicates.layer2_k1,
-    "layers_2_and_last_top_std_ratio": predicates.layers_2_and_last_top_std_ratio,
-    "middle_effectively_full_rank": predicates.middle_effectively_full_rank,
-    "middle_full_rank_literal": predicates.middle_full_rank_literal,
-    "middle_k90_fraction": predicates.middle_k90_fraction,
-    "none_meets_50": predicates.none_meets_50,
-    "norms_rise_every_layer": predicates.norms_rise_every_layer,
-    "norms_trend_with_depth": predicates.norms_trend_with_depth,
-    "not_low_rank": predicates.not_low_rank,
-    "ppl_11_at_two_thirds": lowrank_predicates.ppl_11_at_two_thirds,
-    "ratio_column": predicates.ratio_column,
-    "ratio_first_good_at_two_thirds": lowrank_predicates.ratio_first_good_at_two_thirds,
-    "ratios_are_ppl_over_baseline": lowrank_predicates.ratios_are_ppl_over_baseline,
-    "shared_catastrophic": lowrank_predicates.shared_catastrophic,
-    "shared_low": predicates.shared_low,
-    "shared_reconstruction_poor": predicates.shared_reconstruction_poor,
-    "shared_rises": lowrank_predicates.shared_rises,
-    "shared_worse": lowrank_predicates.shared_worse,
-    "singular_layers": predicates.singular_layers,
-    "third_catastrophic": lowrank_predicates.third_catastrophic,
-    "thousand_positions": predicates.thousand_positions,
-    "twenty_times": predicates.twenty_times,
-    "twenty_times_literal": predicates.twenty_times_literal,
-    "variance_is_not_function": lowrank_predicates.variance_is_not_function,
-    "delta_phi_input_dependent": predicates.delta_phi_input_dependent,
-    "early_attn_limited": predicates.early_attn_limited,
-    "every_k90_fraction": predicates.every_k90_fraction,
-    "none_meets_50_literal": predicates.none_meets_50_literal,
-    "pooled_rows": predicates.pooled_rows,
-    "attention_candidate": causal_predicates.attention_candidate,
-    "ffn_diverse": causal_predicates.ffn_diverse,
-    "shared_destroys_others": causal_predicates.shared_destroys_others,
-    "shared_follows_last_norm": causal_predicates.shared_follows_last_norm,
-    "attention_similar_patterns": causal_predicates.attention_similar_patterns,
-    "harmful_noise": causal_predicates.harmful_noise,
-    "imbalance_breaks_shared": causal_predicates.imbalance_breaks_shared,
-    "inner_attention_lower": causal_predicates.inner_attention_lower,
-    "largest_std_ratio_k90_rises_without_outliers": causal_predicates.largest_std_ratio_k90_rises_without_outliers,
-    "layer2_ffn_is_cause": causal_predicates.layer2_ffn_is_cause,
-    "layer2_fixed_bias": causal_predicates.layer2_fixed_bias,
-    "layer2_k90_rises_without_outliers": causal_predicates.layer2_k90_rises_without_outliers,
-    "norm_dominance_makes_shared_low": causal_predicates.norm_dominance_makes_shared_low,
-    "sacrifices_others": causal_predicates.sacrifices_others,
-    "shared_costs_middle": causal_predicates.shared_costs_middle,
-    "shared_optimised_for_last": causal_predicates.shared_optimised_for_last,
-}
-
-FACTORIES: dict[str, Callable[..., Callable[[Tables], Outcome]]] = {
-    "few_samples_dominate": causal_predicates.few_samples_dominate,
-    "toward_unembedding": causal_predicates.toward_unembedding,
-}
-"""Predicates made from parameters (`params` in claims.toml)."""
 FIELDS = {
     "id",
     "section",
@@ -195,6 +136,8 @@ FIELDS = {
     "predicate",
     "params",
     "literal",
+    "check",
+    "literal_check",
     "scope",
     "followup",
     "untested",
@@ -202,52 +145,93 @@ FIELDS = {
     "contradicted",
     "overstated",
 }
+REQUIRED = ("id", "section", "sentence")
 
 
-def _predicate(claim_id: str, name: str, params: dict[str, Any]) -> Callable[[Tables], Outcome]:
+def _predicate(where: str, name: str, params: dict[str, Any], document: Document) -> Callable[[Tables], Outcome]:
+    """The registered predicate `name` (made from `params` where it is a factory); one with a `document`
+    parameter gets the write-up's document bound (its tolerances and set-up, not exp7's)."""
     if name in FACTORIES:
         return FACTORIES[name](**params)
     if name not in PREDICATES:
-        raise ValueError(
-            f"{CLAIMS_FILE.name}: claim {claim_id}: unknown predicate {name!r}; known: {sorted(PREDICATES)}"
-        )
+        raise ValueError(f"{where}: unknown predicate {name!r}; known: {', '.join(sorted(PREDICATES))}")
     if params:
-        raise ValueError(f"{CLAIMS_FILE.name}: claim {claim_id}: predicate {name!r} takes no params, got {params}")
-    return PREDICATES[name]
+        raise ValueError(f"{where}: predicate {name!r} takes no params, got {params}")
+    fn = PREDICATES[name]
+    if "document" in inspect.signature(fn).parameters:
+        return functools.partial(fn, document=document)
+    return fn
 
 
-def _claim(entry: dict[str, Any]) -> Claim:
+def _claim(entry: dict[str, Any], path: Path, scope: Scope, sections: tuple[str, ...], document: Document) -> Claim:
+    where = f"{path.name}: claim {entry.get('id', '(without an id)')}"
     unknown = set(entry) - FIELDS
     if unknown:
-        raise ValueError(
-            f"{CLAIMS_FILE.name}: claim {entry.get('id')}: unknown keys {sorted(unknown)}; allowed: {sorted(FIELDS)}"
-        )
-    if entry["section"] not in SECTIONS:
-        raise ValueError(f"{CLAIMS_FILE.name}: claim {entry['id']}: section {entry['section']!r} not in {SECTIONS}")
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(FIELDS)}")
+    missing = [k for k in REQUIRED if k not in entry]
+    if missing:
+        raise ValueError(f"{where}: missing {', '.join(missing)}; every [[claim]] has {', '.join(REQUIRED)}")
+    if sections and entry["section"] not in sections:
+        raise ValueError(f"{where}: section {entry['section']!r} is not one of the write-up's {', '.join(sections)}")
+    for python, expression in (("predicate", "check"), ("literal", "literal_check")):
+        if python in entry and expression in entry:
+            raise ValueError(f"{where}: give {python} or {expression}, not both")
     params = entry.get("params", {})
     name = entry.get("predicate")
+    check = entry.get("check")
+    predicate: Callable[[Tables], Outcome] | None = None
+    if check is not None:
+        predicate = parse(check, replace(scope, where=f"{where}: check"))
+    elif name:
+        predicate = _predicate(where, name, params, document)
+    literal: Callable[[Tables], Outcome] | None = None
+    if "literal_check" in entry:
+        literal = parse(entry["literal_check"], replace(scope, where=f"{where}: literal_check"))
+    elif "literal" in entry:
+        literal = _predicate(where, entry["literal"], {}, document)
     return Claim(
         id=entry["id"],
         section=entry["section"],
         sentence=entry["sentence"],
-        predicate=_predicate(entry["id"], name, params) if name else None,
+        predicate=predicate,
         scope=entry.get("scope", "any"),
         untested=entry.get("untested"),
         contradicted=entry.get("contradicted"),
         document_untestable=entry.get("document_untestable"),
-        literal=_predicate(entry["id"], entry["literal"], {}) if "literal" in entry else None,
+        literal=literal,
         overstated=entry.get("overstated"),
-        ja=entry["ja"],
+        ja=entry.get("ja", ""),
         followup=entry.get("followup", False),
         predicate_name=name or "",
         params=tuple(params.items()),
+        check=check or "",
+        literal_check=entry.get("literal_check", ""),
     )
 
 
-def load_claims(path: Path = CLAIMS_FILE) -> tuple[Claim, ...]:
-    """The claims of a claims file, in its order."""
-    with path.open("rb") as f:
-        return tuple(_claim(entry) for entry in tomllib.load(f)["claim"])
+def load_claims(
+    path: Path = CLAIMS_FILE, document: Document = DOCUMENT, sections: tuple[str, ...] = SECTIONS
+) -> tuple[Claim, ...]:
+    """The claims of a claims file, in its order; its `check` expressions checked against the write-up's
+    tables, tolerances and [constants] (ValueError: one line naming the file, the claim and what is allowed).
+    sections: the write-up's (empty: any)."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: is not TOML ({e})") from None
+    unknown = set(data) - {"claim", "constants"}
+    if unknown:
+        raise ValueError(f"{path}: unknown tables {sorted(unknown)}; allowed: [[claim]], [constants]")
+    constants = check_constants(data.get("constants", {}), path.name)
+    scope = Scope.of(document.tables, document.tolerances, constants)
+    claims = tuple(_claim(entry, path, scope, sections, document) for entry in data.get("claim", []))
+    seen: set[str] = set()
+    for c in claims:
+        if c.id in seen:
+            raise ValueError(f"{path.name}: claim {c.id}: the id is given twice; ids are unique")
+        seen.add(c.id)
+    return claims
 
 
 CLAIMS: tuple[Claim, ...] = load_claims()

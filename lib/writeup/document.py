@@ -10,10 +10,11 @@ Another write-up is a directory with a `write-up.toml` and a `claims.toml` of th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +110,42 @@ class Document:
     """What the report calls the write-up (write-up.toml's `title`)."""
     original: str = ""
     """The original document's file, where the sentences quote it (`ja`): exp7.ja.md."""
-    sections: dict[str, str] = field(default_factory=dict)
-    """section id -> its title, in the write-up's order (write-up.toml's [sections])."""
+    sections: tuple[tuple[str, str], ...] = ()
+    """(id, title) of each section, in the write-up's order ([sections]; empty where it names none)."""
+
+    @property
+    def section_ids(self) -> tuple[str, ...]:
+        return tuple(s for s, _ in self.sections)
 
     def cells_in(self, *sections: str) -> list[Cell]:
         return [c for c in self.cells if c.section in sections]
+
+
+CELL_KEYS = ("section", "table", "id", "columns")
+
+
+def _check_cells(path: Path, tables: Tables, spec: dict[str, Any], sections: tuple[str, ...]) -> None:
+    """A [[cells]] entry names a table of [tables] and columns its rows have: one line where it does not."""
+    where = f"{path.name}: [[cells]] {spec.get('id', '(without an id)')}"
+    missing = [k for k in CELL_KEYS if k not in spec]
+    if missing:
+        raise ValueError(f"{where}: missing {', '.join(missing)}; every [[cells]] has {', '.join(CELL_KEYS)}")
+    name = spec["table"]
+    if name not in tables or name == "config":
+        given = ", ".join(t for t in tables if t != "config")
+        raise ValueError(f"{where}: table {name!r} is not in [tables]; its tables: {given}")
+    if sections and spec["section"] not in sections:
+        raise ValueError(f"{where}: section {spec['section']!r} is not one of [sections]: {', '.join(sections)}")
+    table = tables[name]
+    rows = table if isinstance(table, list) else [table]
+    have = sorted({k for row in rows if isinstance(row, Mapping) for k in row}) if rows else []
+    for column in spec["columns"]:
+        if column == "" and not isinstance(table, (list, Mapping)):
+            continue
+        if not all(isinstance(row, Mapping) and column in row for row in rows):
+            raise ValueError(
+                f"{where}: column {column!r} is not in every row of table {name}; its columns: {', '.join(have)}"
+            )
 
 
 def _cells(tables: Tables, specs: list[dict[str, Any]], tolerances: dict[str, dict[str, Any]]) -> list[Cell]:
@@ -164,18 +196,27 @@ def load_document(directory: Path) -> Document:
         raise ValueError(
             f"{path}: missing sections {sorted(missing)}; expected [setup], [tables], [tolerances], [[cells]]"
         )
+    fields = [f.name for f in dataclasses.fields(Setup)]
+    missing = [f for f in fields if f not in data["setup"]]
+    unknown = sorted(set(data["setup"]) - set(fields))
+    if missing or unknown:
+        what = f"lacks {', '.join(missing)}" if missing else f"has unknown keys {', '.join(unknown)}"
+        raise ValueError(f"{path}: [setup] {what}; [setup] has {', '.join(fields)}")
     setup = Setup(**data["setup"])
+    sections = tuple((str(k), str(v)) for k, v in data.get("sections", {}).items())
     tables: Tables = dict(data["tables"])
     tables["config"] = {"model": setup.model, "dataset": setup.dataset, "n_tokens": setup.n_tokens}
     if "model_shape" in tables:
         tables["config"]["d_model"] = tables["model_shape"]["d_model"]
     tolerances = data.get("tolerances", {})
+    for spec in data.get("cells", []):
+        _check_cells(path, tables, spec, tuple(k for k, _ in sections))
     unknown = {c for spec in data.get("cells", []) for c in spec["columns"].values()} - tolerances.keys()
     if unknown:
         raise ValueError(f"{path}: cells name tolerances {sorted(unknown)} that [tolerances] does not define")
     cells = tuple(_cells(tables, data.get("cells", []), tolerances))
     named = {k: str(data[k]) for k in ("title", "original") if k in data}
-    return Document(setup, tables, cells, tolerances, sections=dict(data.get("sections", {})), **named)
+    return Document(setup, tables, cells, tolerances, sections=sections, **named)
 
 
 DOCUMENT = load_document(EXP7)

@@ -1,14 +1,20 @@
-"""A write-up: its document (set-up, tables, cells: write-up.toml) and its claims (claims.toml), from one
-directory. exp7 (lib/writeup/exp7/) is the default; `--write-up DIR` points the suite at another one, whose
-sentences name predicates of lib/writeup/predicates/ (docs/adding-a-claim.md)."""
+"""A write-up: its document (set-up, sections, tables, cells: write-up.toml), its claims (claims.toml:
+predicates by name or `check` expressions, [constants]) and, where it has one, its own predicates.py,
+from one directory. exp7 (lib/writeup/exp7/) is the default; `--write-up DIR` points the suite at another
+(docs/adding-a-claim.md)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from lib.writeup.claims import CLAIMS, Claim, load_claims
 from lib.writeup.document import DOCUMENT, EXP7, Cell, Document, Tables, load_document
+from lib.writeup.registry import load_predicates
+
+FILES = ("write-up.toml", "claims.toml", "predicates.py")
+"""A write-up's files (predicates.py optional): their bytes are its digest."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,22 @@ class WriteUp:
     @property
     def cells(self) -> tuple[Cell, ...]:
         return self.document.cells
+
+    @property
+    def sections(self) -> tuple[tuple[str, str], ...]:
+        """(id, title) of each section, in order: its [sections], else the sections its cells and claims
+        name, in the order they first appear, each its own title."""
+        if self.document.sections:
+            return self.document.sections
+        named = dict.fromkeys([c.section for c in self.cells] + [c.section for c in self.claims])
+        return tuple((s, s) for s in named)
+
+    @property
+    def section_ids(self) -> tuple[str, ...]:
+        return tuple(s for s, _ in self.sections)
+
+    def section_title(self, section: str) -> str:
+        return dict(self.sections).get(section, section)
 
     def cells_in(self, *sections: str) -> list[Cell]:
         return self.document.cells_in(*sections)
@@ -59,10 +81,21 @@ class WriteUp:
     def is_default(self) -> bool:
         return self.directory == EXP7
 
+    @property
+    def digest(self) -> str:
+        """sha256 of its files (write-up.toml, claims.toml, predicates.py): every cache entry whose content
+        depends on verdicts keys on it, so that an edited check, constant or predicate recomputes it."""
+        h = hashlib.sha256()
+        for name in FILES:
+            path = self.directory / name
+            if path.is_file():
+                h.update(name.encode() + b"\0" + path.read_bytes())
+        return h.hexdigest()[:16]
+
 
 def load_write_up(directory: str | Path | None = None) -> WriteUp:
-    """The write-up in `directory` (write-up.toml and claims.toml), exp7 when None; ValueError naming the
-    file and what is wrong."""
+    """The write-up in `directory` (write-up.toml, claims.toml, predicates.py if any), exp7 when None;
+    ValueError naming the file and what is wrong, before any model work."""
     if directory is None or Path(directory).resolve() == EXP7.resolve():
         return EXP7_WRITE_UP
     path = Path(directory).expanduser().resolve()
@@ -73,7 +106,10 @@ def load_write_up(directory: str | Path | None = None) -> WriteUp:
     claims = path / "claims.toml"
     if not claims.is_file():
         raise ValueError(f"--write-up {str(directory)!r}: no claims.toml in it")
-    return WriteUp(path, load_document(path), load_claims(claims))
+    if (path / "predicates.py").is_file():
+        load_predicates(path / "predicates.py")
+    document = load_document(path)
+    return WriteUp(path, document, load_claims(claims, document, document.section_ids))
 
 
 EXP7_WRITE_UP = WriteUp(EXP7, DOCUMENT, CLAIMS)

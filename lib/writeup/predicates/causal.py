@@ -17,6 +17,7 @@ from lib.writeup.predicates.restated import SINGULAR_FRACTION
 from lib.writeup.predicates.restated import (
     last_norm_dominates as _last_norm_dominates,  # not a causal predicate (catalogue.kind)
 )
+from lib.writeup.registry import predicate
 from lib.writeup.roles import (
     DOMINATED,
     NotApplicable,
@@ -37,6 +38,7 @@ BALANCED_FACTOR = 3
 """「ノルムが支配的なため」 "far more": at least 3x the components once no layer's scale dominates."""
 
 
+@predicate
 def norm_dominance_makes_shared_low(t: Tables) -> Outcome:
     """「これは Layer 11 のノルムが支配的なためである」: the layer named must dominate (7C-last-norm-dominates:
     the last layer's mean norm >= 5x every middle layer's), and with every layer's total variance
@@ -87,6 +89,7 @@ def _imbalance(t: Tables) -> tuple[int, list[int]]:
     return big, [layer for layer in dominated_layers(t) if layer in written]
 
 
+@predicate
 def imbalance_breaks_shared(t: Tables) -> Outcome:
     """「スケール不均衡が共有基底を破壊」, 「壊滅的（ノルム不均衡）」 as reconstruction (the suite does not
     run the balanced basis's perplexity): at every K in 64..256 the layers the largest-norm layer
@@ -115,6 +118,7 @@ SHARED_COS_GAP = 0.1
 doubling of K, so 0.1 is more than one doubling's worth)."""
 
 
+@predicate
 def shared_costs_middle(t: Tables) -> Outcome:
     """「中間層の細かい構造を全く捉えられていない」: at every K in 64..256 below d_model, the middle
     layers' (7C's 「中間層17~52」: middle_wide) mean cosine with K shared components is well below
@@ -132,6 +136,7 @@ def shared_costs_middle(t: Tables) -> Outcome:
     ) + f" (gap >= {SHARED_COS_GAP}?)"
 
 
+@predicate
 def sacrifices_others(t: Tables) -> Outcome:
     """「共有 PCA は大ノルム層に引きずられ、他の層を犠牲にする」: at every K in 64..256 below d_model,
     the largest-norm layer is served (its cosine with K shared components within SHARED_COS_GAP of
@@ -166,6 +171,7 @@ def sacrifices_others(t: Tables) -> Outcome:
     )
 
 
+@predicate
 def shared_optimised_for_last(t: Tables) -> Outcome:
     """The shared basis's top directions are the last layer's: its top-k subspace overlaps the last
     layer's most."""
@@ -176,6 +182,7 @@ def shared_optimised_for_last(t: Tables) -> Outcome:
     ) - 1, f"overlap of the shared top-{t['shared_overlap']['k']} subspace with each layer's: {fmt(o)}"
 
 
+@predicate
 def shared_follows_last_norm(t: Tables) -> Outcome:
     """「共有PCA は Layer 11 のノルムに汚染されており」: the last layer is the largest-norm layer and the
     shared basis's top-k subspace overlaps the last layer's most (shared_optimised_for_last)."""
@@ -185,6 +192,7 @@ def shared_follows_last_norm(t: Tables) -> Outcome:
     return follows and big == n_layers(t) - 1, f"largest norm at layer {big}; {says}"
 
 
+@predicate
 def layer2_ffn_is_cause(t: Tables) -> Outcome:
     """「この FFN が原因」: layer 2's FFN writes carry >= 90% of its Δφ variance, along Δφ's first direction (|cos| >= 0.99)."""
     measured_only(t, "write_sources")
@@ -199,6 +207,7 @@ FAR_ABOVE_CHANCE = 3
 """「寄り」/「集約」/「類似した」: a subspace overlap at least 3x what random subspaces give."""
 
 
+@predicate(factory=True)
 def toward_unembedding(key: str) -> Callable[[Tables], Outcome]:
     """The predicate for Δφ's directions (key "delta_phi") or the attention writes' ("attn")."""
     if key not in ("delta_phi", "attn"):
@@ -234,6 +243,7 @@ scatter sum (||Δφ|| - mean)^2, the std the same sentence calls abnormal. The u
 sum ||Δφ||^2 cannot pass this with layer 11's mean 354 and std 118 (at most ~17%)."""
 
 
+@predicate(factory=True)
 def few_samples_dominate(layer: int | str) -> Callable[[Tables], Outcome]:
     """The predicate for one layer: a layer index, or "last"."""
     if layer != "last" and not isinstance(layer, int):
@@ -259,6 +269,7 @@ BIAS_ONE_POSITION = 0.9
 carry at least 90% of the variance along PC1 (the rest is every other position's spread)."""
 
 
+@predicate
 def layer2_fixed_bias(t: Tables) -> Outcome:
     """「固定的バイアス項の可能性」, charitably: a constant FFN bias adds no variance under centred PCA, so
     |cos(PC1, b_out)| is high only by coincidence; an input-independent write at BOS is what can make
@@ -299,6 +310,7 @@ def _below_d_in(t: Tables, table: str) -> list[dict]:
     return rows
 
 
+@predicate
 def attention_candidate(t: Tables) -> Outcome:
     """「もし圧縮を試みるなら、FFN ではなく Attention パスが候補」, 「Attention は FFN より圧縮しやすい」 in the
     write-up's own sense (perplexity): at every K < d_model the attention-only ratio is below the
@@ -323,6 +335,7 @@ def _per_layer_mean(m: list[list[float]]) -> list[float]:
     return [statistics.mean(m[i][j] for j in range(len(m)) if j != i) for i in range(len(m))]
 
 
+@predicate
 def attention_similar_patterns(t: Tables) -> Outcome:
     """「Attention は各レイヤーで類似した低次元の書き込みパターンを持ち」: in each layer (「各レイヤーで」, not
     on average) attention's top-k subspace overlaps the other layers' far above chance
@@ -339,6 +352,7 @@ def attention_similar_patterns(t: Tables) -> Outcome:
     )
 
 
+@predicate
 def ffn_diverse(t: Tables) -> Outcome:
     """「一方 FFN は高次元で多様な書き込みを行い」: 多様 against attention's 「類似した」: in each layer the
     FFN's mean overlap with the other layers is below attention's by at least the chance overlap
@@ -354,6 +368,7 @@ def ffn_diverse(t: Tables) -> Outcome:
     )
 
 
+@predicate
 def harmful_noise(t: Tables) -> Outcome:
     """「Layer 11 に不要な基底が中間層で有害なノイズとして作用するため」: 7D's rise over K = 8, 16, 32 with
     the shared projection at every layer but the last (7H projects layers 0..L-2 together: the middle
@@ -371,6 +386,7 @@ def harmful_noise(t: Tables) -> Outcome:
     )
 
 
+@predicate
 def shared_destroys_others(t: Tables) -> Outcome:
     """「共有基底が…他の層の Δφ を破壊している」: 7D's shared ratio is the worse (shared_worse), and 7H
     locates the damage in the other layers: at most K < d_model the shared projection at every layer
@@ -398,6 +414,7 @@ def _no_longer_singular(t: Tables, layer: int, label: str) -> Outcome:
     )
 
 
+@predicate
 def layer2_k90_rises_without_outliers(t: Tables) -> Outcome:
     """「Layer 2: K=1。分散が1方向に極端に集中（std_norm=73 が原因）」: without its outliers layer 2 is no
     longer singular (GPT-2 scope)."""
@@ -406,6 +423,7 @@ def layer2_k90_rises_without_outliers(t: Tables) -> Outcome:
     return _no_longer_singular(t, 2, "layer 2")
 
 
+@predicate
 def largest_std_ratio_k90_rises_without_outliers(t: Tables) -> Outcome:
     """「Layer 2: K=1。分散が1方向に極端に集中（std_norm=73 が原因）」by role: without its outliers the
     largest-std/mean layer is no longer singular."""
@@ -414,6 +432,7 @@ def largest_std_ratio_k90_rises_without_outliers(t: Tables) -> Outcome:
     return _no_longer_singular(t, layer, f"largest std/mean {r[layer]:.3g} at layer {layer}")
 
 
+@predicate
 def inner_attention_lower(t: Tables) -> Outcome:
     """「Attention は FFN より一貫して低ランク」restricted to the inner layers (the design card's "attention K < FFN K in layers 3-10")."""
     rows = [t["attn_ffn"][i] for i in inner(t)]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lib.writeup.document import K_RTOL, LOWRANK_RTOL, Tables
+from lib.writeup.document import DOCUMENT, LOWRANK_RTOL, Document, Tables
 from lib.writeup.predicates.restated import PRINTED_ATOL, PRINTED_RTOL, not_low_rank
+from lib.writeup.registry import predicate
 from lib.writeup.roles import NotApplicable, Outcome, below_d, col, combined_band, d_model, fmt, row_at
 
 USABLE_RATIO = 2
@@ -22,6 +23,7 @@ TWO_THIRDS = 0.6
 doubles K, so between 256 = 33% and 512 = 67% there is no row)."""
 
 
+@predicate
 def ratio_first_good_at_two_thirds(t: Tables) -> Outcome:
     rows = t["lowrank_ppl"]
     first = next(r for r in rows if r["individual_ratio"] < USABLE_RATIO)
@@ -36,6 +38,7 @@ CATASTROPHIC = 5
 basis's smallest 7.0x keep above it within the ratio cells' 15%)."""
 
 
+@predicate
 def third_catastrophic(t: Tables) -> Outcome:
     r = row_at(t, "lowrank_ppl", d_model(t) // 3)
     return r[
@@ -48,6 +51,7 @@ FEW_FAIL = 10
 10x the baseline (the document: 54.1x at K = 64)."""
 
 
+@predicate
 def few_components_fail(t: Tables) -> Outcome:
     rows = [r for r in t["lowrank_ppl"] if r["k"] <= d_model(t) / 12]
     if not rows:
@@ -56,6 +60,7 @@ def few_components_fail(t: Tables) -> Outcome:
     return worst_best > FEW_FAIL, f"individual ratios at K <= d_model/12: {fmt([r['individual_ratio'] for r in rows])}"
 
 
+@predicate
 def shared_catastrophic(t: Tables) -> Outcome:
     rows = below_d(t)
     return min(
@@ -63,6 +68,7 @@ def shared_catastrophic(t: Tables) -> Outcome:
     ) > CATASTROPHIC, f"shared ratios for K < d_model: {fmt([r['shared_ratio'] for r in rows])}"
 
 
+@predicate
 def shared_worse(t: Tables) -> Outcome:
     """「他の層の Δφ を破壊している」: at most K < d_model (more than half) the shared ratio is the worse,
     beyond the two ratio cells' combined band (1 / (1 - 15%)^2 = 1.38x).
@@ -98,6 +104,7 @@ def sweep_8_16_32(t: Tables, table: str) -> dict[int, dict[str, Any]]:
     return rows
 
 
+@predicate
 def shared_rises(t: Tables) -> Outcome:
     r = {k: row["shared_ratio"] for k, row in sweep_8_16_32(t, "lowrank_ppl").items()}
     return rises_8_to_32(r), (
@@ -110,6 +117,7 @@ ROUNDED_ONE = 0.005
 """「1.00x」 at K = d_model: within the rounding of two decimals."""
 
 
+@predicate
 def ratios_are_ppl_over_baseline(t: Tables) -> Outcome:
     base = t["baseline_ppl"]
     bad = [
@@ -121,6 +129,7 @@ def ratios_are_ppl_over_baseline(t: Tables) -> Outcome:
     return not bad, "ratio = PPL / baseline " + ("everywhere" if not bad else "fails at " + ", ".join(bad))
 
 
+@predicate
 def full_k_is_baseline(t: Tables) -> Outcome:
     r = t["lowrank_ppl"][-1]
     ok = abs(r["individual_ratio"] - 1) < ROUNDED_ONE and abs(r["shared_ratio"] - 1) < ROUNDED_ONE
@@ -131,24 +140,28 @@ ABOUT_1_1 = 1.15
 """「PPL ≈1.1x」: 1.1x within the 7D cells' 15% rounded, i.e. at most 1.15x."""
 
 
+@predicate
 def ppl_11_at_two_thirds(t: Tables) -> Outcome:
     r = row_at(t, "lowrank_ppl", round(2 * d_model(t) / 3))
     return r["individual_ratio"] <= ABOUT_1_1, f"individual ratio at K={r['k']}: {r['individual_ratio']:.3g}x"
 
 
-def variance_is_not_function(t: Tables) -> Outcome:
+@predicate
+def variance_is_not_function(t: Tables, document: Document = DOCUMENT) -> Outcome:
     """At the first K of the sweep where every layer keeps 90% of its variance, perplexity is still > 2x.
 
     That K is the largest K90 within the K cells' 10% ((1 - K_RTOL) max K90): the document's 235
     (layer 6) accepts 261, past 256, where the sweep's next K (512) would decide instead."""
+    k_rtol = document.tolerances["k"]["rtol"]  # the write-up's K cells' (exp7: 10%)
     k90 = max(col(t, "layer_pca", "k90"))
-    r = next((r for r in t["lowrank_ppl"] if r["k"] >= (1 - K_RTOL) * k90), t["lowrank_ppl"][-1])
+    r = next((r for r in t["lowrank_ppl"] if r["k"] >= (1 - k_rtol) * k90), t["lowrank_ppl"][-1])
     return r["individual_ratio"] > USABLE_RATIO, (
         f"every layer has 90% of its variance by K={k90} (within the K cells' 10%: "
-        f"{(1 - K_RTOL) * k90:.4g}); at K={r['k']} the ratio is {r['individual_ratio']:.3g}x"
+        f"{(1 - k_rtol) * k90:.4g}); at K={r['k']} the ratio is {r['individual_ratio']:.3g}x"
     )
 
 
+@predicate
 def hard_to_compress(t: Tables) -> Outcome:
     """「Δφ も高ランク、圧縮困難」: not low rank, and no K <= d_model/3 keeps the perplexity within 2x."""
     high, rank_msg = not_low_rank(t)

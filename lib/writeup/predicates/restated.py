@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from lib.writeup.document import K_ATOL, K_RTOL, RATIO_RTOL, SETUP, Tables
+from lib.writeup.document import DOCUMENT, K_ATOL, K_RTOL, Document, Tables
+from lib.writeup.registry import predicate
 from lib.writeup.roles import (
     NotApplicable,
     Outcome,
@@ -32,6 +33,7 @@ from lib.writeup.roles import (
 NORM_RTOL = 0.05  # the norm cells' tolerance: a dip inside it is not a fall
 
 
+@predicate
 def norms_rise_every_layer(t: Tables) -> Outcome:
     """Literal 「深い層ほど大きい」: no layer's mean norm falls below the previous one's by more than the cells' 5%."""
     m = col(t, "norms", "mean_norm")
@@ -41,6 +43,7 @@ def norms_rise_every_layer(t: Tables) -> Outcome:
     return not drops, f"mean_norm {fmt(m)}; falls by more than {NORM_RTOL:.0%} at " + ("; ".join(drops) or "no layer")
 
 
+@predicate
 def norms_trend_with_depth(t: Tables) -> Outcome:
     """The trend: rank correlation with depth over layers 1..L-1 >= 0.9, and the last layer the largest."""
     m = col(t, "norms", "mean_norm")
@@ -51,11 +54,13 @@ def norms_trend_with_depth(t: Tables) -> Outcome:
     )
 
 
+@predicate
 def last_norm_largest(t: Tables) -> Outcome:
     m = col(t, "norms", "mean_norm")
     return m[-1] == max(m) and m[-1] > m[0], f"last {m[-1]:.4g}, first {m[0]:.4g}, max {max(m):.4g}"
 
 
+@predicate
 def layers_2_and_last_top_std_ratio(t: Tables) -> Outcome:
     r = std_over_mean(t)
     top2 = sorted(range(len(r)), key=lambda i: -r[i])[:2]
@@ -67,6 +72,7 @@ HEAVY_TAIL = 2
 every other layer's is below 1), far outside what the norm cells' 5% / 10% move."""
 
 
+@predicate
 def layer2_heavy_tail(t: Tables) -> Outcome:
     r = t["norms"][2]
     return r["std_norm"] > HEAVY_TAIL * r["mean_norm"], f"layer 2: std {r['std_norm']:.3g} vs mean {r['mean_norm']:.3g}"
@@ -77,6 +83,7 @@ NOT_LOW_RANK = 0.10
 median 198 is 26%; a low-rank write keeps 90% in a few directions, as layers 2 and 11 do)."""
 
 
+@predicate
 def not_low_rank(t: Tables) -> Outcome:
     k90 = col(t, "layer_pca", "k90")
     med = statistics.median(k90)
@@ -96,11 +103,13 @@ def _k90_fraction(t: Tables, layers: range, label: str) -> Outcome:
     )
 
 
+@predicate
 def middle_k90_fraction(t: Tables) -> Outcome:
     """「90% に K=198~235 必要（d_model の 26~31%）」 of the middle layers (3-8)."""
     return _k90_fraction(t, middle(t), "middle layers")
 
 
+@predicate
 def every_k90_fraction(t: Tables) -> Outcome:
     """Literal 「90% に必要な K: 198-235/768 (26-31%)」 of the conclusions' table, which names no
     layers: every layer's K90 within 26-31% of d_model (the K cells' 10% wider)."""
@@ -119,6 +128,7 @@ FULL_RANK_LITERAL = 0.9
 """Literal 「フルランク」: 95% of the variance needs at least 90% of the directions."""
 
 
+@predicate
 def middle_full_rank_literal(t: Tables) -> Outcome:
     """Literal 「フルランク」: 95% of the variance needs nearly every direction (K95 >= 90% of d_model)."""
     ks = [t["layer_pca"][i]["k95"] for i in middle(t)]
@@ -134,6 +144,7 @@ FULL_RANK_FRACTION = (1 - K_RTOL) * 281 / 768
 it by the K cells' 10% of 256 instead (230) accepted K95 = 231, which no middle cell accepts."""
 
 
+@predicate
 def middle_effectively_full_rank(t: Tables) -> Outcome:
     """「事実上フルランク」 as 'no subspace below about a third of d_model keeps 95% of the variance'."""
     ks = [t["layer_pca"][i]["k95"] for i in middle(t)]
@@ -145,6 +156,7 @@ def middle_effectively_full_rank(t: Tables) -> Outcome:
     )
 
 
+@predicate
 def first_lower_than_middle(t: Tables) -> Outcome:
     k0, ks = t["layer_pca"][0]["k90"], [t["layer_pca"][i]["k90"] for i in middle(t)]
     return k0 < min(ks), f"first layer K90 {k0}; middle {fmt(ks)}"
@@ -153,6 +165,7 @@ def first_lower_than_middle(t: Tables) -> Outcome:
 LAYER2_K_MAX = 1 + K_ATOL  # the K = 1 cells accept up to 3
 
 
+@predicate
 def layer2_k1(t: Tables) -> Outcome:
     k = t["layer_pca"][2]["k90"]
     r = std_over_mean(t)
@@ -166,6 +179,7 @@ CONCENTRATED = 0.1
 an order of magnitude fewer directions (the document: 3 against 221, attention 3 against 105)."""
 
 
+@predicate
 def last_concentrated(t: Tables) -> Outcome:
     k, ks = t["layer_pca"][-1]["k90"], [t["layer_pca"][i]["k90"] for i in middle(t)]
     return k < CONCENTRATED * statistics.median(ks), f"last layer K90 {k}; middle median {statistics.median(ks):g}"
@@ -175,6 +189,7 @@ CRITERION_K = 50
 """The write-up's own criterion 「50基底で90%以上」: K90 <= 50."""
 
 
+@predicate
 def none_meets_50_literal(t: Tables) -> Outcome:
     """Literal 「「50基底で90%以上」の基準は全レイヤーで未達成」: no layer reaches 90% with 50 components."""
     k90 = col(t, "layer_pca", "k90")
@@ -182,6 +197,7 @@ def none_meets_50_literal(t: Tables) -> Outcome:
     return not meet, f"layers with K90 <= 50: {meet}; K90 {fmt(k90)}"
 
 
+@predicate
 def none_meets_50(t: Tables) -> Outcome:
     """「全レイヤーで未達成（Layer 2/11 を除く全層で K>80）」: the parenthesis qualifies it; only layers 2 and the last may meet it."""
     k90 = col(t, "layer_pca", "k90")
@@ -198,6 +214,7 @@ accepts (1 - K_RTOL) 85 = 76.5, so K90 > 76.5 (77 passes, 76 fails as its cell d
 the cells' 10% instead (72) accepted K90 = 73, which no cell of these layers accepts."""
 
 
+@predicate
 def all_but_2_last_over_80(t: Tables) -> Outcome:
     k90 = col(t, "layer_pca", "k90")
     rest = [k for i, k in enumerate(k90) if i not in (2, len(k90) - 1)]
@@ -211,6 +228,7 @@ SHARED_LOW = 0.02
 accepts 8 within its cell), against 26-31% for the middle layers' own."""
 
 
+@predicate
 def shared_low(t: Tables) -> Outcome:
     k = t["shared_pca"]["k90"]
     return k <= SHARED_LOW * d_model(t), f"shared K90 {k} of d_model {d_model(t)}"
@@ -221,6 +239,7 @@ DOMINATES = 5
 document: 354.1 / 52.4 = 6.8x, at least 6.1x within the two norm cells' 5%)."""
 
 
+@predicate
 def last_norm_dominates(t: Tables) -> Outcome:
     m = col(t, "norms", "mean_norm")
     mid = [m[i] for i in middle_wide(t)]
@@ -235,6 +254,7 @@ POOR_COS, POOR_L2 = 0.9, 0.4
 document: 0.845 and 47% at K = 256, 0.865 / 45% at the edge of the cells' 0.02)."""
 
 
+@predicate
 def shared_reconstruction_poor(t: Tables) -> Outcome:
     r = row_at(t, "reconstruction", d_model(t) // 3)
     return r["cos_sim"] < POOR_COS and r[
@@ -247,6 +267,7 @@ PRINTED_RTOL, PRINTED_ATOL = 0.01, 0.006
 PPL / baseline within 1% or 0.006, its rounding (the same atol checks 7E's ratio column)."""
 
 
+@predicate
 def attn_always_lower(t: Tables) -> Outcome:
     rows = t["attn_ffn"]
     bad = [
@@ -263,7 +284,8 @@ TINY_FFN_K = 5
 author's 「比率 0.42~0.68」 range leaves layer 2 (97.0) out."""
 
 
-def inner_about_half(t: Tables) -> Outcome:
+@predicate
+def inner_about_half(t: Tables, document: Document = DOCUMENT) -> Outcome:
     """The author's set: layers 1..L-2 but those whose FFN K90 is tiny (<= 5: layer 2 on GPT-2); median
     about one half (0.35-0.65), every ratio within 0.42-0.68 widened to what the ratio cells accept
     (isclose: v (1 - 20%) .. v / (1 - 20%))."""
@@ -272,13 +294,15 @@ def inner_about_half(t: Tables) -> Outcome:
     ratios = [t["attn_ffn"][i]["ratio"] for i in layers]
     if not ratios:
         raise NotApplicable("no layer between the first and the last has an FFN K90 above 5")
-    lo, hi = 0.42 * (1 - RATIO_RTOL), 0.68 / (1 - RATIO_RTOL)
+    rtol = document.tolerances["ratio"]["rtol"]  # the write-up's ratio cells' (exp7: 20%)
+    lo, hi = 0.42 * (1 - rtol), 0.68 / (1 - rtol)
     med = statistics.median(ratios)
     return ABOUT_HALF[0] <= med <= ABOUT_HALF[1] and all(lo <= r <= hi for r in ratios), (
         f"Attn/FFN K90 ratio in layers {layers}: {fmt(ratios)}, median {med:.3g} (0.35-0.65?), range {lo:.2f}-{hi:.2f}?"
     )
 
 
+@predicate
 def early_attn_limited(t: Tables) -> Outcome:
     """「初期層の attention は限定的なパターン」 read with 初期層 plural: every early layer's (0..L//4-1,
     0-2 on GPT-2) attention K90 below the inner layers' median."""
@@ -289,11 +313,13 @@ def early_attn_limited(t: Tables) -> Outcome:
     )
 
 
+@predicate
 def first_attn_low(t: Tables) -> Outcome:
     a0, rest = t["attn_ffn"][0]["attn_k90"], [t["attn_ffn"][i]["attn_k90"] for i in inner(t)]
     return a0 < min(rest), f"first layer attention K90 {a0}; inner layers {fmt(rest)}"
 
 
+@predicate
 def layer2_ffn_k1(t: Tables) -> Outcome:
     f = t["attn_ffn"][2]["ffn_k90"]
     return f <= LAYER2_K_MAX, f"layer 2 FFN K90 {f} (<= {LAYER2_K_MAX}?)"
@@ -304,6 +330,7 @@ SINGULAR_FRACTION = 10
 against a median of 198; the next lowest, layer 0, is at 85)."""
 
 
+@predicate
 def singular_layers(t: Tables) -> Outcome:
     """「Layer 2 と 11 は特異」: the layers whose K90 is below a tenth of the median are exactly 2 and the last."""
     k90 = col(t, "layer_pca", "k90")
@@ -312,6 +339,7 @@ def singular_layers(t: Tables) -> Outcome:
     return far == [2, len(k90) - 1], f"median K90 {med:g}; layers below a tenth of it: {far}"
 
 
+@predicate
 def last_attn_concentrated(t: Tables) -> Outcome:
     a, rest = t["attn_ffn"][-1]["attn_k90"], [t["attn_ffn"][i]["attn_k90"] for i in inner(t)]
     return a < CONCENTRATED * statistics.median(
@@ -324,11 +352,13 @@ FFN_HIGH = 0.2
 document's smallest, 194 = 25%, accepts 175 = 23% within its cell)."""
 
 
+@predicate
 def ffn_high(t: Tables) -> Outcome:
     ks = [t["attn_ffn"][i]["ffn_k90"] for i in middle(t)]
     return min(ks) >= FFN_HIGH * d_model(t), f"middle layers FFN K90 {fmt(ks)} (>= {0.2 * d_model(t):g} = d_model/5?)"
 
 
+@predicate
 def ratio_column(t: Tables) -> Outcome:
     bad = [
         r["layer"]
@@ -352,6 +382,7 @@ def _twenty_times_message(t: Tables) -> tuple[float, float, str]:
     )
 
 
+@predicate
 def twenty_times_literal(t: Tables) -> Outcome:
     """Literal 「中間層の 20 倍」: 20x (+-20%, generous to a round number) the middle layers' mean norm."""
     x, _, message = _twenty_times_message(t)
@@ -365,6 +396,7 @@ TWENTY_TIMES = 20 * (1 - NORM_RTOL) ** 2
 norm may move 5%, so the document's 20.1x (354.1 / 17.6) accepts 18.2x."""
 
 
+@predicate
 def twenty_times(t: Tables) -> Outcome:
     """Qualified: an order of magnitude on average (>= 10x), and 20x (within the norm cells' band)
     against the smallest middle layer."""
@@ -375,11 +407,13 @@ def twenty_times(t: Tables) -> Outcome:
     )
 
 
+@predicate
 def about_half(t: Tables) -> Outcome:
     med = statistics.median(col(t, "attn_ffn", "ratio"))
     return ABOUT_HALF[0] <= med <= ABOUT_HALF[1], f"median Attn/FFN K90 ratio over layers {med:.3g}"
 
 
+@predicate
 def pooled_rows(t: Tables) -> Outcome:
     """「全レイヤーの Δφ を結合して PCA（12000×768 行列）」: the shared PCA pools every layer's rows,
     n_layers x n_positions rows of d_model (12 x 1000 = 12000 x 768 on the write-up's run)."""
@@ -395,17 +429,20 @@ of its mean (a write the input does not change has std 0; the document's smalles
 4.8 / 50.4 = 9.5%, 8.2% at the edge of its cells)."""
 
 
+@predicate
 def delta_phi_input_dependent(t: Tables) -> Outcome:
     r = std_over_mean(t)
     return min(r) >= INPUT_DEPENDENT, f"std/mean of ||Δφ|| per layer {fmt(r)} (each >= {INPUT_DEPENDENT:.0%}?)"
 
 
+@predicate
 def layer11_attn_3(t: Tables) -> Outcome:
     """「Attn が3方向に集中」: K90 <= 3 + K_ATOL, what the cell of 3 accepts."""
     a = t["attn_ffn"][-1]["attn_k90"]
     return a <= 3 + K_ATOL, f"layer {n_layers(t) - 1} attention K90 {a}"
 
 
+@predicate
 def gpt2_shape(t: Tables) -> Outcome:
     heads = t["model_shape"]["n_heads"]
     return n_layers(t) == 12 and heads == 12 and d_model(
@@ -413,7 +450,9 @@ def gpt2_shape(t: Tables) -> Outcome:
     ) == 768, f"{n_layers(t)} layers, {heads} heads, d_model {d_model(t)}"
 
 
-def thousand_positions(t: Tables) -> Outcome:
-    c = t["config"]
-    text = SETUP.text_name if SETUP.is_text(c) else f"{c['dataset']} (not {SETUP.text_name})"
-    return c["n_tokens"] == SETUP.n_tokens and SETUP.is_text(c), f"{c['n_tokens']} positions of {text}"
+@predicate
+def thousand_positions(t: Tables, document: Document = DOCUMENT) -> Outcome:
+    """The write-up's set-up: its positions of its text."""
+    c, setup = t["config"], document.setup
+    text = setup.text_name if setup.is_text(c) else f"{c['dataset']} (not {setup.text_name})"
+    return c["n_tokens"] == setup.n_tokens and setup.is_text(c), f"{c['n_tokens']} positions of {text}"
