@@ -6,7 +6,6 @@ look at (lib/report/summary.py), the write-up's tables (lib/report/sections.py),
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import re
 import subprocess
