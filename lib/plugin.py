@@ -279,7 +279,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if not rows:
         return
     written = write_outputs(config, state, rows) if any(config.getoption(n) for _, n in OUTPUTS) else []
-    terminalreporter.section("Experiment 7 claims")
+    terminalreporter.section(f"claims: {state.write_up.title}")
     notes = [wrapped for note in config.stash[NOTES] for wrapped in wrap(note, "", columns)]
     for line in [
         *notes,

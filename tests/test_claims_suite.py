@@ -88,7 +88,7 @@ def test_claim_that_does_not_hold_fails_with_values_or_xfails_when_asked(tmp_pat
         tmp_path, "claims/test_claims.py", "-m", "7D", *small_run_args, "--claims-xfail", "--claims-report", str(report)
     )
     assert lenient.returncode == 0, lenient.stdout[-2000:]
-    assert "Experiment 7 claims" in lenient.stdout and "does not hold" in lenient.stdout
+    assert "claims: Experiment 7" in lenient.stdout and "does not hold" in lenient.stdout
     assert "dphi: model=" in lenient.stdout and "n_tokens=60" in lenient.stdout  # resolved config in the header
     rows = [line for line in report.read_text().splitlines() if line.startswith("| 7D-shared-catastrophic | ")]
     (sentence,) = rows  # the sentence once, with its verdicts and what each measured

@@ -296,7 +296,7 @@ def _ours(stdout: str) -> list[str]:
     lines = stdout.splitlines()
     header = [i for i, line in enumerate(lines) if line.startswith("dphi")]
     block = lines[header[0] : header[-1] + 1] if header else []
-    summary = stdout.split("Experiment 7 claims", 1)[1].split("short test summary", 1)[0].splitlines()[1:-1]
+    summary = stdout.split("claims: Experiment 7", 1)[1].split("short test summary", 1)[0].splitlines()[1:-1]
     return block + summary
 
 
@@ -311,9 +311,9 @@ def test_a_claims_run_fits_80_columns_with_the_kernel_line_in_the_summary(tmp_pa
     every = out.stdout.splitlines()  # pytest's own header lines too ("plugins: ...")
     assert max(len(line) for line in every) <= 80, max(every, key=len)
     assert not any(line.startswith("benchmark: ") for line in out.stdout.splitlines())  # no benchmark runs
-    progress = out.stdout.split("collected", 1)[1].split("Experiment 7 claims", 1)[0]
+    progress = out.stdout.split("collected", 1)[1].split("claims: Experiment 7", 1)[0]
     assert "attention kernel" not in progress  # not among the progress dots ...
-    assert "dphi: attention kernel " in out.stdout.split("Experiment 7 claims", 1)[1]  # ... but in the summary
+    assert "dphi: attention kernel " in out.stdout.split("claims: Experiment 7", 1)[1]  # ... but in the summary
 
 
 def test_pytest_benchmark_keeps_its_header_where_benchmarks_may_run():
@@ -322,18 +322,26 @@ def test_pytest_benchmark_keeps_its_header_where_benchmarks_may_run():
     assert "\nbenchmark: " in out.stdout, out.stdout[-2000:]
 
 
-def test_the_embedded_model_report_fits_250_lines_and_says_what_each_row_measured(tmp_path):
+def test_the_embedded_model_report_fits_250_lines_and_says_what_each_row_measured(tmp_path, monkeypatch):
     """On the embedded model: the report leads with the run's counts, shows what every judged sentence
     measured and every skip's reason, no Δ column (another model than the write-up's), and each of the
-    write-up's own contradicted or overstated sentences once."""
+    write-up's own contradicted or overstated sentences once. The README's excerpt is this run's summary."""
     import json
 
     from lib.report.text import escape
 
+    sys.path.insert(0, str(ROOT / "docs"))
+    import excerpt
+
     report, result = tmp_path / "r.md", tmp_path / "r.json"
     args = ["claims/", "--model", "tiny-wikitext", "--device", "cpu", "--claims-xfail", "--claims-report", str(report)]
+    monkeypatch.setenv("COLUMNS", "80")
     out = run_claims(tmp_path, *args, "--claims-json", str(result))
     assert out.returncode == 0, out.stdout[-3000:]
+    readme = excerpt.block((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert readme == excerpt.excerpt(excerpt.summary(out.stdout)), (
+        "README.md's excerpt is stale: python docs/excerpt.py"
+    )
     text = report.read_text(encoding="utf-8")
     lines = text.splitlines()
     assert len(lines) <= 250 and lines[2].startswith("This run: ")
