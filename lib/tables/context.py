@@ -351,7 +351,9 @@ class Context:
         if self.counts is None:
             return mean_nll(self.per_prediction(variants, desc), i.selection)
         if self.refit:
-            nll = lowrank_nll(i.bridge, i.selection, variants(self), i.batch_size, i.progress(desc), i.attention)
+            nll = lowrank_nll(
+                i.bridge, i.selection, variants(self), i.batch_size, i.progress(desc), i.attention, i.stats.nll
+            )
         else:
             nll = Context(i).per_prediction(variants, desc)
         return nll[:, self.prediction_index].mean(1).tolist()
@@ -363,6 +365,8 @@ class Context:
         i = self.inputs
 
         def compute() -> torch.Tensor:
-            return lowrank_nll(i.bridge, i.selection, variants(self), i.batch_size, i.progress(desc), i.attention)
+            return lowrank_nll(
+                i.bridge, i.selection, variants(self), i.batch_size, i.progress(desc), i.attention, i.stats.nll
+            )
 
         return self.once(("nll", desc), compute, shared=True)
