@@ -252,6 +252,57 @@ def test_lowrank_sweep(benchmark, run, captured, hf_forward):
     record(benchmark, plain, f"bare HF forwards, {len(variants)} sequences {BATCH} per pass")
 
 
+@pytest.mark.benchmark(group="lowrank")
+def test_projected_pass(benchmark, run, captured, hf_forward):
+    """One 7D pass (individual bases, K = 8: the suite's hooks, compat, the fused kernel, the NLL) vs the
+    bare HF forward of the same chunk: what the bridge and the hooks add per pass (docs/benchmarks.md)."""
+    variant = projections(layer_bases(captured, "delta_phi", True), shared_basis(captured, True), [8])[0]
+    plain = interleaved(benchmark, lambda: hf_forward(1), lambda: lowrank_nll(run.bridge, run.selection, [variant], 1))
+    record(benchmark, plain, "bare HF forward of the same chunk (its default attention, sdpa)")
+
+
+@pytest.mark.benchmark(group="lowrank")
+def test_attention_kernel_wrapping(benchmark, run):
+    """The fused kernel's wrapping (kernels.py `_sdpa_reconstruct`: heads reshaped, the hook check, the
+    output reshaped) vs what it wraps: the fused SDPA call and the output projection alone, on the q, k,
+    v of layer 0 of a 7D-shaped pass. Target <= 1.10."""
+    from lib.measure.models import attention_kernel
+
+    attn, seen = run.bridge.blocks[0].attn, {}
+    tokens = run.selection.chunks[0][None].to(DEVICE)  # (1, T)
+    with torch.inference_mode(), attention_kernel(run.bridge, "sdpa"):
+        fused = attn._reconstruct_attention
+
+        def record_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> tuple:
+            seen.update(q=q, k=k, v=v, kwargs=kwargs)
+            return fused(q, k, v, **kwargs)
+
+        attn._reconstruct_attention = record_inputs
+        try:
+            run.bridge(tokens)
+        finally:
+            attn._reconstruct_attention = fused
+        n_heads = run.bridge.cfg.n_heads
+        q, k, v, batch, seq, d_head = attn._reshape_qkv_to_heads(seen["q"], seen["k"], seen["v"], n_heads, n_heads)
+        heads = (q.contiguous(), k.contiguous(), v.contiguous())  # (B, H, T, d_head)
+        projected_in = torch.randn(batch, seq, n_heads * d_head, device=DEVICE)  # (B, T, d_model)
+        calls = 20  # ~40 ms a call on the CPU: enough to time
+
+        def ours() -> None:
+            for _ in range(calls):
+                fused(seen["q"], seen["k"], seen["v"], **seen["kwargs"])
+            _sync()
+
+        def plain() -> None:
+            for _ in range(calls):
+                torch.nn.functional.scaled_dot_product_attention(*heads, is_causal=True, scale=d_head**-0.5)
+                attn.o(projected_in)
+            _sync()
+
+        plain_s = interleaved(benchmark, plain, ours)
+    record(benchmark, plain_s, f"{calls} x (fused SDPA on prepared heads + the output projection)")
+
+
 def bare_projected_passes(hf_forward: Callable[[int], None], n_variants: int) -> None:
     """The bare forwards 7D's passes need at BATCH: each chunk once per variant, BATCH copies per pass."""
     for _ in range(-(-n_variants // BATCH)):

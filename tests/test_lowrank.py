@@ -126,3 +126,15 @@ def test_identity_variants_take_the_clean_nll_without_a_pass(make_model, make_co
         torch.testing.assert_close(passes[row], baseline, atol=IDENTITY_ATOL, rtol=0)
     assert torch.equal(shortcut[3:], passes[3:])  # one variant per pass either way: the same passes
     assert float((passes[4] - baseline).abs().max()) > 100 * IDENTITY_ATOL  # the tolerance can tell
+
+
+def test_one_side_for_every_row_gives_the_selects_values_bitwise():
+    """Rows all on one side of the complement skip torch.where: the same bits as the select."""
+    from lib.measure.lowrank import _project
+
+    g = torch.Generator().manual_seed(2)
+    x, mu = torch.randn(3, 5, 8, generator=g), torch.randn(3, 1, 8, generator=g)
+    u = torch.linalg.qr(torch.randn(3, 8, 3, generator=g)).Q  # (G, d, W)
+    for side in (True, False):
+        mask = torch.full((3, 1, 1), side)
+        assert torch.equal(_project(x, mu, u, side), _project(x, mu, u, mask))

@@ -70,11 +70,22 @@ SITES = {"attn": "hook_attn_out", "ffn": "hook_mlp_out"}
 """Hook of each write other than Δφ (which is resid_post - resid_pre)."""
 
 
-def _project(x: torch.Tensor, mu: torch.Tensor, u: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """mu + P (x - mu) per row g; x (G, T, d), mu (G, 1, d), u (G, d, W), keep (G, 1, 1) complement rows."""
+def _project(x: torch.Tensor, mu: torch.Tensor, u: torch.Tensor, keep: torch.Tensor | bool) -> torch.Tensor:
+    """mu + P (x - mu) per row g; x (G, T, d), mu (G, 1, d), u (G, d, W), keep (G, 1, 1) complement rows,
+    or one bool when every row is on the same side (the same values, without the select)."""
     centred = x - mu  # (G, T, d)
     along = (centred @ u) @ u.transpose(1, 2)  # (G, T, d)
+    if isinstance(keep, bool):
+        return mu + (centred - along if keep else along)
     return mu + torch.where(keep, centred - along, along)
+
+
+def _uniform(mask: torch.Tensor) -> bool | None:
+    """The one value of a bool mask whose entries are all equal, else None: a hook then skips torch.where,
+    which would select every element from one side (bitwise the same result, one pass over (G, T, d) less)."""
+    if bool(mask.all()):
+        return True
+    return False if not bool(mask.any()) else None
 
 
 def _hooks(
@@ -93,12 +104,13 @@ def _hooks(
     variant projects get no hook.
     """
     saved: dict[int, torch.Tensor] = {}
-    keep = complement[:, None, None]  # (G, 1, 1)
+    side = _uniform(complement)
+    keep = complement[:, None, None] if side is None else side  # (G, 1, 1) or one bool
     hooks: list[tuple[str, Callable[..., torch.Tensor]]] = []
     for layer in range(means.shape[1]):
         if not bool(active[:, layer].any()):
             continue
-        on = active[:, layer, None, None]  # (G, 1, 1)
+        on = None if _uniform(active[:, layer]) is True else active[:, layer, None, None]  # (G, 1, 1); None: every row
         mu, u = means[:, layer, None, :], w[:, layer]  # (G, 1, d), (G, d, W)
 
         def pre(x: torch.Tensor, hook: object, layer: int = layer) -> torch.Tensor:
@@ -111,15 +123,17 @@ def _hooks(
             layer: int = layer,
             mu: torch.Tensor = mu,
             u: torch.Tensor = u,
-            on: torch.Tensor = on,
+            on: torch.Tensor | None = on,
         ) -> torch.Tensor:
             resid_pre = saved.pop(layer)
-            return torch.where(on, resid_pre + _project(x - resid_pre, mu, u, keep), x)
+            projected = resid_pre + _project(x - resid_pre, mu, u, keep)
+            return projected if on is None else torch.where(on, projected, x)
 
         def write(
-            x: torch.Tensor, hook: object, mu: torch.Tensor = mu, u: torch.Tensor = u, on: torch.Tensor = on
+            x: torch.Tensor, hook: object, mu: torch.Tensor = mu, u: torch.Tensor = u, on: torch.Tensor | None = on
         ) -> torch.Tensor:
-            return torch.where(on, _project(x, mu, u, keep), x)
+            projected = _project(x, mu, u, keep)
+            return projected if on is None else torch.where(on, projected, x)
 
         if site == "resid":
             hooks += [(f"blocks.{layer}.hook_resid_pre", pre), (f"blocks.{layer}.hook_resid_post", post)]
