@@ -439,3 +439,33 @@ def test_warm_commands(benchmark, gpt2_shaped, tmp_path):
     plain = interleaved(benchmark, command("-c", "import torch"), tables, rounds=3)
     record(benchmark, plain, 'python -c "import torch"')
     benchmark.extra_info.update(warm_pytest_claims_s=round(fastest(claims, 3), 4))
+
+
+@pytest.mark.benchmark(group="cold")
+def test_cold_command(benchmark, gpt2_shaped, tmp_path):
+    """The whole cold `python -m lib tables` (imports, fingerprint, boot, compat, probe, tokenizing, 7A-7E
+    with the causes; an empty cache each round) vs benchmarks/plain_script.py: import, HF load,
+    tokenize, 17 bare forwards of the same 1000 positions. Target <= 1.0 (issue 35)."""
+    rounds: list[Path] = []
+
+    def fresh() -> dict[str, str]:
+        rounds.append(tmp_path / f"cache-{len(rounds)}")
+        return {**os.environ, "DPHI_CACHE_DIR": str(rounds[-1]), "PYTHONPATH": str(ROOT)}
+
+    def ours() -> None:
+        env = fresh()
+        options = ["--model", str(gpt2_shaped), "--dataset", str(TEXT), "--device", DEVICE]
+        subprocess.run(
+            [sys.executable, "-m", "lib", "tables", *options, "--cache-dir", env["DPHI_CACHE_DIR"]],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+
+    def plain() -> None:
+        script = ROOT / "benchmarks" / "plain_script.py"
+        subprocess.run([sys.executable, str(script), str(gpt2_shaped), str(TEXT)], capture_output=True, check=True)
+
+    plain_s = interleaved(benchmark, plain, ours, rounds=2, warmup=0)
+    record(benchmark, plain_s, "benchmarks/plain_script.py: import, HF load, tokenize, 17 bare forwards")

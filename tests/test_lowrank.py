@@ -138,3 +138,25 @@ def test_one_side_for_every_row_gives_the_selects_values_bitwise():
     for side in (True, False):
         mask = torch.full((3, 1, 1), side)
         assert torch.equal(_project(x, mu, u, side), _project(x, mu, u, mask))
+
+
+BATCHED_ATOL = 1e-5
+"""Per-prediction NLL of a variant batched with others against the same variant alone: the batched
+matmuls sum in another blocking (~1e-7 relative on activations, as IDENTITY_ATOL); a row given
+another variant's projection is off by ~1e-1."""
+
+
+def test_batched_variants_equal_one_by_one_rows(make_model, make_config, text_file, store):
+    """Every (K, basis) variant of 7D in groups of up to 8 per pass (zero-padded widths, direct and
+    complement rows mixed) gives the NLL rows of one variant per pass."""
+    from lib.measure.lowrank import lowrank_nll
+    from lib.tables.core import layer_bases, projections, shared_basis
+    from lib.tables.run import Run
+
+    config = make_config(make_model(n_ctx=32), text_file, n_tokens=80, numerics="compat")  # 3 chunks
+    run = Run(config, store)
+    variants = projections(layer_bases(run.stats, "delta_phi", True), shared_basis(run.stats, True), [1, 4, 8, 20, 31])
+    alone = lowrank_nll(run.bridge, run.selection, variants, batch_size=1)
+    batched = lowrank_nll(run.bridge, run.selection, variants, batch_size=8)
+    torch.testing.assert_close(batched, alone, atol=BATCHED_ATOL, rtol=0)
+    assert float((alone[0] - alone[5]).abs().max()) > 100 * BATCHED_ATOL  # rows differ: a swap would show
