@@ -302,7 +302,7 @@ def test_attention_kernel_wrapping(benchmark, run):
             _sync()
 
         plain_s = interleaved(benchmark, plain, ours)
-    record(benchmark, plain_s, f"{calls} x (fused SDPA on prepared heads + the output projection)")
+    record(benchmark, plain_s, f"{calls} x (fused SDPA on the same head views + the output projection)")
 
 
 def bare_projected_passes(hf_forward: Callable[[int], None], n_variants: int) -> None:
