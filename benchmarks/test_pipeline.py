@@ -252,6 +252,59 @@ def test_lowrank_sweep(benchmark, run, captured, hf_forward):
     record(benchmark, plain, f"bare HF forwards, {len(variants)} sequences {BATCH} per pass")
 
 
+@pytest.mark.benchmark(group="lowrank")
+def test_projected_pass(benchmark, run, captured, hf_forward):
+    """One 7D pass (individual bases, K = 8: the suite's hooks, compat, the fused kernel, the NLL) vs the
+    bare HF forward of the same chunk: what the bridge and the hooks add per pass (docs/benchmarks.md)."""
+    variant = projections(layer_bases(captured, "delta_phi", True), shared_basis(captured, True), [8])[0]
+    plain = interleaved(benchmark, lambda: hf_forward(1), lambda: lowrank_nll(run.bridge, run.selection, [variant], 1))
+    record(benchmark, plain, "bare HF forward of the same chunk (its default attention, sdpa)")
+
+
+@pytest.mark.benchmark(group="lowrank")
+def test_attention_kernel_wrapping(benchmark, run):
+    """The fused kernel's wrapping (kernels.py `_sdpa_reconstruct`: heads reshaped, the hook check, the
+    output reshaped) vs what it wraps: the fused SDPA call on the same head views and the output
+    projection alone, on the q, k, v of layer 0 of a 7D-shaped pass. Target <= 1.10."""
+    from lib.measure.models import attention_kernel
+
+    attn, seen = run.bridge.blocks[0].attn, {}
+    tokens = run.selection.chunks[0][None].to(DEVICE)  # (1, T)
+    with torch.inference_mode(), attention_kernel(run.bridge, "sdpa"):
+        fused = attn._reconstruct_attention
+
+        def record_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> tuple:
+            seen.update(q=q, k=k, v=v, kwargs=kwargs)
+            return fused(q, k, v, **kwargs)
+
+        attn._reconstruct_attention = record_inputs
+        try:
+            run.bridge(tokens)
+        finally:
+            attn._reconstruct_attention = fused
+        n_heads = run.bridge.cfg.n_heads
+        q, k, v, batch, seq, d_head = attn._reshape_qkv_to_heads(seen["q"], seen["k"], seen["v"], n_heads, n_heads)
+        # (B, H, T, d_head) views of the bridge's q, k, v, as the kernel gets them (and Hugging Face's
+        # attention): contiguous copies make SDPA ~6% faster but cost more than that to make
+        heads = (q, k, v)
+        projected_in = torch.randn(batch, seq, n_heads * d_head, device=DEVICE)  # (B, T, d_model)
+        calls = 20  # ~40 ms a call on the CPU: enough to time
+
+        def ours() -> None:
+            for _ in range(calls):
+                fused(seen["q"], seen["k"], seen["v"], **seen["kwargs"])
+            _sync()
+
+        def plain() -> None:
+            for _ in range(calls):
+                torch.nn.functional.scaled_dot_product_attention(*heads, is_causal=True, scale=d_head**-0.5)
+                attn.o(projected_in)
+            _sync()
+
+        plain_s = interleaved(benchmark, plain, ours)
+    record(benchmark, plain_s, f"{calls} x (fused SDPA on the same head views + the output projection)")
+
+
 def bare_projected_passes(hf_forward: Callable[[int], None], n_variants: int) -> None:
     """The bare forwards 7D's passes need at BATCH: each chunk once per variant, BATCH copies per pass."""
     for _ in range(-(-n_variants // BATCH)):
@@ -388,3 +441,33 @@ def test_warm_commands(benchmark, gpt2_shaped, tmp_path):
     plain = interleaved(benchmark, command("-c", "import torch"), tables, rounds=3)
     record(benchmark, plain, 'python -c "import torch"')
     benchmark.extra_info.update(warm_pytest_claims_s=round(fastest(claims, 3), 4))
+
+
+@pytest.mark.benchmark(group="cold")
+def test_cold_command(benchmark, gpt2_shaped, tmp_path):
+    """The whole cold `python -m lib tables` (imports, fingerprint, boot, compat, probe, tokenizing, 7A-7E
+    with the causes; an empty cache each round) vs benchmarks/plain_script.py: import, HF load,
+    tokenize, 17 bare forwards of the same 1000 positions. Target <= 1.0 (issue 35)."""
+    rounds: list[Path] = []
+
+    def fresh() -> dict[str, str]:
+        rounds.append(tmp_path / f"cache-{len(rounds)}")
+        return {**os.environ, "DPHI_CACHE_DIR": str(rounds[-1]), "PYTHONPATH": str(ROOT)}
+
+    def ours() -> None:
+        env = fresh()
+        options = ["--model", str(gpt2_shaped), "--dataset", str(TEXT), "--device", DEVICE]
+        subprocess.run(
+            [sys.executable, "-m", "lib", "tables", *options, "--cache-dir", env["DPHI_CACHE_DIR"]],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+
+    def plain() -> None:
+        script = ROOT / "benchmarks" / "plain_script.py"
+        subprocess.run([sys.executable, str(script), str(gpt2_shaped), str(TEXT)], capture_output=True, check=True)
+
+    plain_s = interleaved(benchmark, plain, ours, rounds=2, warmup=0)
+    record(benchmark, plain_s, "benchmarks/plain_script.py: import, HF load, tokenize, 17 bare forwards")

@@ -282,6 +282,7 @@ def test_memory_guard_stops_a_run_that_would_not_fit_before_capturing(
     monkeypatch.setattr(lib.measure.capture, "capture", lambda *a, **k: pytest.fail("captured before the memory check"))
     with pytest.raises(ConfigError, match=r"GiB of memory, but .* available: lower --n-tokens"):
         run.stats
-    assert [p for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
+    entries = [p for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")]
+    assert [p for p in entries if not p.name.startswith("tokens-")] == []  # the boot's tokenized text may stay
     monkeypatch.undo()
     assert Run(config, Store(tmp_path / "cache"), stream_above=stream_above).stats.count == 50

@@ -23,7 +23,8 @@ from lib.tables.run import Run
 ROOT = Path(__file__).resolve().parent.parent
 FILE_LIMIT = 4096
 """Bytes a child process may write to one file: the embedded model's capture (MBs) and tables (tens
-of KB) fail with EFBIG, as on a full disk; lock files (empty) and the fingerprint cache (~300 B) fit."""
+of KB) and the tokenized text (MBs) fail with EFBIG, as on a full disk; lock files (empty) and the fingerprint
+cache (~300 B) fit."""
 
 
 def _tables_command(cache: Path, *extra: str) -> list[str]:
@@ -60,7 +61,7 @@ def test_a_cache_that_cannot_be_written_costs_no_result(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "## 7A" in done.stdout and "## 7E" in done.stdout
     warnings = [line for line in done.stderr.splitlines() if "not written to" in line]
-    assert len(warnings) == 2, done.stderr  # the capture and the tables
+    assert len(warnings) == 3, done.stderr  # the tokenized text, the capture and the tables
     for line in warnings:
         assert line.startswith("warning: cache entry ") and f"not written to {cache}:" in line and "needed" in line
     assert "Traceback" not in done.stderr

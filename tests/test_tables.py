@@ -144,7 +144,7 @@ def test_cli_prints_tables_and_writes_json(make_model, text_file, tmp_path):
     "args,message",
     [
         (["--device", "mps"], "--device 'mps' was asked for"),
-        (["--n-tokens", "1"], "--n-tokens 1 is too small"),
+        (["--n-tokens", "1"], "--n-tokens 1 is not allowed; expected a whole number of at least 2"),
         (["--model", "/nonexistent"], "no such directory"),
     ],
 )

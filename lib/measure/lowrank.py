@@ -7,7 +7,8 @@ the same hooks on another write (site "attn": hook_attn_out, "ffn": hook_mlp_out
 x := mu_l + P_l (x - mu_l)) or on some layers only (the others keep their write).
 Several projections run in one batched pass: row g of the batch is the chunk under
 projection g. For K > d/2 the hook applies P_l = I - U_c U_c^T with the d - K remaining
-directions U_c (cheaper).
+directions U_c (cheaper). A variant that is the identity (K = d_model over a complete basis, or no
+layer projected) runs no pass: its NLL is the clean passes' (`Projection.identity`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ class Projection:
         return torch.isin(torch.arange(n_layers), torch.tensor(self.layers, dtype=torch.long))
 
     @property
+    def identity(self) -> bool:
+        """Whether the variant changes nothing: it projects no layer, or keeps K >= every direction of a
+        complete basis (directions (L, d, d), so P_l = U U^T = I for orthonormal U, and
+        mu_l + P_l (x - mu_l) = x). A basis with fewer than d directions is never the identity."""
+        d_model, n_directions = self.directions.shape[-2:]
+        return not bool(self.active().any()) or (n_directions == d_model and self.k >= n_directions)
+
+    @property
     def width(self) -> int:
         """Columns the hook multiplies by: K, or d - K for the complement form when that is smaller."""
         return min(self.k, self.directions.shape[-1] - self.k)
@@ -61,11 +70,22 @@ SITES = {"attn": "hook_attn_out", "ffn": "hook_mlp_out"}
 """Hook of each write other than Δφ (which is resid_post - resid_pre)."""
 
 
-def _project(x: torch.Tensor, mu: torch.Tensor, u: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """mu + P (x - mu) per row g; x (G, T, d), mu (G, 1, d), u (G, d, W), keep (G, 1, 1) complement rows."""
+def _project(x: torch.Tensor, mu: torch.Tensor, u: torch.Tensor, keep: torch.Tensor | bool) -> torch.Tensor:
+    """mu + P (x - mu) per row g; x (G, T, d), mu (G, 1, d), u (G, d, W), keep (G, 1, 1) complement rows,
+    or one bool when every row is on the same side (the same values, without the select)."""
     centred = x - mu  # (G, T, d)
     along = (centred @ u) @ u.transpose(1, 2)  # (G, T, d)
+    if isinstance(keep, bool):
+        return mu + (centred - along if keep else along)
     return mu + torch.where(keep, centred - along, along)
+
+
+def _uniform(mask: torch.Tensor) -> bool | None:
+    """The one value of a bool mask whose entries are all equal, else None: a hook then skips torch.where,
+    which would select every element from one side (bitwise the same result, one pass over (G, T, d) less)."""
+    if bool(mask.all()):
+        return True
+    return False if not bool(mask.any()) else None
 
 
 def _hooks(
@@ -84,12 +104,13 @@ def _hooks(
     variant projects get no hook.
     """
     saved: dict[int, torch.Tensor] = {}
-    keep = complement[:, None, None]  # (G, 1, 1)
+    side = _uniform(complement)
+    keep = complement[:, None, None] if side is None else side  # (G, 1, 1) or one bool
     hooks: list[tuple[str, Callable[..., torch.Tensor]]] = []
     for layer in range(means.shape[1]):
         if not bool(active[:, layer].any()):
             continue
-        on = active[:, layer, None, None]  # (G, 1, 1)
+        on = None if _uniform(active[:, layer]) is True else active[:, layer, None, None]  # (G, 1, 1); None: every row
         mu, u = means[:, layer, None, :], w[:, layer]  # (G, 1, d), (G, d, W)
 
         def pre(x: torch.Tensor, hook: object, layer: int = layer) -> torch.Tensor:
@@ -102,15 +123,17 @@ def _hooks(
             layer: int = layer,
             mu: torch.Tensor = mu,
             u: torch.Tensor = u,
-            on: torch.Tensor = on,
+            on: torch.Tensor | None = on,
         ) -> torch.Tensor:
             resid_pre = saved.pop(layer)
-            return torch.where(on, resid_pre + _project(x - resid_pre, mu, u, keep), x)
+            projected = resid_pre + _project(x - resid_pre, mu, u, keep)
+            return projected if on is None else torch.where(on, projected, x)
 
         def write(
-            x: torch.Tensor, hook: object, mu: torch.Tensor = mu, u: torch.Tensor = u, on: torch.Tensor = on
+            x: torch.Tensor, hook: object, mu: torch.Tensor = mu, u: torch.Tensor = u, on: torch.Tensor | None = on
         ) -> torch.Tensor:
-            return torch.where(on, _project(x, mu, u, keep), x)
+            projected = _project(x, mu, u, keep)
+            return projected if on is None else torch.where(on, projected, x)
 
         if site == "resid":
             hooks += [(f"blocks.{layer}.hook_resid_pre", pre), (f"blocks.{layer}.hook_resid_post", post)]
@@ -137,10 +160,16 @@ def lowrank_nll(
     batch_size: int = 8,
     progress: Callable[[list], Iterable] = iter,
     attention: str = "sdpa",
+    baseline: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(n_variants, n_predicted) float64 next-token NLL of every prediction under each variant, in
     the capture's chunk-major order (mean_nll: the perplexity's mean; a caller that leaves positions
     out filters the columns first).
+
+    baseline: (n_predicted,) the clean passes' NLL (the capture's, Stats.nll). Given, every identity
+    variant (`Projection.identity`) gets it as its row and runs no pass: a pass would only add the
+    float32 rounding of x - mu + mu to it (~1e-7 relative, tests/test_lowrank.py). None: every
+    variant runs.
 
     Runs ceil(len(variants) / batch_size) * n_chunks forward passes: steps (group of variants,
     chunk). Under torchrun each rank runs a contiguous share of the steps and writes their columns
@@ -152,9 +181,12 @@ def lowrank_nll(
     for chunk in selection.chunks:
         starts.append(starts[-1] + len(chunk) - 1)  # predictions of each chunk: columns starts[c]:starts[c+1]
     # Group variants of one site and similar width, so that zero-padding to the group's largest costs little.
+    if baseline is not None and tuple(baseline.shape) != (starts[-1],):
+        raise ValueError(f"baseline NLL of shape {tuple(baseline.shape)}: expected ({starts[-1]},), one per prediction")
+    run = [i for i, v in enumerate(variants) if baseline is None or not v.identity]
     groups: list[list[int]] = []
-    for site in sorted({v.site for v in variants}):
-        order = sorted((i for i, v in enumerate(variants) if v.site == site), key=lambda i: variants[i].width)
+    for site in sorted({variants[i].site for i in run}):
+        order = sorted((i for i in run if variants[i].site == site), key=lambda i: variants[i].width)
         groups += [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     steps = [(g, c) for g in range(len(groups)) for c in range(len(selection.chunks))]
     nll = torch.zeros(len(variants), starts[-1], dtype=torch.float64)  # zeros where another rank computes
@@ -176,6 +208,8 @@ def lowrank_nll(
             tokens = selection.chunks[c].to(device).expand(len(group), -1)  # (G, T)
             nll[group, starts[c] : starts[c + 1]] = token_nll(bridge(tokens), tokens)  # (G, T-1)
     distributed.sum_(nll)
+    if baseline is not None:  # after the sum over ranks: every rank holds the baseline whole
+        nll[[i for i, v in enumerate(variants) if v.identity]] = baseline.to(nll)
     return nll
 
 

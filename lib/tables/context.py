@@ -352,7 +352,9 @@ class Context:
         if self.counts is None:
             return mean_nll(self.per_prediction(variants, desc), i.selection)
         if self.refit is True:
-            nll = lowrank_nll(i.bridge, i.selection, variants(self), i.batch_size, i.progress(desc), i.attention)
+            nll = lowrank_nll(
+                i.bridge, i.selection, variants(self), i.batch_size, i.progress(desc), i.attention, i.stats.nll
+            )
         else:
             nll = Context(i).per_prediction(variants, desc)
             own = variants(self) if self.refit else []
@@ -360,7 +362,13 @@ class Context:
             if rows:  # (len(rows), n_predicted) with this context's bases
                 nll = nll.clone()
                 nll[rows] = lowrank_nll(
-                    i.bridge, i.selection, [own[n] for n in rows], i.batch_size, i.progress(desc), i.attention
+                    i.bridge,
+                    i.selection,
+                    [own[n] for n in rows],
+                    i.batch_size,
+                    i.progress(desc),
+                    i.attention,
+                    i.stats.nll,
                 )
         return nll[:, self.prediction_index].mean(1).tolist()
 
@@ -371,6 +379,8 @@ class Context:
         i = self.inputs
 
         def compute() -> torch.Tensor:
-            return lowrank_nll(i.bridge, i.selection, variants(self), i.batch_size, i.progress(desc), i.attention)
+            return lowrank_nll(
+                i.bridge, i.selection, variants(self), i.batch_size, i.progress(desc), i.attention, i.stats.nll
+            )
 
         return self.once(("nll", desc), compute, shared=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -56,12 +58,34 @@ class Shared:
             self._bridges[key] = load_model(config)
         return self._bridges[key]
 
-    def text_ids(self, config: RunConfig, tokenizer: Any) -> list[int]:
-        """One tokenization per text and model (tokenizers belong to models)."""
+    def text_ids(self, config: RunConfig, tokenizer: Any, store: Store | None = None) -> list[int]:
+        """One tokenization per text and model (tokenizers belong to models), kept in `store` too."""
         key = (config.dataset, config.dataset_revision, config.model, config.model_revision)
         if key not in self._tokens:
-            self._tokens[key] = tokenize(tokenizer, load_text(config.dataset))
+            self._tokens[key] = token_ids(tokenizer, config, store)
         return self._tokens[key]
+
+
+def token_ids(tokenizer: Any, config: RunConfig, store: Store | None) -> list[int]:
+    """The text's token ids, read from `store` when this text went through this tokenizer before.
+
+    Keyed by the text's content hash and a sha256 of the fast tokenizer's whole serialization (its
+    vocabulary, merges, normalizer and pre-tokenizer), with the `tokenizers` version beside the
+    store's own library versions. A tokenizer without a serialization is not cached.
+    """
+    from importlib import metadata
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if store is None or backend is None:
+        return tokenize(tokenizer, load_text(config.dataset))
+    serialized = hashlib.sha256(backend.to_str().encode("utf-8")).hexdigest()[:16]
+    meta = {"text": config.dataset_revision, "tokenizer": serialized, "tokenizers": metadata.version("tokenizers")}
+    name = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+
+    def compute() -> dict[str, torch.Tensor]:
+        return {"ids": torch.tensor(tokenize(tokenizer, load_text(config.dataset)), dtype=torch.int64)}
+
+    return store.get_or_compute("tokens", name, meta, compute)["ids"].tolist()
 
 
 class Run:
@@ -134,7 +158,7 @@ class Run:
         tokenizer = self.bridge.tokenizer
         bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         return select_tokens(
-            self.shared.text_ids(self.config, tokenizer),
+            self.shared.text_ids(self.config, tokenizer, self.store),
             bos,
             self.config.n_tokens,
             self.bridge.cfg.n_ctx,
