@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
     from lib.measure.capture import Stats
 
-FOLLOWUPS_VERSION = 1
-"""Bump when a follow-up table's definition changes, so cached ones are recomputed."""
+FOLLOWUPS_VERSION = 2
+"""Bump when a follow-up table's computation changes, so cached ones are recomputed (CHANGELOG.md)."""
 OVERLAP_FRACTION = 12
 """7G's k = d_model / 12 (64 on GPT-2 small, its head width d_head): a fixed fraction of d_model
 keeps the chance level k / d_model = 1/12 the same on every model, so overlaps compare across models."""

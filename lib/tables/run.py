@@ -25,12 +25,9 @@ if TYPE_CHECKING:
 
     from lib.setup.config import RunConfig
 
-TABLES_VERSION = 6
-"""Bump when a table's computation changes. 4: 7C leaves positions whose write is exactly zero out
-of its means (they were averaged in as ~1e306). 5: the causes gain the norm-balanced shared basis,
-the centred share of the norms, PC1's top position and every layer's attention-unembedding overlap.
-6: PC1's origin gains the BOS rows' share (bos_share, n_bos); the unembedding overlap compares every
-layer at one k (k_same, delta_phi_same_k, attn_same_k)."""
+TABLES_VERSION = 7
+"""Bump when a table's computation changes, so cached tables are recomputed (what each bump changed:
+CHANGELOG.md)."""
 CAPTURE_VERSION = 2
 """Bump when what a capture holds changes. 2: the fused kernel no longer drops rotary/ALiBi
 (GPT-NeoX and Bloom entries written by version 1 with --attention sdpa were wrong), and the
