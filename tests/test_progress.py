@@ -67,6 +67,13 @@ def test_a_cold_tables_run_shows_each_long_stage_and_quiet_hides_them(make_model
     stages = [line for line in cold.stderr.splitlines() if re.match(r"dphi: .*: \d+ steps? in [\d.]+ s$", line)]
     assert any(line.startswith("dphi: capture Δφ: ") for line in stages), cold.stderr
     assert any(line.startswith("dphi: 7D low-rank passes: ") for line in stages), cold.stderr
+    analyses = subprocess.run(
+        [*command, "--bootstrap", "2", "--bootstrap-block", "4", "--fragility"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert analyses.returncode == 0, analyses.stderr[-2000:]
+    assert re.search(r"^dphi: bootstrap: 2 replicates: 2 steps in ", analyses.stderr, re.M), analyses.stderr
+    assert re.search(r"^dphi: fragility search: \d+ claims and cells: \d+ steps in ", analyses.stderr, re.M)
     quiet = subprocess.run(
         [*command, "--refresh", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
     )

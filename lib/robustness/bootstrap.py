@@ -37,6 +37,7 @@ from lib.measure.capture import KEYS
 from lib.robustness.intervals import KINDS, LEVEL, curves_of, pseudo_samples, summarise
 from lib.robustness.judged import cache_meta, cell_value, judged, require_held
 from lib.setup.options import option
+from lib.setup.progress import progress
 from lib.tables.context import Context, Inputs
 from lib.tables.registry import STAGES, TABLES, table
 from lib.writeup.judge import decide
@@ -220,10 +221,9 @@ def bootstrap(
     counts = block_counts(strata(inputs.selection.where), replicates, block, seed)
     # the first replicate fits spectra first and so finds the writes whose directions a table reads:
     # the others fit those with eigh at once (their spectra come with them)
-    first, c = replicate_tables(inputs, tables, counts[0], wanted, (), refit)
-    reps, curves = [first], [curves_of(c, tables)]
-    for r in counts[1:]:
-        rep, c = replicate_tables(inputs, tables, r, wanted, c.with_directions, refit)
+    reps, curves, c = [], [], None
+    for r in progress(f"bootstrap: {replicates} replicates")(list(counts)):
+        rep, c = replicate_tables(inputs, tables, r, wanted, () if c is None else c.with_directions, refit)
         reps.append(rep)
         curves.append(curves_of(c, tables))
     own = curves_of(Context(inputs, directions=()), tables)

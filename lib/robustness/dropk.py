@@ -38,6 +38,7 @@ import torch
 from lib.robustness.dropped import Base, Dropped
 from lib.robustness.judged import Judged, cache_meta, judged, kind_of, require_held, verdict
 from lib.robustness.recording import Reads, Recorder, static_reads
+from lib.setup.progress import progress
 from lib.tables.registry import TABLES
 from lib.writeup.claims import Claim
 from lib.writeup.write_up import EXP7_WRITE_UP, WriteUp
@@ -229,21 +230,18 @@ class Searcher:
         return kept
 
     def search(self, claim: Judged) -> dict[str, Any]:
-        reads = static_reads(claim, self.base.tables)  # a check's, from its syntax; else recorded
-        if reads is None:
-            recorder = Recorder(self.base.tables)
-            holds, before = verdict(claim, recorder)
-            reads = recorder.reads
-        else:
-            holds, before = verdict(claim, self.base.tables)
+        recorder = Recorder(self.base.tables)
+        holds, before = verdict(claim, recorder)
         n = self.base.stats.norms.shape[1]
         row: dict[str, Any] = {"claim": claim.id, "kind": kind_of(claim), "holds": holds, "k": None, "share": None}
         row.update(
             positions=[], witnesses=[], before=before, after=None, budget=self.budget, found_by=None, fragile=False
         )
-        chosen = sources(reads, self.base.stats.total.shape[1])
-        if holds is None:
+        if holds is None:  # undecided here (a role this model lacks): there is nothing to flip, nor reads to name
             return {**row, "note": f"not decidable on this run's tables: {before}"}
+        static = static_reads(claim, self.base.tables)  # a check's, from its syntax; else what was recorded
+        reads = recorder.reads if static is None else static
+        chosen = sources(reads, self.base.stats.total.shape[1])
         if not chosen:
             return {**row, "note": "reads no statistic of the positions"}
         passes = reads.passes
@@ -311,7 +309,8 @@ def fragility_rows(
         raise ValueError(f"fragility budget share must be in (0, 1), got {budget_share}")
     budget = max(1, math.floor(budget_share * n))
     searcher = Searcher(base, budget, examples, database)
-    return [searcher.search(c) for c in judged(follow_ups, write_up)]
+    items = judged(follow_ups, write_up)
+    return [searcher.search(c) for c in progress(f"fragility search: {len(items)} claims and cells")(items)]
 
 
 def fragility_of(run: Run, follow_ups: bool = False, write_up: WriteUp = EXP7_WRITE_UP) -> list[dict[str, Any]]:

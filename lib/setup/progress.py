@@ -4,11 +4,12 @@ nothing when quiet (pytest -q, `python -m lib tables --quiet`, lib.run(quiet=Tru
 Every long stage (the capture, 7D's projected passes, the follow-ups' passes, bootstrap replicates,
 the fragility search, token windows) wraps its list of steps in `progress(desc)`: on a terminal the bar
 stays once done (its time is what a user reads next time), elsewhere the stage ends in one line
-"dphi: capture Δφ: 4 steps in 3.1 s" on stderr. Rank 0 alone shows it under torchrun (the callers decide).
+"dphi: capture Δφ: 4 steps in 3.1 s" on stderr. Rank 0 alone shows it under torchrun.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +31,7 @@ def progress(desc: str) -> Progress:
     """desc -> a wrapper of one stage's steps that shows its progress (module docstring)."""
 
     def wrap(steps: Iterable[T]) -> Iterable[T]:
-        if QUIET:
+        if QUIET or os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 alone shows it
             return steps
         if sys.stderr.isatty():
             from tqdm.auto import tqdm
