@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from lib.errors import ConfigError, ResourceUnavailable
-from lib.setup.options import OPTIONS, cache_dir
+from lib.setup.options import OPTIONS, cache_dir, option
 from lib.setup.outputs import check_output, write_atomic
 from lib.setup.progress import set_quiet
 from lib.writeup.catalogue import VERDICTS
-from lib.writeup.claims import SECTIONS
 
 
 class _Version(argparse.Action):
@@ -63,7 +62,10 @@ def parser() -> argparse.ArgumentParser:
     tables.add_argument("--no-overlay", action="store_true", help="with --plot: leave out the write-up's own numbers")
     claims = sub.add_parser("claims", help="list the claims: id, section, kind, verdict on the document, sentence")
     claims.add_argument("--markdown", action="store_true", help="the catalogue as Markdown (docs/claims.md)")
-    claims.add_argument("--section", choices=SECTIONS, help="only the claims of this section of the write-up")
+    claims.add_argument(
+        "--write-up", default=None, help=option("write-up").argparse_help.split(" (default")[0] + " (default: exp7)"
+    )
+    claims.add_argument("--section", help="only the claims of this section of the write-up (its [sections] ids)")
     claims.add_argument("--verdict", choices=VERDICTS, help="only the claims with this verdict on the document")
     compare = sub.add_parser(
         "compare",
@@ -164,9 +166,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "claims":
         from lib.report.text import plain_table, width
         from lib.writeup import catalogue
+        from lib.writeup.write_up import load_write_up
 
-        listed = plain_table(catalogue.HEADER, catalogue.listing(args.section, args.verdict), width())
-        print(catalogue.markdown() if args.markdown else "\n".join(listed) + "\n", end="")
+        try:
+            write_up = load_write_up(args.write_up)
+        except ValueError as e:
+            print(f"error: --write-up: {e}", file=sys.stderr)
+            return 2
+        if args.section is not None and args.section not in write_up.section_ids:
+            allowed = ", ".join(write_up.section_ids)
+            print(
+                f"error: --section {args.section!r} is not a section of this write-up; allowed: {allowed}",
+                file=sys.stderr,
+            )
+            return 2
+        rows = catalogue.listing(args.section, args.verdict, write_up)
+        listed = plain_table(catalogue.HEADER, rows, width())
+        print(catalogue.markdown(write_up) if args.markdown else "\n".join(listed) + "\n", end="")
         return 0
     warnings.formatwarning = _one_line  # a cache warning is one line on the terminal, not a source excerpt
     if args.command == "cache":

@@ -323,3 +323,17 @@ def test_the_catalogue_of_another_write_up_is_its_own():
     assert "7A-norm-rises-with-depth" not in page and "exp7/claims.toml" not in page
     rows = catalogue.listing(write_up=load_write_up(MINI))
     assert [r[0] for r in rows if r[1] == "mini"] == [c.id for c in load_write_up(MINI).claims_in("mini")]
+
+
+def test_python_m_lib_claims_lists_another_write_up_and_its_own_sections(capsys):
+    from lib.cli import main
+
+    assert main(["claims", "--write-up", str(MINI)]) == 0
+    listed = capsys.readouterr().out
+    assert "mini-attention-fewer-than-ffn" in listed and "7B-not-low-rank" not in listed
+    assert main(["claims", "--write-up", str(MINI), "--section", "mini"]) == 0
+    only = capsys.readouterr().out
+    assert "mini-attention-fewer-than-ffn" in only and "mini-first-layer-fewer-components" not in only
+    assert main(["claims", "--write-up", str(MINI), "--section", "8A"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --section '8A' is not a section of this write-up; allowed: 7A, 7B, mini"]
