@@ -13,6 +13,7 @@ import torch
 
 from lib.cli import main
 from lib.measure.store import Store, library_versions
+from lib.tables.run import CAPTURE_VERSION, TABLES_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 META = {"model_revision": "sha256:aaaa", "dataset_revision": "sha256:bbbb", "n_tokens": 60, "device": "cpu"}
@@ -21,9 +22,16 @@ META = {"model_revision": "sha256:aaaa", "dataset_revision": "sha256:bbbb", "n_t
 def _cache(root: Path) -> Store:
     """A capture entry (tensors) and a tables entry (JSON) whose config names the model and the text."""
     store = Store(root)
-    store.save("capture", "k1", {"stage": "capture", "version": 2, **META, "dtype": "float32"}, {"x": torch.zeros(64)})
+    store.save(
+        "capture",
+        "k1",
+        {"stage": "capture", "version": CAPTURE_VERSION, **META, "dtype": "float32"},
+        {"x": torch.zeros(64)},
+    )
     config = {"model": "models/tiny", "dataset": "notes.txt", **META}
-    store.get_or_compute_json("tables", "k1", {"stage": "tables", "version": 6, **META}, lambda: {"config": config})
+    store.get_or_compute_json(
+        "tables", "k1", {"stage": "tables", "version": TABLES_VERSION, **META}, lambda: {"config": config}
+    )
     return store
 
 
@@ -66,7 +74,7 @@ def test_cache_prune_unread_removes_what_no_current_process_reads(tmp_path, caps
     assert main(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
     listed = capsys.readouterr().out
     assert "[not read: computed under other library versions]" in listed
-    assert "[not read: format 1, the current one is 6]" in listed
+    assert f"[not read: format 1, the current one is {TABLES_VERSION}]" in listed
     assert main(["cache", "prune", "--unread", "--cache-dir", str(tmp_path)]) == 0
     assert {p.name for p in tmp_path.glob("*.json")} == {"tables-k1.json", "capture-k1.json"}
 
