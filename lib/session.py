@@ -264,9 +264,13 @@ class Session:
         return {label: m.tables for label, m in self.measured.items()}
 
     def row(self, item: Claim | Cell, label: str = "") -> Row:
-        """The row a claim test starts from, before its verdict: on the run `label`, or with no label on
-        the write-up's own tables."""
-        return claim_row(item, label, self.write_up.document)
+        """The row a claim test starts from, before its verdict: on the run `label` (marked where the run
+        is the write-up's own set-up), or with no label on the write-up's own tables."""
+        document = self.write_up.document
+        row = claim_row(item, label, document)
+        if label and judge.set_up_differs(self.runs[label].to_json(), document) is None:
+            row.own_set_up = True
+        return row
 
     def verdict(self, item: Claim | Cell, label: str = "") -> Verdict:
         """The one judge's verdict of a cell or sentence on the run `label` (measured on first need), or

@@ -493,3 +493,15 @@ def test_the_report_figure_draws_the_intervals_its_cell_rows_carry():
         list(bands) == ["layer_pca"] and bands["layer_pca"][3] == {"k90": [90.0, 110.0]} and bands["layer_pca"][0] == {}
     )
     assert "intervals" not in with_intervals({"r-w0": measured}, [], EXP7_WRITE_UP)["r-w0"]
+
+
+def test_a_claim_that_does_not_hold_on_the_write_ups_own_set_up_is_not_reproduced_not_a_finding_that_does_not_carry_over():
+    """On the write-up's own set-up a sentence that does not hold is a reproduction to look at, listed
+    first; on another model it is counted as not carrying over."""
+    own = _sentence("7A-last-layer-largest", "does not hold", measured="last 4.6, max 14.4")
+    own.own_set_up = True
+    other = _sentence("7C-norm-dominance-causes-low-k", "does not hold", measured="K90 38 raw, 50 balanced")
+    text = "\n".join(terminal_summary([own, other], columns=120))
+    assert "not reproduced on the write-up's own set-up: 1" in text
+    assert "1 do not hold on a run (on another model or text: the finding does not carry over): causes 1" in text
+    assert Row.from_json(own.to_json()).own_set_up is True and "own_set_up" not in other.to_json()

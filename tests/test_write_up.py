@@ -99,6 +99,11 @@ def test_a_three_claim_write_up_runs_on_the_embedded_model(tmp_path):
         ("mini-k64-ratio-below-2", "document"): "holds",
     }
     _the_report_speaks_of_its_write_up(report.read_text(encoding="utf-8"), json.loads(out.read_text())["rows"])
+    # the run is the mini write-up's own set-up: its false sentence is not reproduced, not "does not carry over"
+    rows_ = json.loads(out.read_text())["rows"]
+    (false,) = [r for r in rows_ if r["claim"] == "mini-last-layer-largest-norm" and r["kind"] == "measured"]
+    assert false["own_set_up"] is True
+    assert "**Not reproduced on the write-up's own set-up: 1**" in report.read_text(encoding="utf-8")
 
 
 def _the_report_speaks_of_its_write_up(text: str, rows: list[dict]) -> None:

@@ -20,6 +20,7 @@ from lib.report.rows import HELD, SHORT, Row
 from lib.report.sections import LEGEND, grid, tables_of, titles
 from lib.report.summary import (
     DOES_NOT_CARRY_OVER,
+    SAID_WHEN_EMPTY,
     by_section,
     carry_over,
     count_text,
@@ -129,7 +130,7 @@ def summary(rows: list[Row], write_up: WriteUp) -> list[str]:
         pointer = f" ({marked} contradicted or overstated: see *{OWN_TABLES}*)" if marked else ""
         lines += [f"On the write-up's own tables: {count_text(own)}{pointer}.", ""]
     groups = look_at(rows)
-    empty = [name for name, group in groups.items() if not group and name[:5] not in ("FRAGI", "UNSTA")]
+    empty = [name for name, group in groups.items() if not group and name in SAID_WHEN_EMPTY]
     for name, group in groups.items():
         if group:
             lines += [

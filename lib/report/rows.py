@@ -24,7 +24,17 @@ SHORT = {
     Status.FAILS: "fails",
 }
 """A verdict in one word or two, for the claim x run matrix."""
-OPTIONAL = ("interval", "interval_kind", "sd", "shift", "stability", "sentence", "report_section", "reading")
+OPTIONAL = (
+    "interval",
+    "interval_kind",
+    "sd",
+    "shift",
+    "stability",
+    "sentence",
+    "report_section",
+    "reading",
+    "own_set_up",
+)
 """Row fields a claims JSON row carries only where they have a value (--bootstrap; a cell has no sentence)."""
 HELD = (Status.HOLDS, Status.OVERSTATED)
 """Verdicts that count as "holds" (an overstated sentence's qualified reading holds)."""
@@ -71,6 +81,9 @@ class Row:
     """The sentence the claim tests (claims.toml); empty for table cells."""
     report_section: str = ""
     """The report section the row goes to (report_section): its write-up section, follow-ups or causes."""
+    own_set_up: bool | None = None
+    """True where the run is the write-up's own set-up (model, text, positions, conventions): a claim that
+    does not hold there is not reproduced; None elsewhere (a finding that does not hold does not carry over)."""
     reading: str = ""
     """What decides the sentence (its predicate and parameters): claims with the same reading are one
     finding, printed once (empty for table cells)."""

@@ -50,13 +50,22 @@ def fragile(r: Row) -> bool:
     return bool(r.fragility and r.fragility.get("fragile")) and r.status in HELD
 
 
+def not_reproduced(r: Row) -> bool:
+    """A cell or sentence that does not hold on the write-up's own set-up: the finding is not reproduced
+    (a regression, or a reading to revisit), which is not the same as a finding that does not carry over."""
+    return bool(r.own_set_up) and r.status is Status.DOES_NOT_HOLD and r.kind in ("cell", "measured")
+
+
 LOOK_AT: dict[str, Callable[[Row], bool]] = {
     "changed against the baseline": lambda r: bool(r.baseline),
+    "not reproduced on the write-up's own set-up": not_reproduced,
     "failures": lambda r: r.status is Status.FAILS,
     "FRAGILE (hold, but flip when at most 0.5% of the positions are dropped)": fragile,
     "UNSTABLE (hold, but in fewer than 95% of the bootstrap's replicate pairs)": unstable,
 }
 """The groups of claims a summary always shows, in its order; a claim goes to the first that takes it."""
+SAID_WHEN_EMPTY = ("changed against the baseline", "failures")
+"""The LOOK_AT groups the Markdown summary names even when empty ("none"); the others only where they have claims."""
 DOES_NOT_CARRY_OVER = "do not hold on a run (on another model or text: the finding does not carry over)"
 
 
