@@ -185,3 +185,22 @@ def test_one_claims_file_that_fails_loses_no_other(tmp_path):
     lines = write_claims_files(paths, rows, {"r": {}}, {"complete": True}, {}, EXP7_WRITE_UP)
     assert lines[0].startswith("claims JSON written to") and lines[1].startswith("error: --claims-report")
     assert json.loads((tmp_path / "c.json").read_text())["rows"][0]["claim"] == "c"
+
+
+def test_one_atomic_writer_for_text_bytes_and_a_writing_function(tmp_path):
+    """lib/setup/outputs.py write_atomic serves the outputs, the cache (safetensors writes its own file)
+    and the fingerprints: a writer that fails leaves the old file whole and no temporary file."""
+    from lib.setup.outputs import write_atomic
+
+    path = tmp_path / "entry.bin"
+    write_atomic(path, "old")
+    write_atomic(path, lambda tmp: tmp.write_bytes(b"new"))
+    assert path.read_bytes() == b"new"
+
+    def fails(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, fails)
+    assert path.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["entry.bin"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ import torch
 from filelock import FileLock
 
 from lib.setup.options import CACHE_ENV
+from lib.setup.outputs import write_atomic
 from lib.setup.provenance import versions
 
 
@@ -59,17 +59,6 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
         h.update(name.encode())
         h.update(tensors[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _first_line(e: BaseException) -> str:
@@ -177,8 +166,8 @@ class Store:
         }
         described = json.dumps({**meta, "versions": library_versions()}, indent=2, sort_keys=True)
         try:
-            _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
-            _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(described))
+            write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+            write_atomic(path.with_suffix(".json"), described)
         except (OSError, SafetensorError) as e:
             path.unlink(missing_ok=True)  # an entry without its description is partial too
             self._write_failed(path, sum(t.nbytes for t in tensors.values()) + len(described), e)
@@ -213,7 +202,7 @@ class Store:
             self._refreshed.add(path)
             text = json.dumps({"meta": meta, "versions": library_versions(), "data": data})
             try:
-                _atomic_write(path, lambda tmp: tmp.write_text(text))
+                write_atomic(path, text)
             except OSError as e:
                 self._write_failed(path, len(text.encode()), e)
             return data

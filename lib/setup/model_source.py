@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from urllib.parse import urlparse
 
 from lib.errors import ConfigError
 from lib.setup.options import ROOT, cache_dir
+from lib.setup.outputs import write_atomic
 
 EMBEDDED = {"tiny-wikitext": ROOT / "models" / "tiny-wikitext"}
 """Models shipped in the project, loadable by name (see models/*/README.md)."""
@@ -76,18 +76,8 @@ def _read_fingerprints() -> dict[str, object]:
 
 def _write_fingerprints(known: dict[str, object]) -> None:
     """Replace the file at once (a reader never sees half of it); a cache that cannot be written is no error."""
-    path = _fingerprints_path()
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(known, f)
-        os.replace(tmp, path)
-    except OSError:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    with contextlib.suppress(OSError):
+        write_atomic(_fingerprints_path(), json.dumps(known))
 
 
 def check_model_dir(directory: Path, shown: str) -> None:

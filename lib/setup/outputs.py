@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from lib.errors import ConfigError
@@ -28,15 +29,19 @@ def check_output(path: str | Path, option: str) -> Path:
     return p
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
+def write_atomic(path: str | Path, data: str | bytes | Callable[[Path], object]) -> Path:
     """Write `data` to a temporary file beside `path`, then rename it over `path`: a reader (or a Ctrl-C)
-    sees the old file or the whole new one, never half of it."""
+    sees the old file or the whole new one, never half of it. data: text, bytes, or a function that
+    writes the temporary file it is given (safetensors' save_file)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if not callable(data):
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        if callable(data):
+            data(Path(tmp))
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
