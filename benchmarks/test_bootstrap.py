@@ -19,8 +19,8 @@ import pytest
 import torch
 from test_pipeline import DEVICE, FULL, gpt2_shaped, run  # noqa: F401 (fixtures)
 
-from lib.measure.capture import KEYS, Stats
 from lib.measure.spectra import spectra
+from lib.measure.stats import KEYS, Stats
 from lib.robustness.bootstrap import bootstrap
 
 REPLICATES = int(os.environ.get("DPHI_BENCH_REPLICATES", "200"))

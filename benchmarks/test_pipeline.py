@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import torch
 
-from lib.measure.capture import Stats, batches, capture, capture_stats, capture_tensors
+from lib.measure.capture import batches, capture, capture_stats, capture_tensors
 from lib.measure.lowrank import lowrank_nll
 from lib.measure.spectra import Moments, add_gram_, pca
-from lib.measure.stats import StreamedSink
+from lib.measure.stats import Stats, StreamedSink
 from lib.measure.store import Store
 from lib.setup.config import build_config, check_batch_size
 from lib.setup.corpus import Selection

@@ -2,7 +2,7 @@
 `python -m lib compare A.json B.json`: a claims result against a baseline (lib/report/compare.py).
 
 List options (--model, --dataset, --numerics, --positions) and --windows give several runs
-(lib/setup/runs.py): one table set per run, printed under the run's label; --json then writes
+(lib/setup/matrix.py): one table set per run, printed under the run's label; --json then writes
 {"runs": {label: tables}} (one run: its tables at the top level, as before).
 """
 

@@ -301,8 +301,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def write_outputs(config: pytest.Config, state: Session, rows: list[Row]) -> list[str]:
     """The claims files (lib/report/files.py); the JSON's meta says whether the session ran to its end."""
     from lib.report.files import write_claims_files
+    from lib.setup.matrix import label
     from lib.setup.provenance import meta
-    from lib.setup.runs import label
 
     options = {
         **option_values(config),

@@ -21,9 +21,9 @@ from lib.measure import distributed
 from lib.measure.store import Store
 from lib.report.rows import Row, claim_row
 from lib.setup.config import RunConfig, check_batch_size
+from lib.setup.matrix import build_matrix, labels
 from lib.setup.model_source import EMBEDDED, HUB_ALIASES, model_shape
 from lib.setup.options import OPTIONS, cache_dir, option, validate
-from lib.setup.runs import build_runs, labels
 from lib.tables.run import Run, Shared
 from lib.writeup import judge
 from lib.writeup.claims import Cell, Claim
@@ -68,7 +68,7 @@ class Session:
     """The runs of one invocation and what they share. Build it with `Session.from_options`."""
 
     runs: dict[str, RunConfig]
-    """The runs by label (lib/setup/runs.py label): the product of the list options, times the windows."""
+    """The runs by label (lib/setup/matrix.py label): the product of the list options, times the windows."""
     store: Store
     batch_size: int | str
     """--batch-size as given: a whole number, or auto (resolved per run for its device)."""
@@ -130,7 +130,7 @@ class Session:
             raise ConfigError(f"unknown options {sorted(unknown)}; known: {sorted(defaults())}")
         v = validate({**defaults(), **values})
         windows = v["windows"]
-        configs = build_runs({k: v[k] for k in RUN_OPTIONS}, windows)
+        configs = build_matrix({k: v[k] for k in RUN_OPTIONS}, windows)
         store_type = distributed.SharedStore if shared_store else Store
         store = store_type(cache_dir(v["cache_dir"]), refresh=v["refresh"])
         try:

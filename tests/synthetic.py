@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from lib.measure.capture import Capture, Stats
+from lib.measure.stats import Capture, Stats
 from lib.setup.corpus import Selection
 from lib.tables.causes import (
     balanced_reconstruction,

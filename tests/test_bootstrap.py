@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from lib.measure.capture import Capture, Stats
+from lib.measure.stats import Capture, Stats
 from lib.measure.store import Store
 from lib.robustness.bootstrap import (
     block_counts,

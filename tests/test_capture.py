@@ -183,8 +183,9 @@ def test_streamed_float32_moments_match_exact_float64(shared_text, store, one_th
     streamed one: per layer and write (Δφ, attention, FFN) and for the shared basis, the eigenvalues
     agree within STREAM_EIG_TOL of the largest, the cumulative ratios too, K at every threshold is
     exactly the same, and the norms (7A) and the 7C sample are identical."""
-    from lib.measure.capture import KEYS, capture
+    from lib.measure.capture import capture
     from lib.measure.spectra import pca
+    from lib.measure.stats import KEYS
     from lib.setup.config import build_config
 
     n = 30_000
@@ -222,8 +223,8 @@ def test_streamed_moments_over_several_panels_and_split_in_two_equal_the_exact_s
     one panel). Against the exact float64 sums the moments agree within float32 rounding, with the
     strictly lower blocks zero in both; a sink fed the first batches plus one fed the rest, added
     after settling (what combine does across ranks), equal one sink fed everything (float64)."""
-    from lib.measure.capture import KEYS
     from lib.measure.spectra import GRAM_BLOCK, Moments
+    from lib.measure.stats import KEYS
 
     n_layers, d = 2, 400
     assert d > 2 * GRAM_BLOCK

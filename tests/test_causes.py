@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib.measure.capture import Capture, Stats
 from lib.measure.spectra import THRESHOLDS
+from lib.measure.stats import Capture, Stats
 from lib.setup.corpus import Selection
 from lib.tables.causes import (
     norm_concentration,

@@ -355,7 +355,7 @@ def test_batch_size_does_not_change_the_tables(small_run, small_followups, batch
 # ---------------------------------------------------------------- 7B without outliers
 def _planted(run: Run, layer: int, position: int, scale: float):
     """Stats and held Δφ with one huge vector planted at `position` of `layer` (moments rebuilt)."""
-    from lib.measure.capture import Capture, Stats
+    from lib.measure.stats import Capture, Stats
 
     c = run.capture
     dphi = c.delta_phi.clone()
@@ -388,7 +388,7 @@ def test_planted_outlier_is_found_and_k_rises_without_it(small_run):
 
 def test_no_outlier_leaves_nothing_out_and_k_unchanged():
     """Gaussian writes: norms concentrate (~sqrt(d) +- 1), nothing is beyond median + 10 MAD."""
-    from lib.measure.capture import Capture, Stats
+    from lib.measure.stats import Capture, Stats
     from lib.setup.corpus import Selection
     from lib.tables.followups import held_vectors
 

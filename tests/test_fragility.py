@@ -11,8 +11,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lib.measure.capture import Capture, Stats
 from lib.measure.spectra import RECONSTRUCTION_KS
+from lib.measure.stats import Capture, Stats
 from lib.measure.store import Store
 from lib.robustness.dropk import FRAGILE_SHARE, Searcher, fragility_of, fragility_rows
 from lib.robustness.dropped import Base, Dropped, Where, downdate
@@ -349,7 +349,7 @@ def test_report_marks_a_claim_that_holds_and_flips_at_half_a_percent_fragile():
 def test_pc1_origin_without_positions_past_the_sample_size():
     """Past SAMPLE_SIZE positions the 7C sample is evenly spaced: the dropped tables locate its rows
     as the run does (no drop: the run's rows; dropping the top position moves the top elsewhere)."""
-    from lib.measure.capture import SAMPLE_SIZE
+    from lib.measure.stats import SAMPLE_SIZE
     from lib.tables.causes import pc1_origin, sample_where
 
     n = SAMPLE_SIZE + 904

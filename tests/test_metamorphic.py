@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synthetic import Shape, capture_of, selection_of, tables_of
 
-from lib.measure.capture import Capture
+from lib.measure.stats import Capture
 from lib.setup.corpus import Selection
 from lib.writeup.claims import CLAIMS, NotApplicable
 from lib.writeup.roles import dominated_layers, early, inner, largest_norm_layer, middle, middle_wide

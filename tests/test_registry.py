@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib.measure.capture import Capture, Stats
+from lib.measure.stats import Capture, Stats
 from lib.measure.store import Store
 from lib.robustness.dropk import sources
 from lib.robustness.dropped import Base, Dropped

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.measure.capture import Capture, Stats
 from lib.measure.spectra import THRESHOLDS, Moments, add_gram_, pca, reconstruction
+from lib.measure.stats import Capture, Stats
 from lib.tables.core import reconstruction_tables, shared_basis
 
 # float64 eigendecompositions of well-conditioned data: errors ~1e-12; 1e-8 is safe and tight.

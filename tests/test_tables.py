@@ -198,7 +198,7 @@ def test_streamed_statistics_give_the_in_memory_tables(make_model, make_config, 
 
 
 def test_reconstruction_sample_is_evenly_spaced_past_its_size(make_model, make_config, text_file, store):
-    from lib.measure.capture import Stats, sample_positions
+    from lib.measure.stats import Stats, sample_positions
 
     run = Run(make_config(make_model(), text_file, n_tokens=90), store)
     stats = Stats.of_capture(run.capture, size=10)

@@ -48,7 +48,7 @@ def figure_format(path: str | Path, option: str = "--plot") -> str:
 
 
 def group_of(label: str) -> str:
-    """A run's label without its window: the windows of one model and text share it (lib/setup/runs.py)."""
+    """A run's label without its window: the windows of one model and text share it (lib/setup/matrix.py)."""
     head, _, window = label.rpartition("-w")
     return head if head and window.isdigit() else label
 

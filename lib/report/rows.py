@@ -55,7 +55,7 @@ class Row:
     note: str = ""
     """'overstated: why' where the literal sentence goes beyond the document's tables and the qualified reading holds."""
     run: str = ""
-    """The run's label (lib.setup.runs.label); empty for claims on the document's own tables."""
+    """The run's label (lib.setup.matrix.label); empty for claims on the document's own tables."""
     value: float | None = None
     """A table cell's measured value, shown even where the cell's tolerance check does not apply."""
     verdict: Verdict | None = None

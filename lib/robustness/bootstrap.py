@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lib.measure.capture import KEYS
+from lib.measure.stats import KEYS
 from lib.robustness.intervals import KINDS, LEVEL, curves_of, pseudo_samples, summarise
 from lib.robustness.judged import cache_meta, cell_value, judged, require_held
 from lib.setup.options import option

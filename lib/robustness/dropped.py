@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lib.measure.capture import KEYS, Stats
+from lib.measure.stats import KEYS, Stats
 from lib.tables.context import Context, Inputs, Where
 from lib.tables.core import lowrank_ks
 from lib.tables.registry import K_COLUMN, TABLES, table
@@ -24,7 +24,7 @@ from lib.tables.registry import K_COLUMN, TABLES, table
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-    from lib.measure.capture import Capture
+    from lib.measure.stats import Capture
     from lib.setup.corpus import Selection
 
 __all__ = ["Base", "Dropped", "Where", "downdate"]

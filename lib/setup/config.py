@@ -53,7 +53,7 @@ class RunConfig:
     ks: tuple[int, ...] = DEFAULT_KS
     """7D's K list (d_model is added to it)."""
     window: int = 0
-    """Token window (lib/setup/runs.py): 0 is the text's start, as the write-up; w > 0 follows windows 0 .. w-1."""
+    """Token window (lib/setup/matrix.py): 0 is the text's start, as the write-up; w > 0 follows windows 0 .. w-1."""
 
     def identity(self, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
         """The fields that decide the numbers (minus `exclude`).

@@ -72,7 +72,7 @@ class Option:
     choices: tuple[str, ...] | None = None
     """Allowed values, when the set is closed."""
     listed: bool = False
-    """Takes a comma-separated list: the session runs every value (lib/setup/runs.py); choices are checked per value."""
+    """Takes a comma-separated list: the session runs every value (lib/setup/matrix.py); choices are checked per value."""
     run: bool = True
     """Part of a run's identity (a RunConfig field); False: a setting of the session (lib/session.py)."""
     flag: bool = False

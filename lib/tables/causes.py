@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lib.measure.capture import sample_positions
 from lib.measure.spectra import RECONSTRUCTION_KS, Moments, Pca, pca, reconstruction_means
+from lib.measure.stats import sample_positions
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-    from lib.measure.capture import Stats
+    from lib.measure.stats import Stats
     from lib.setup.corpus import Selection
 
 TOP_SHARE = 0.01

@@ -31,16 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lib.measure.capture import KEYS, Stats, sample_positions
 from lib.measure.lowrank import Projection, lowrank_nll, mean_nll
 from lib.measure.spectra import Moments, Pca, pca, reweighted, spectra
+from lib.measure.stats import KEYS, Stats, sample_positions
 from lib.tables.causes import sample_where, unembedding_directions
 from lib.tables.followups import recapture
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-    from lib.measure.capture import Capture
+    from lib.measure.stats import Capture
     from lib.setup.corpus import Selection
 
 Progress = Callable[[str], Callable[[list], Iterable]]

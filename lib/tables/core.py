@@ -14,7 +14,7 @@ from lib.measure.lowrank import Projection
 from lib.measure.spectra import RECONSTRUCTION_KS, Pca, pca, reconstruction_means
 
 if TYPE_CHECKING:
-    from lib.measure.capture import Stats
+    from lib.measure.stats import Stats
 
 
 def norms_table(norms: torch.Tensor) -> list[dict[str, Any]]:

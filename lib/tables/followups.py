@@ -31,7 +31,7 @@ from lib.tables.core import expanded, paired_rows, stacked
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-    from lib.measure.capture import Stats
+    from lib.measure.stats import Stats
 
 FOLLOWUPS_VERSION = 2
 """Bump when a follow-up table's computation changes, so cached ones are recomputed (CHANGELOG.md)."""

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lib.measure.capture import KEYS
 from lib.measure.spectra import Pca
+from lib.measure.stats import KEYS
 from lib.tables.causes import (
     balanced_reconstruction,
     norm_concentration,
@@ -54,7 +54,7 @@ from lib.tables.followups import (
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-    from lib.measure.capture import Capture, Stats
+    from lib.measure.stats import Capture, Stats
     from lib.setup.corpus import Selection
 
 STAGES = ("tables", "followups")

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lib.measure.capture import Capture, Stats, capture_stats, capture_tensors, check_capture_memory, check_memory
+from lib.measure.capture import capture_stats, capture_tensors, check_capture_memory, check_memory
+from lib.measure.stats import Capture, Stats
 from lib.measure.store import Store
 from lib.setup.config import CAPTURE_INDEPENDENT
 from lib.setup.corpus import Selection, check_text_size, load_text, select_tokens, tokenize

@@ -1,4 +1,4 @@
-"""A session's runs: the product of the option lists, times the token windows (DESIGN.md,
+"""The matrix of a session's run configs: the product of the option lists, times the token windows (DESIGN.md,
 "Many runs in one session").
 
 Window w is the selection that window 0 makes (BOS, then text tokens; past n_ctx, chunks
@@ -24,7 +24,7 @@ LISTS = tuple(o.name for o in OPTIONS if o.listed)
 """Options that take a comma-separated list; the session runs their product."""
 
 
-def build_runs(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
+def build_matrix(values: dict[str, Any], windows: int = 1) -> list[RunConfig]:
     """Every combination of the list options' values, times windows 0 .. windows-1.
 
     `values` are build_config's keyword arguments, list options as comma-separated text.

@@ -1,4 +1,4 @@
-"""Issue 26 (claims audit 4): each defect and each sentence on planted data shaped like a real capture.
+"""The predicates on planted data shaped like a real capture: each defect and each sentence of the fourth claims audit.
 
 Each test here failed on the predicates and claims before the fix (checked by running this file
 against the parent commit's lib/). Captures come from tests/synthetic.py: several chunks whose

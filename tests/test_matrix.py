@@ -1,4 +1,4 @@
-"""Run sets (lib/setup/runs.py): option lists, token windows, what runs share, and the cross-run report."""
+"""The run matrix (lib/setup/matrix.py): option lists, token windows, what runs share, and the cross-run report."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from lib.errors import ConfigError
 from lib.report.markdown import markdown, sentences, window_spread
 from lib.report.rows import Row
 from lib.setup.corpus import hf_spec, resolve_dataset, select_tokens, window_text_tokens
+from lib.setup.matrix import build_matrix, labels
 from lib.setup.options import split
-from lib.setup.runs import build_runs, labels
 from lib.tables.run import Shared
 from lib.writeup.judge import Verdict
 from lib.writeup.write_up import EXP7_WRITE_UP
@@ -37,19 +37,19 @@ def test_split_keeps_order_drops_repeats_and_checks_each_value():
 
 def test_runs_are_the_product_of_the_lists_times_the_windows(make_model, text_file):
     a, b = make_model(n_layer=1, seed=1), make_model(n_layer=1, seed=2)
-    runs = build_runs(_values(f"{a},{b}", str(text_file), numerics="raw,compat"), windows=3)
+    runs = build_matrix(_values(f"{a},{b}", str(text_file), numerics="raw,compat"), windows=3)
     assert len(runs) == 2 * 2 * 3
     assert len({r.key() for r in runs}) == 12  # every run its own cache entries and snapshots
     assert [r.window for r in runs[:3]] == [0, 1, 2]
     names = labels(runs)
     assert len(set(names)) == 12  # two directories of one name ("model...") are told apart
     with pytest.raises(ConfigError, match="--windows 0 is not allowed"):
-        build_runs(_values(str(a), str(text_file)), windows=0)
+        build_matrix(_values(str(a), str(text_file)), windows=0)
 
 
 def test_window_zero_keeps_the_single_run_keys(make_model, text_file):
     """Adding windows must not move the cache entries and snapshots of existing single-window runs."""
-    run = build_runs(_values(str(make_model(n_layer=1)), str(text_file)))[0]
+    run = build_matrix(_values(str(make_model(n_layer=1)), str(text_file)))[0]
     assert "window" not in run.identity() and "-w" not in run.run_id
 
 
@@ -104,7 +104,7 @@ def test_a_model_is_loaded_once_per_model_and_numerics(make_model, text_file, mo
     real = lib.measure.models.load_model
     monkeypatch.setattr(lib.measure.models, "load_model", lambda config: loads.append(config) or real(config))
     shared = Shared()
-    runs = build_runs(_values(str(make_model(n_layer=1)), str(text_file), numerics="raw,compat"), windows=2)
+    runs = build_matrix(_values(str(make_model(n_layer=1)), str(text_file), numerics="raw,compat"), windows=2)
     bridges = [shared.bridge(r) for r in runs]
     assert len(loads) == 2 and bridges[0] is bridges[1] and bridges[0] is not bridges[2]
     ids = [shared.text_ids(r, bridges[i].tokenizer) for i, r in enumerate(runs)]

@@ -1,4 +1,4 @@
-"""Baselines that tell noise from change (issue 28): with --bootstrap, a changed verdict fails only beyond
+"""Baselines that tell noise from change: with --bootstrap, a changed verdict fails only beyond
 noise (stable in both results), a cell moves when the two 95% intervals do not overlap; UNSTABLE marks."""
 
 from __future__ import annotations
