@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lib.errors import ConfigError
+from lib.measure.stats import KEYS, Write
 from lib.report.rows import SHORT, Row
 from lib.session import Session
 from lib.setup.progress import set_quiet
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
     import torch
 
 
-WRITES = ("total", "attn", "ffn")
-"""delta_phi's writes: Δφ(l) = resid_post - resid_pre, the attention write (hook_attn_out), the FFN's (hook_mlp_out)."""
 COLUMNS = (
     "claim", "section", "sentence", "kind", "run", "status", "holds", "verdict", "document", "measured", "value",
     "interval_lo", "interval_hi", "stability", "fragility_k",
@@ -110,12 +109,12 @@ class Results:
             return pandas.DataFrame([table])
         return pandas.DataFrame({name: [table]})
 
-    def delta_phi(self, run: str | None = None, layer: int | None = None, write: str = "total") -> torch.Tensor:
+    def delta_phi(self, run: str | None = None, layer: int | None = None, write: Write = "delta_phi") -> torch.Tensor:
         """The run's captured Δφ, from the cache: (n_layers, n_positions, d_model) float32, or layer's
-        (n_positions, d_model). write: total (resid_post - resid_pre), attn (hook_attn_out), ffn (hook_mlp_out).
+        (n_positions, d_model). write: delta_phi (resid_post - resid_pre), attn (hook_attn_out), ffn (hook_mlp_out).
         A run measured past the held capture's size streamed its statistics and holds no Δφ: ValueError."""
-        if write not in WRITES:
-            raise ValueError(f"write {write!r} is not allowed; allowed: {', '.join(WRITES)}")
+        if write not in KEYS:
+            raise ValueError(f"write {write!r} is not allowed; allowed: {', '.join(KEYS)}")
         if self.session is None:
             raise ValueError("these results were read back, not measured: no Δφ to give")
         label = self._label(run)
@@ -124,7 +123,7 @@ class Results:
         except ConfigError as e:
             raise ValueError(str(e)) from None
         capture = self.session.run(label).capture  # (n_layers, n_positions, d_model) each
-        tensor = {"total": capture.delta_phi, "attn": capture.delta_phi_attn, "ffn": capture.delta_phi_ffn}[write]
+        tensor = capture.write(write)
         if layer is None:
             return tensor
         n_layers = tensor.shape[0]

@@ -100,11 +100,11 @@ def test_a_notebook_gets_frames_tensors_and_a_short_repr(cache):
     with pytest.raises(KeyError, match="no table 'layer_pac'"):
         result.table("layer_pac")
 
-    total, attn, ffn = (result.delta_phi(layer=2, write=w) for w in ("total", "attn", "ffn"))
+    total, attn, ffn = (result.delta_phi(layer=2, write=w) for w in ("delta_phi", "attn", "ffn"))
     assert total.shape == (1000, 128) and attn.shape == ffn.shape == total.shape
     norms = total.double().norm(dim=-1)
     assert abs(norms.mean().item() - pca_norm(result, 2)) < 1e-4 * pca_norm(result, 2)
-    with pytest.raises(ValueError, match="write 'mlp' is not allowed; allowed: total, attn, ffn"):
+    with pytest.raises(ValueError, match="write .mlp. is not allowed; allowed: delta_phi, attn, ffn"):
         result.delta_phi(write="mlp")
     with pytest.raises(ValueError, match="layer 6 is not allowed"):
         result.delta_phi(layer=6)

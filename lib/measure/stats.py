@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from lib.measure import distributed
 from lib.measure.spectra import Moments, add_gram_, gram_blocks
 
-KEYS = ("delta_phi", "attn", "ffn")
-"""Δφ(l), Δφ_attn(l), Δφ_ffn(l): resid_post - resid_pre, hook_attn_out, hook_mlp_out."""
+Write = Literal["delta_phi", "attn", "ffn"]
+"""One of a layer's three writes, spelled once: Δφ(l) = resid_post - resid_pre, Δφ_attn(l) = hook_attn_out,
+Δφ_ffn(l) = hook_mlp_out (a cache entry's tensors keep their names: Capture.tensors)."""
+KEYS: tuple[Write, ...] = ("delta_phi", "attn", "ffn")
+"""Every Write, in the tables' order."""
 SAMPLE_SIZE = 4096
 """Positions whose Δφ vectors are kept for 7C's reconstruction metrics when streaming."""
 
@@ -31,6 +35,10 @@ class Capture:
     """(n_layers, n_positions, d_model) float32: hook_mlp_out."""
     nll: torch.Tensor
     """(n_predicted,) float64: next-token NLL of the clean model on every text token."""
+
+    def write(self, key: Write) -> torch.Tensor:
+        """(n_layers, n_positions, d_model) the write `key` of every counted position."""
+        return {"delta_phi": self.delta_phi, "attn": self.delta_phi_attn, "ffn": self.delta_phi_ffn}[key]
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {
@@ -74,6 +82,10 @@ class Stats:
     def shared_moments(self) -> Moments:
         """Δφ of all layers stacked: (n_layers * n_positions, d_model)."""
         return Moments(self.count * self.total.shape[1], self.total[0].sum(0), self.outer[0].sum(0))
+
+    def write(self, key: Write) -> torch.Tensor:
+        """(n_layers, n_positions, d_model) the write `key` of every counted position."""
+        return {"delta_phi": self.delta_phi, "attn": self.delta_phi_attn, "ffn": self.delta_phi_ffn}[key]
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {

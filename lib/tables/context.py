@@ -85,8 +85,7 @@ class Inputs:
         """KEYS -> the capture's (n_layers, n_positions, d_model) writes."""
         if self.capture is None:
             raise KeyError("leaving positions out needs the held capture")
-        c = self.capture
-        return dict(zip(KEYS, (c.delta_phi, c.delta_phi_attn, c.delta_phi_ffn)))
+        return {key: self.capture.write(key) for key in KEYS}
 
     @cached_property
     def predicted(self) -> torch.Tensor:
