@@ -342,3 +342,26 @@ def test_python_m_lib_claims_lists_another_write_up_and_its_own_sections(capsys)
     assert main(["claims", "--write-up", str(MINI), "--section", "8A"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --section '8A' is not a section of this write-up; allowed: 7A, 7B, mini"]
+
+
+def test_python_predicates_accept_what_the_judged_write_ups_cells_accept():
+    """A sentence restating cells accepts what the judged write-up's cells accept (its [tolerances]),
+    not exp7's module constants; a write-up without that kind of tolerance cannot decide it."""
+    import copy
+    import dataclasses
+
+    import pytest
+
+    from lib.writeup.document import DOCUMENT, DOCUMENT_TABLES
+    from lib.writeup.predicates.restated import layer2_ffn_k1, layer11_attn_3
+    from lib.writeup.roles import NotApplicable
+
+    tables = copy.deepcopy(DOCUMENT_TABLES)
+    tables["attn_ffn"][-1]["attn_k90"] = 3 + int(DOCUMENT.tolerances["k"]["atol"])  # exp7's cell accepts it
+    tables["attn_ffn"][2]["ffn_k90"] = 1 + int(DOCUMENT.tolerances["k"]["atol"])
+    exact = {**DOCUMENT.tolerances, "k": {**DOCUMENT.tolerances["k"], "atol": 0}}
+    strict = dataclasses.replace(DOCUMENT, tolerances=exact)
+    assert layer11_attn_3(tables)[0] and not layer11_attn_3(tables, strict)[0]
+    assert layer2_ffn_k1(tables)[0] and not layer2_ffn_k1(tables, strict)[0]
+    with pytest.raises(NotApplicable, match="the write-up gives no 'k' tolerance"):
+        layer11_attn_3(tables, dataclasses.replace(DOCUMENT, tolerances={}))

@@ -20,6 +20,15 @@ class NotApplicable(Exception):
     """A predicate cannot be evaluated on this model's tables (e.g. d_model too small for the K it names)."""
 
 
+def tolerance(document: Any, kind: str, field: str = "rtol") -> float:
+    """The judged write-up's tolerance of its `kind` cells (write-up.toml [tolerances]): a sentence that
+    restates cells accepts what they accept. NotApplicable where the write-up gives none of that kind."""
+    try:
+        return float(document.tolerances[kind][field])
+    except KeyError:
+        raise NotApplicable(f"the write-up gives no {kind!r} tolerance ({field}) for this sentence to accept") from None
+
+
 Outcome = tuple[bool, str]
 """(holds, what was measured, in words and numbers)."""
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lib.writeup.document import DOCUMENT, LOWRANK_RTOL, Document, Tables
+from lib.writeup.document import DOCUMENT, Document, Tables
 from lib.writeup.predicates.restated import PRINTED_ATOL, PRINTED_RTOL, not_low_rank
 from lib.writeup.registry import predicate
-from lib.writeup.roles import NotApplicable, Outcome, below_d, col, combined_band, d_model, fmt, row_at
+from lib.writeup.roles import NotApplicable, Outcome, below_d, col, combined_band, d_model, fmt, row_at, tolerance
 
 USABLE_RATIO = 2
 """A low-rank projection is usable while the perplexity stays within 2x the baseline (the document's
@@ -69,14 +69,14 @@ def shared_catastrophic(t: Tables) -> Outcome:
 
 
 @predicate
-def shared_worse(t: Tables) -> Outcome:
+def shared_worse(t: Tables, document: Document = DOCUMENT) -> Outcome:
     """「他の層の Δφ を破壊している」: at most K < d_model (more than half) the shared ratio is the worse,
     beyond the two ratio cells' combined band (1 / (1 - 15%)^2 = 1.38x).
 
     Not "never better": at K = 8 the document's own shared ratio is the better by 6.5% (136.0x vs
     144.9x), a tie that a table within the cells' 15% can stretch to 1.47x either way."""
     rows = below_d(t)
-    band = combined_band(LOWRANK_RTOL)
+    band = combined_band(tolerance(document, "lowrank"))
     worse = [r["k"] for r in rows if r["shared_ratio"] > band * r["individual_ratio"]]
     better = [r["k"] for r in rows if r["individual_ratio"] > band * r["shared_ratio"]]
     shown = "; ".join(f"K={r['k']}: {r['shared_ratio']:.4g}x vs {r['individual_ratio']:.4g}x" for r in rows)
@@ -86,14 +86,13 @@ def shared_worse(t: Tables) -> Outcome:
     )
 
 
-def rises_8_to_32(r: dict[int, float], band: float | None = None) -> bool:
+def rises_8_to_32(r: dict[int, float], band: float) -> bool:
     """「K が増えるにつれ PPL が増加する区間」 over K = 8, 16, 32 with ties: the ratio at K = 32 is above
     K = 8's beyond `band`, and neither step falls beyond it.
 
-    By default the combined band of two 7D cells, because two ratio cells can move apart by 1.38x
+    7D's sentences pass the combined band of two of the write-up's 7D cells, because two ratio cells can move apart by 1.38x
     within their 15%: the document's 16 -> 32 step (383.4x -> 463.2x, 1.21x) is itself such a tie.
     Rows of one run that no document cell gives (7H) pass band=1: no device moves one against the other."""
-    band = combined_band(LOWRANK_RTOL) if band is None else band
     return r[32] > band * r[8] and r[8] <= band * r[16] and r[16] <= band * r[32]
 
 
@@ -105,11 +104,12 @@ def sweep_8_16_32(t: Tables, table: str) -> dict[int, dict[str, Any]]:
 
 
 @predicate
-def shared_rises(t: Tables) -> Outcome:
+def shared_rises(t: Tables, document: Document = DOCUMENT) -> Outcome:
     r = {k: row["shared_ratio"] for k, row in sweep_8_16_32(t, "lowrank_ppl").items()}
-    return rises_8_to_32(r), (
+    band = combined_band(tolerance(document, "lowrank"))
+    return rises_8_to_32(r, band), (
         f"shared ratio K=8: {r[8]:.4g}x, 16: {r[16]:.4g}x, 32: {r[32]:.4g}x "
-        f"(a rise beyond {combined_band(LOWRANK_RTOL):.2f}x, no fall beyond it?)"
+        f"(a rise beyond {band:.2f}x, no fall beyond it?)"
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from lib.writeup.document import DOCUMENT, K_ATOL, K_RTOL, Document, Tables
+from lib.writeup.document import DOCUMENT, Document, Tables
 from lib.writeup.registry import predicate
 from lib.writeup.roles import (
     NotApplicable,
@@ -28,6 +28,7 @@ from lib.writeup.roles import (
     rank_correlation,
     row_at,
     std_over_mean,
+    tolerance,
 )
 
 NORM_RTOL = 0.05  # the norm cells' tolerance: a dip inside it is not a fall
@@ -92,28 +93,29 @@ def not_low_rank(t: Tables) -> Outcome:
     ), f"median K90 {med:g} of d_model {d_model(t)} ({med / d_model(t):.0%}); K90 {fmt(k90)}"
 
 
-def _k90_fraction(t: Tables, layers: range, label: str) -> Outcome:
+def _k90_fraction(t: Tables, layers: range, label: str, document: Document = DOCUMENT) -> Outcome:
     ks = [t["layer_pca"][i]["k90"] for i in layers]
     lo, hi = min(ks) / d_model(t), max(ks) / d_model(t)
     # "26-31%" as printed, i.e. [25.5%, 31.5%) before rounding, widened by the K cells' +-10%
     # so that a reproduction within the cells never fails the sentence
-    return (1 - K_RTOL) * 0.255 <= lo and hi < (1 + K_RTOL) * 0.315, (
+    rtol = tolerance(document, "k")
+    return (1 - rtol) * 0.255 <= lo and hi < (1 + rtol) * 0.315, (
         f"{label} {layers.start}-{layers.stop - 1}: K90 {fmt(ks)} = {lo:.1%}-{hi:.1%} of d_model "
-        f"(accepted: {(1 - K_RTOL) * 25.5:.1f}%-{(1 + K_RTOL) * 31.5:.1f}%)"
+        f"(accepted: {(1 - rtol) * 25.5:.1f}%-{(1 + rtol) * 31.5:.1f}%)"
     )
 
 
 @predicate
-def middle_k90_fraction(t: Tables) -> Outcome:
+def middle_k90_fraction(t: Tables, document: Document = DOCUMENT) -> Outcome:
     """「90% に K=198~235 必要（d_model の 26~31%）」 of the middle layers (3-8)."""
-    return _k90_fraction(t, middle(t), "middle layers")
+    return _k90_fraction(t, middle(t), "middle layers", document)
 
 
 @predicate
-def every_k90_fraction(t: Tables) -> Outcome:
+def every_k90_fraction(t: Tables, document: Document = DOCUMENT) -> Outcome:
     """Literal 「90% に必要な K: 198-235/768 (26-31%)」 of the conclusions' table, which names no
     layers: every layer's K90 within 26-31% of d_model (the K cells' 10% wider)."""
-    return _k90_fraction(t, range(n_layers(t)), "layers")
+    return _k90_fraction(t, range(n_layers(t)), "layers", document)
 
 
 def _effective_ranks(t: Tables, layers: range) -> str:
@@ -137,18 +139,20 @@ def middle_full_rank_literal(t: Tables) -> Outcome:
     ), f"middle layers K95 {fmt(ks)} = {min(ks) / d_model(t):.0%}-{max(ks) / d_model(t):.0%} of d_model {d_model(t)}"
 
 
-FULL_RANK_FRACTION = (1 - K_RTOL) * 281 / 768
-"""「事実上フルランク」: no subspace below about a third of d_model keeps 95% of the variance. d_model/3
-(256 on GPT-2) is lowered only as far as the cells need: the document's smallest middle K95, layer
-3's 281, accepts (1 - K_RTOL) 281 = 252.9, so K95 >= 252.9 / 768 d_model (253 on GPT-2). Lowering
-it by the K cells' 10% of 256 instead (230) accepted K95 = 231, which no middle cell accepts."""
+def full_rank_fraction(document: Document = DOCUMENT) -> float:
+    """「事実上フルランク」: no subspace below about a third of d_model keeps 95% of the variance. d_model/3
+    (256 on GPT-2) is lowered only as far as the cells need: the document's smallest middle K95, layer
+    3's 281, accepts (1 - rtol) 281 = 252.9 for exp7's K cells (10%), so K95 >= 252.9 / 768 d_model (253
+    on GPT-2). Lowering it by the K cells' 10% of 256 instead (230) accepted K95 = 231, which no middle
+    cell accepts."""
+    return (1 - tolerance(document, "k")) * 281 / 768
 
 
 @predicate
-def middle_effectively_full_rank(t: Tables) -> Outcome:
+def middle_effectively_full_rank(t: Tables, document: Document = DOCUMENT) -> Outcome:
     """「事実上フルランク」 as 'no subspace below about a third of d_model keeps 95% of the variance'."""
     ks = [t["layer_pca"][i]["k95"] for i in middle(t)]
-    least = FULL_RANK_FRACTION * d_model(t)
+    least = full_rank_fraction(document) * d_model(t)
     return min(ks) >= least, (
         f"middle layers K95 {fmt(ks)} = {min(ks) / d_model(t):.0%}-{max(ks) / d_model(t):.0%} of d_model "
         f"{d_model(t)} (>= {least:.4g}, d_model/3 as far below as layer 3's K95 cell reaches?)"
@@ -162,16 +166,17 @@ def first_lower_than_middle(t: Tables) -> Outcome:
     return k0 < min(ks), f"first layer K90 {k0}; middle {fmt(ks)}"
 
 
-LAYER2_K_MAX = 1 + K_ATOL  # the K = 1 cells accept up to 3
+def layer2_k_max(document: Document = DOCUMENT) -> float:
+    """What the K = 1 cells accept: 1 + their atol (exp7: up to 3)."""
+    return 1 + tolerance(document, "k", "atol")
 
 
 @predicate
-def layer2_k1(t: Tables) -> Outcome:
+def layer2_k1(t: Tables, document: Document = DOCUMENT) -> Outcome:
     k = t["layer_pca"][2]["k90"]
     r = std_over_mean(t)
-    return k <= LAYER2_K_MAX and max(r) == r[
-        2
-    ], f"layer 2 K90 {k} (<= {LAYER2_K_MAX}?); largest std/mean at layer {r.index(max(r))}"
+    most = layer2_k_max(document)
+    return k <= most and max(r) == r[2], f"layer 2 K90 {k} (<= {most:g}?); largest std/mean at layer {r.index(max(r))}"
 
 
 CONCENTRATED = 0.1
@@ -208,19 +213,21 @@ def none_meets_50(t: Tables) -> Outcome:
     }, f"layers with K90 <= 50: {meet} (among 2 and {len(k90) - 1}?); K90 {fmt(k90)}"
 
 
-OVER_80 = (1 - K_RTOL) * 85
-"""「K>80」 lowered only as far as the cells need: the document's smallest of these K90, layer 0's 85,
-accepts (1 - K_RTOL) 85 = 76.5, so K90 > 76.5 (77 passes, 76 fails as its cell does). Lowering 80 by
-the cells' 10% instead (72) accepted K90 = 73, which no cell of these layers accepts."""
+def over_80(document: Document = DOCUMENT) -> float:
+    """「K>80」 lowered only as far as the cells need: the document's smallest of these K90, layer 0's 85,
+    accepts (1 - rtol) 85 = 76.5 for exp7's K cells (10%), so K90 > 76.5 (77 passes, 76 fails as its cell
+    does). Lowering 80 by the cells' 10% instead (72) accepted K90 = 73, which no cell of these layers accepts."""
+    return (1 - tolerance(document, "k")) * 85
 
 
 @predicate
-def all_but_2_last_over_80(t: Tables) -> Outcome:
+def all_but_2_last_over_80(t: Tables, document: Document = DOCUMENT) -> Outcome:
     k90 = col(t, "layer_pca", "k90")
     rest = [k for i, k in enumerate(k90) if i not in (2, len(k90) - 1)]
+    least = over_80(document)
     return min(
         rest
-    ) > OVER_80, f"K90 of the other layers {fmt(rest)} (> 80, as low as layer 0's cell reaches: > {OVER_80:g}?)"
+    ) > least, f"K90 of the other layers {fmt(rest)} (> 80, as low as layer 0's cell reaches: > {least:g}?)"
 
 
 SHARED_LOW = 0.02
@@ -320,9 +327,10 @@ def first_attn_low(t: Tables) -> Outcome:
 
 
 @predicate
-def layer2_ffn_k1(t: Tables) -> Outcome:
+def layer2_ffn_k1(t: Tables, document: Document = DOCUMENT) -> Outcome:
     f = t["attn_ffn"][2]["ffn_k90"]
-    return f <= LAYER2_K_MAX, f"layer 2 FFN K90 {f} (<= {LAYER2_K_MAX}?)"
+    most = layer2_k_max(document)
+    return f <= most, f"layer 2 FFN K90 {f} (<= {most:g}?)"
 
 
 SINGULAR_FRACTION = 10
@@ -436,10 +444,10 @@ def delta_phi_input_dependent(t: Tables) -> Outcome:
 
 
 @predicate
-def layer11_attn_3(t: Tables) -> Outcome:
-    """「Attn が3方向に集中」: K90 <= 3 + K_ATOL, what the cell of 3 accepts."""
+def layer11_attn_3(t: Tables, document: Document = DOCUMENT) -> Outcome:
+    """「Attn が3方向に集中」: K90 <= 3 + the K cells' atol, what the cell of 3 accepts."""
     a = t["attn_ffn"][-1]["attn_k90"]
-    return a <= 3 + K_ATOL, f"layer {n_layers(t) - 1} attention K90 {a}"
+    return a <= 3 + tolerance(document, "k", "atol"), f"layer {n_layers(t) - 1} attention K90 {a}"
 
 
 @predicate
