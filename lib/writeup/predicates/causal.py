@@ -11,7 +11,7 @@ import math
 import statistics
 from collections.abc import Callable, Iterable
 
-from lib.writeup.document import Tables
+from lib.writeup.document import DOCUMENT, Document, Tables
 from lib.writeup.predicates.lowrank import rises_8_to_32, shared_worse, sweep_8_16_32
 from lib.writeup.predicates.restated import SINGULAR_FRACTION
 from lib.writeup.predicates.restated import (
@@ -387,12 +387,12 @@ def harmful_noise(t: Tables) -> Outcome:
 
 
 @predicate
-def shared_destroys_others(t: Tables) -> Outcome:
+def shared_destroys_others(t: Tables, document: Document = DOCUMENT) -> Outcome:
     """「共有基底が…他の層の Δφ を破壊している」: 7D's shared ratio is the worse (shared_worse), and 7H
     locates the damage in the other layers: at most K < d_model the shared projection at every layer
     but the last costs more than at the last alone. No tie band for 7H: both rows come from one run."""
     measured_only(t, "shared_ablation")
-    worse, says = shared_worse(t)
+    worse, says = shared_worse(t, document)
     rows = _below_d_in(t, "shared_ablation")
     located = [r["k"] for r in rows if r["all_but_last_ratio"] > r["last_only_ratio"]]
     shown = "; ".join(f"K={r['k']}: {r['all_but_last_ratio']:.4g}x vs {r['last_only_ratio']:.4g}x" for r in rows)
