@@ -37,8 +37,7 @@ def excerpt(lines: list[str]) -> list[str]:
         if line.startswith(KEPT) or (line.split(" ", 1)[0].isdigit() and KEPT[2] in line):
             keep, first_entry = True, line.startswith(KEPT[1])
         elif first_entry and line.startswith("  ") and not line.startswith("    "):  # its first finding
-            keep = first_entry = True
-            first_entry = False
+            keep, first_entry = True, False
         elif not line.startswith("    "):  # a new part or entry (wrapped lines are indented by four)
             keep = line == "" and keep
         if keep:
